@@ -1,0 +1,610 @@
+//! Settings: a TOML file, then the environment on top of it.
+//!
+//! The file holds every knob with the seed's defaults, so an empty file (or
+//! no file at all) yields the Python sink's behaviour. The seed's nine
+//! environment variables and three `SINK_*` tuning variables override the
+//! file, because container deployments configure through the environment
+//! while backfills are tuned in a checked-in file.
+//!
+//! Validation happens once, here, so the rest of the program can trust its
+//! settings; every error names the offending key or variable.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source} (pass an existing file with --config)")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid environment variable {var}={value:?}: {reason}")]
+    Env {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// Everything the sink needs to run.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub mysql: MysqlConfig,
+    pub sink: SinkConfig,
+}
+
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    pub topic: String,
+    pub group_id: String,
+    /// Where a group without committed offsets starts: `earliest` or `latest`.
+    pub auto_offset_reset: String,
+    /// How often durable offsets are committed to Kafka.
+    pub commit_interval_ms: u64,
+    /// Passed verbatim to librdkafka (SASL, SSL, timeouts...). Values are
+    /// strings, as librdkafka takes them.
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MysqlConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub database: String,
+    pub table: String,
+    /// Connections in the r2d2 pool; at least one per writer.
+    pub pool_size: u32,
+    /// Start-up connection attempts before giving up (the seed: 5).
+    pub connect_retries: u32,
+    /// Pause between start-up attempts (the seed: 5 s).
+    pub connect_retry_delay_ms: u64,
+    /// Bound on a single connect or statement round trip, so a hung server
+    /// turns into a retried error instead of a stuck writer.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// Rows per multi-row upsert statement.
+    pub batch_size: usize,
+    /// A partial batch is written once its oldest row has waited this long.
+    pub flush_interval_ms: u64,
+    /// Writer threads, each with its own channel and batch.
+    pub writers: usize,
+    /// Rows each writer's channel holds before the consumer waits.
+    pub channel_capacity: usize,
+    /// How often the stats line is logged (0 turns it off).
+    pub stats_interval_ms: u64,
+    /// After SIGINT/SIGTERM, how long writers keep retrying a failing batch
+    /// before giving it up (uncommitted, so it is read again next start).
+    pub shutdown_timeout_ms: u64,
+    /// First retry delay of a failed batch; doubles up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "kafka:9092".into(),
+            topic: "enriched_orders".into(),
+            group_id: "sink-mysql-workers".into(),
+            auto_offset_reset: "earliest".into(),
+            commit_interval_ms: 1000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for MysqlConfig {
+    fn default() -> Self {
+        MysqlConfig {
+            host: "mysql_servers".into(),
+            port: 3306,
+            user: "root".into(),
+            password: "root".into(),
+            database: "app_consumer".into(),
+            table: "orders".into(),
+            pool_size: 5,
+            connect_retries: 5,
+            connect_retry_delay_ms: 5000,
+            timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            batch_size: 1000,
+            flush_interval_ms: 200,
+            writers: 4,
+            channel_capacity: 8192,
+            stats_interval_ms: 10_000,
+            shutdown_timeout_ms: 30_000,
+            retry_initial_ms: 100,
+            retry_max_ms: 30_000,
+        }
+    }
+}
+
+// The password must never reach a log line, so Debug is written by hand.
+impl fmt::Debug for MysqlConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MysqlConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("database", &self.database)
+            .field("table", &self.table)
+            .field("pool_size", &self.pool_size)
+            .field("connect_retries", &self.connect_retries)
+            .field("connect_retry_delay_ms", &self.connect_retry_delay_ms)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("group_id", &self.group_id)
+            .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("commit_interval_ms", &self.commit_interval_ms)
+            .field("properties", &redacted_properties(&self.properties))
+            .finish()
+    }
+}
+
+/// `name=value` pairs with secret values replaced.
+fn redacted_properties(props: &BTreeMap<String, String>) -> Vec<String> {
+    props
+        .iter()
+        .map(|(k, v)| {
+            if is_secret_property(k) {
+                format!("{k}=<redacted>")
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect()
+}
+
+/// librdkafka property names whose values are secrets.
+fn is_secret_property(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("password") || n.contains("secret") || n.ends_with(".key.pem") || n == "ssl.key.pem"
+}
+
+impl Config {
+    /// Reads `path` (when given), applies environment overrides looked up
+    /// through `env`, and validates the result.
+    ///
+    /// `env` is a parameter rather than `std::env::var` so tests can supply
+    /// their own environment without touching the process's.
+    pub fn load(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads with the process environment.
+    pub fn load_from_process_env(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load(path, &|name| std::env::var(name).ok())
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let text = |var: &'static str, slot: &mut String| {
+            if let Some(v) = env(var) {
+                *slot = v;
+            }
+        };
+        text("KAFKA_BROKERS", &mut self.kafka.brokers);
+        text("SOURCE_TOPIC", &mut self.kafka.topic);
+        text("SINK_GROUP_ID", &mut self.kafka.group_id);
+        text("MYSQL_HOST", &mut self.mysql.host);
+        text("MYSQL_USER", &mut self.mysql.user);
+        text("MYSQL_PASSWORD", &mut self.mysql.password);
+        text("MYSQL_DATABASE", &mut self.mysql.database);
+        text("MYSQL_TABLE", &mut self.mysql.table);
+        number(env, "MYSQL_PORT", &mut self.mysql.port)?;
+        number(env, "SINK_BATCH_SIZE", &mut self.sink.batch_size)?;
+        number(env, "SINK_FLUSH_INTERVAL_MS", &mut self.sink.flush_interval_ms)?;
+        number(env, "SINK_WRITERS", &mut self.sink.writers)?;
+        Ok(())
+    }
+
+    /// Checks every setting, naming the first one that is out of bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            })
+        }
+        let k = &self.kafka;
+        let m = &self.mysql;
+        let s = &self.sink;
+        if k.brokers.trim().is_empty() {
+            return invalid("kafka.brokers", "must list at least one host:port");
+        }
+        if k.topic.trim().is_empty() {
+            return invalid("kafka.topic", "must not be empty");
+        }
+        if k.group_id.trim().is_empty() {
+            return invalid("kafka.group_id", "must not be empty");
+        }
+        if !matches!(k.auto_offset_reset.as_str(), "earliest" | "latest") {
+            return invalid("kafka.auto_offset_reset", "must be \"earliest\" or \"latest\"");
+        }
+        if k.commit_interval_ms == 0 {
+            return invalid("kafka.commit_interval_ms", "must be at least 1");
+        }
+        for reserved in ["group.id", "bootstrap.servers", "enable.auto.commit"] {
+            if k.properties.contains_key(reserved) {
+                return invalid(
+                    "kafka.properties",
+                    format!("`{reserved}` is managed by the sink; use the dedicated setting"),
+                );
+            }
+        }
+        if m.host.trim().is_empty() {
+            return invalid("mysql.host", "must not be empty");
+        }
+        if m.port == 0 {
+            return invalid("mysql.port", "must be between 1 and 65535");
+        }
+        if m.user.is_empty() {
+            return invalid("mysql.user", "must not be empty");
+        }
+        if let Err(reason) = crate::sql::check_identifier(&m.database) {
+            return invalid("mysql.database", reason);
+        }
+        if let Err(reason) = crate::sql::check_identifier(&m.table) {
+            return invalid("mysql.table", reason);
+        }
+        if m.connect_retries == 0 {
+            return invalid("mysql.connect_retries", "must be at least 1");
+        }
+        if m.timeout_ms == 0 {
+            return invalid("mysql.timeout_ms", "must be at least 1");
+        }
+        if s.batch_size == 0 {
+            return invalid("sink.batch_size", "must be at least 1");
+        }
+        if s.batch_size > 100_000 {
+            return invalid("sink.batch_size", "must be at most 100000 rows per statement");
+        }
+        if s.flush_interval_ms == 0 {
+            return invalid("sink.flush_interval_ms", "must be at least 1");
+        }
+        if s.writers == 0 || s.writers > 256 {
+            return invalid("sink.writers", "must be between 1 and 256");
+        }
+        if s.channel_capacity == 0 {
+            return invalid("sink.channel_capacity", "must be at least 1");
+        }
+        if (m.pool_size as usize) < s.writers {
+            return invalid(
+                "mysql.pool_size",
+                format!(
+                    "must be at least sink.writers ({}), or writers wait for connections",
+                    s.writers
+                ),
+            );
+        }
+        if s.retry_initial_ms == 0 {
+            return invalid("sink.retry_initial_ms", "must be at least 1");
+        }
+        if s.retry_max_ms < s.retry_initial_ms {
+            return invalid("sink.retry_max_ms", "must be at least sink.retry_initial_ms");
+        }
+        Ok(())
+    }
+
+    /// The effective settings as one log-friendly line, secrets redacted.
+    pub fn summary(&self) -> String {
+        let props = redacted_properties(&self.kafka.properties);
+        format!(
+            "kafka brokers={} topic={} group={} auto_offset_reset={} commit_interval={}ms properties=[{}]; \
+             mysql {}@{}:{} table=`{}`.`{}` password=<redacted> pool_size={}; \
+             sink batch_size={} flush_interval={}ms writers={} channel_capacity={}",
+            self.kafka.brokers,
+            self.kafka.topic,
+            self.kafka.group_id,
+            self.kafka.auto_offset_reset,
+            self.kafka.commit_interval_ms,
+            props.join(","),
+            self.mysql.user,
+            self.mysql.host,
+            self.mysql.port,
+            self.mysql.database,
+            self.mysql.table,
+            self.mysql.pool_size,
+            self.sink.batch_size,
+            self.sink.flush_interval_ms,
+            self.sink.writers,
+            self.sink.channel_capacity,
+        )
+    }
+}
+
+impl SinkConfig {
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
+}
+
+fn number<T>(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    slot: &mut T,
+) -> Result<(), ConfigError>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    if let Some(value) = env(var) {
+        match value.trim().parse::<T>() {
+            Ok(v) => *slot = v,
+            Err(e) => {
+                return Err(ConfigError::Env {
+                    var,
+                    value,
+                    reason: format!("{e} (expected a whole number)"),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn write_temp(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("kms-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let c = Config::load(None, &env_of(&[])).unwrap();
+        assert_eq!(c.kafka.brokers, "kafka:9092");
+        assert_eq!(c.kafka.topic, "enriched_orders");
+        assert_eq!(c.kafka.group_id, "sink-mysql-workers");
+        assert_eq!(c.kafka.auto_offset_reset, "earliest");
+        assert_eq!(c.mysql.host, "mysql_servers");
+        assert_eq!(c.mysql.port, 3306);
+        assert_eq!(c.mysql.user, "root");
+        assert_eq!(c.mysql.password, "root");
+        assert_eq!(c.mysql.database, "app_consumer");
+        assert_eq!(c.mysql.table, "orders");
+        assert_eq!(c.mysql.connect_retries, 5);
+        assert_eq!(c.mysql.connect_retry_delay_ms, 5000);
+    }
+
+    #[test]
+    fn shipped_config_file_parses_and_equals_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sink.toml");
+        let c = Config::load(Some(&path), &env_of(&[])).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn env_overrides_file_which_overrides_defaults() {
+        let path = write_temp(
+            "precedence.toml",
+            r#"
+            [kafka]
+            brokers = "file:9092"
+            topic = "file_topic"
+            [kafka.properties]
+            "session.timeout.ms" = "10000"
+            [mysql]
+            host = "filehost"
+            port = 1111
+            password = "filepass"
+            [sink]
+            batch_size = 10
+            writers = 2
+            "#,
+        );
+        let env = env_of(&[
+            ("KAFKA_BROKERS", "env:9092"),
+            ("SINK_GROUP_ID", "env-group"),
+            ("MYSQL_PORT", "2222"),
+            ("MYSQL_PASSWORD", "envpass"),
+            ("MYSQL_DATABASE", "envdb"),
+            ("MYSQL_TABLE", "envtable"),
+            ("MYSQL_USER", "envuser"),
+            ("SOURCE_TOPIC", "env_topic"),
+            ("SINK_BATCH_SIZE", "77"),
+            ("SINK_FLUSH_INTERVAL_MS", "33"),
+        ]);
+        let c = Config::load(Some(&path), &env).unwrap();
+        // environment wins over the file
+        assert_eq!(c.kafka.brokers, "env:9092");
+        assert_eq!(c.kafka.topic, "env_topic");
+        assert_eq!(c.kafka.group_id, "env-group");
+        assert_eq!(c.mysql.port, 2222);
+        assert_eq!(c.mysql.password, "envpass");
+        assert_eq!(c.mysql.user, "envuser");
+        assert_eq!(c.mysql.database, "envdb");
+        assert_eq!(c.mysql.table, "envtable");
+        assert_eq!(c.sink.batch_size, 77);
+        assert_eq!(c.sink.flush_interval_ms, 33);
+        // the file wins where the environment is silent
+        assert_eq!(c.mysql.host, "filehost");
+        assert_eq!(c.sink.writers, 2);
+        assert_eq!(c.kafka.properties["session.timeout.ms"], "10000");
+        // defaults fill the rest
+        assert_eq!(c.sink.channel_capacity, SinkConfig::default().channel_capacity);
+
+        let c = Config::load(Some(&path), &env_of(&[("SINK_WRITERS", "3")])).unwrap();
+        assert_eq!(c.sink.writers, 3);
+        assert_eq!(c.kafka.brokers, "file:9092");
+    }
+
+    fn invalid_key(toml_text: &str) -> &'static str {
+        let c = Config::from_toml(toml_text).unwrap();
+        match c.validate() {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid setting for {toml_text}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_validation_error_names_its_key() {
+        let cases = [
+            ("[sink]\nbatch_size = 0", "sink.batch_size"),
+            ("[sink]\nbatch_size = 1000000", "sink.batch_size"),
+            ("[sink]\nflush_interval_ms = 0", "sink.flush_interval_ms"),
+            ("[sink]\nwriters = 0", "sink.writers"),
+            ("[sink]\nwriters = 1000\n[mysql]\npool_size=2000", "sink.writers"),
+            ("[sink]\nchannel_capacity = 0", "sink.channel_capacity"),
+            ("[sink]\nretry_initial_ms = 0", "sink.retry_initial_ms"),
+            ("[sink]\nretry_initial_ms = 10\nretry_max_ms = 5", "sink.retry_max_ms"),
+            ("[mysql]\npool_size = 1", "mysql.pool_size"),
+            ("[mysql]\nport = 0", "mysql.port"),
+            ("[mysql]\nhost = \"\"", "mysql.host"),
+            ("[mysql]\nuser = \"\"", "mysql.user"),
+            ("[mysql]\ntable = \"\"", "mysql.table"),
+            ("[mysql]\ntable = \"a b c d e f g h i j k l m n o p q r s t u v w x y z 0 1 2 3 4 5\"", "mysql.table"),
+            ("[mysql]\ndatabase = \"bad`name\"", "mysql.database"),
+            ("[mysql]\nconnect_retries = 0", "mysql.connect_retries"),
+            ("[mysql]\ntimeout_ms = 0", "mysql.timeout_ms"),
+            ("[kafka]\nbrokers = \" \"", "kafka.brokers"),
+            ("[kafka]\ntopic = \"\"", "kafka.topic"),
+            ("[kafka]\ngroup_id = \"\"", "kafka.group_id"),
+            ("[kafka]\nauto_offset_reset = \"smallest\"", "kafka.auto_offset_reset"),
+            ("[kafka]\ncommit_interval_ms = 0", "kafka.commit_interval_ms"),
+            ("[kafka.properties]\n\"group.id\" = \"x\"", "kafka.properties"),
+        ];
+        for (text, key) in cases {
+            assert_eq!(invalid_key(text), key, "for {text:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_name_the_key() {
+        let path = write_temp("unknown.toml", "[sink]\nbatchsize = 10\n");
+        let err = Config::load(Some(&path), &env_of(&[])).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ConfigError::Parse { .. }));
+        assert!(msg.contains("batchsize"), "{msg}");
+
+        let path = write_temp("toplevel.toml", "[sinc]\nbatch_size = 10\n");
+        let msg = Config::load(Some(&path), &env_of(&[])).unwrap_err().to_string();
+        assert!(msg.contains("sinc"), "{msg}");
+
+        let path = write_temp("badtype.toml", "[sink]\nbatch_size = \"ten\"\n");
+        let msg = Config::load(Some(&path), &env_of(&[])).unwrap_err().to_string();
+        assert!(msg.contains("batch_size"), "{msg}");
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/sink.toml")), &env_of(&[]))
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+        assert!(err.to_string().contains("/nonexistent/sink.toml"));
+    }
+
+    #[test]
+    fn bad_numbers_in_env_name_the_variable() {
+        for var in [
+            "MYSQL_PORT",
+            "SINK_BATCH_SIZE",
+            "SINK_FLUSH_INTERVAL_MS",
+            "SINK_WRITERS",
+        ] {
+            let err = Config::load(None, &env_of(&[(var, "12x")])).unwrap_err();
+            match &err {
+                ConfigError::Env { var: v, .. } => assert_eq!(*v, var),
+                other => panic!("expected an env error for {var}, got {other:?}"),
+            }
+            assert!(err.to_string().contains(var));
+        }
+        let err = Config::load(None, &env_of(&[("MYSQL_PORT", "70000")])).unwrap_err();
+        assert!(err.to_string().contains("MYSQL_PORT"));
+        // zero passes parsing but not validation, and the key is named
+        let err = Config::load(None, &env_of(&[("SINK_BATCH_SIZE", "0")])).unwrap_err();
+        assert!(err.to_string().contains("sink.batch_size"), "{err}");
+    }
+
+    #[test]
+    fn password_never_in_summary_or_debug() {
+        let mut c = Config::default();
+        c.mysql.password = "s3cr3t-pw".into();
+        c.kafka
+            .properties
+            .insert("sasl.password".into(), "kafka-s3cr3t".into());
+        c.kafka
+            .properties
+            .insert("sasl.mechanism".into(), "PLAIN".into());
+        for text in [c.summary(), format!("{c:?}")] {
+            assert!(!text.contains("s3cr3t"), "{text}");
+            assert!(text.contains("<redacted>"));
+        }
+        assert!(c.summary().contains("sasl.mechanism=PLAIN"));
+    }
+}

@@ -1,0 +1,182 @@
+//! MySQL at start-up: connect (with the seed's retry policy), learn what the
+//! server is, make sure the table is there and has the columns we write, and
+//! build the writers' connection pool.
+
+use std::thread;
+use std::time::Duration;
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, Opts, OptsBuilder};
+use r2d2_mysql::MySqlConnectionManager;
+
+use crate::config::MysqlConfig;
+use crate::sql::{self, Dialect};
+
+pub type Pool = r2d2::Pool<MySqlConnectionManager>;
+
+/// Why MySQL could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(
+        "cannot connect to MySQL at {host}:{port} as {user} after {attempts} attempt(s): {source} \
+         (check mysql.host/MYSQL_HOST, the port, the credentials, and that the server is up)"
+    )]
+    Connect {
+        host: String,
+        port: u16,
+        user: String,
+        attempts: u32,
+        source: mysql::Error,
+    },
+    #[error("MySQL query failed during start-up ({what}): {source}")]
+    Query {
+        what: &'static str,
+        source: mysql::Error,
+    },
+    #[error(
+        "table {table} exists but lacks column(s) {missing:?} that the sink writes; \
+         add them or point mysql.table/MYSQL_TABLE at another table"
+    )]
+    MissingColumns { table: String, missing: Vec<String> },
+}
+
+/// What the writers need to know about the server.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub version: String,
+    pub dialect: Dialect,
+    /// `@@max_allowed_packet`, the cap on a statement's size.
+    pub max_allowed_packet: usize,
+}
+
+impl ServerInfo {
+    /// The largest statement the writers build: the packet limit less room
+    /// for the protocol header and for a server that counts slightly
+    /// differently from us.
+    pub fn statement_budget(&self) -> usize {
+        self.max_allowed_packet.saturating_sub(1024).max(4096)
+    }
+}
+
+/// Connection options shared by the start-up connection and the pool. No
+/// database is selected: every statement names `db`.`table`, so the sink can
+/// create the database when it is missing.
+pub fn opts(cfg: &MysqlConfig) -> OptsBuilder {
+    let timeout = Some(Duration::from_millis(cfg.timeout_ms));
+    OptsBuilder::new()
+        .ip_or_hostname(Some(cfg.host.clone()))
+        .tcp_port(cfg.port)
+        .user(Some(cfg.user.clone()))
+        .pass(Some(cfg.password.clone()))
+        .prefer_socket(false)
+        .tcp_connect_timeout(timeout)
+        .read_timeout(timeout)
+        .write_timeout(timeout)
+        .init(vec!["SET NAMES utf8mb4"])
+}
+
+/// Connects, retrying `connect_retries` times `connect_retry_delay_ms` apart.
+pub fn connect_with_retry(cfg: &MysqlConfig) -> Result<Conn, DbError> {
+    let opts = Opts::from(opts(cfg));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match Conn::new(opts.clone()) {
+            Ok(conn) => return Ok(conn),
+            Err(e) if attempt < cfg.connect_retries => {
+                log::warn!(
+                    "MySQL connection attempt {attempt}/{} to {}:{} failed: {e}; retrying in {} ms",
+                    cfg.connect_retries,
+                    cfg.host,
+                    cfg.port,
+                    cfg.connect_retry_delay_ms
+                );
+                thread::sleep(Duration::from_millis(cfg.connect_retry_delay_ms));
+            }
+            Err(source) => {
+                return Err(DbError::Connect {
+                    host: cfg.host.clone(),
+                    port: cfg.port,
+                    user: cfg.user.clone(),
+                    attempts: attempt,
+                    source,
+                })
+            }
+        }
+    }
+}
+
+fn query_err(what: &'static str) -> impl FnOnce(mysql::Error) -> DbError {
+    move |source| DbError::Query { what, source }
+}
+
+/// Reads the server's version and packet limit.
+pub fn server_info(conn: &mut Conn) -> Result<ServerInfo, DbError> {
+    let row: Option<(String, u64)> = conn
+        .query_first("SELECT VERSION(), @@max_allowed_packet")
+        .map_err(query_err("reading the server version"))?;
+    let (version, max_packet) = row.unwrap_or_default();
+    Ok(ServerInfo {
+        dialect: Dialect::for_server_version(&version),
+        version,
+        max_allowed_packet: usize::try_from(max_packet).unwrap_or(usize::MAX),
+    })
+}
+
+/// Creates the database and the table when missing; when the table exists,
+/// checks that every column the sink writes is there.
+pub fn ensure_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbError> {
+    let db_exists: Option<String> = conn
+        .exec_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (db,),
+        )
+        .map_err(query_err("looking up the database"))?;
+    if db_exists.is_none() {
+        log::info!("creating database {}", sql::quote_ident(db));
+        conn.query_drop(format!(
+            "CREATE DATABASE IF NOT EXISTS {} DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+            sql::quote_ident(db)
+        ))
+        .map_err(query_err("creating the database"))?;
+    }
+    let columns: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .map_err(query_err("reading the table's columns"))?;
+    if columns.is_empty() {
+        log::info!("creating table {}", sql::qualified(db, table));
+        conn.query_drop(sql::create_table(db, table))
+            .map_err(query_err("creating the table"))?;
+        return Ok(());
+    }
+    let missing: Vec<String> = sql::COLUMNS
+        .iter()
+        .filter(|c| !columns.iter().any(|have| have.eq_ignore_ascii_case(c)))
+        .map(|c| c.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(DbError::MissingColumns {
+            table: sql::qualified(db, table),
+            missing,
+        });
+    }
+    Ok(())
+}
+
+/// The writers' pool. Connections are checked when returned (r2d2_mysql pings
+/// in `has_broken`), so a connection that failed a statement is not reused.
+/// Built unchecked: start-up already proved the server reachable, and a
+/// writer that cannot get a connection retries like any failed batch.
+pub fn pool(cfg: &MysqlConfig) -> Pool {
+    let manager = MySqlConnectionManager::new(opts(cfg));
+    r2d2::Pool::builder()
+        .max_size(cfg.pool_size)
+        .min_idle(Some(0))
+        .test_on_check_out(false)
+        .connection_timeout(Duration::from_millis(cfg.timeout_ms))
+        .build_unchecked(manager)
+}

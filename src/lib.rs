@@ -1,0 +1,20 @@
+//! kafka-mysql-sink: drains JSON order events from Kafka into MySQL.
+//!
+//! Data flows one way: the consumer thread ([`source`]) decodes messages
+//! ([`decode`]) and routes rows by key ([`route`]) into bounded channels; writer
+//! threads ([`write`]) batch them into multi-row upserts ([`sql`]) over a
+//! connection pool ([`db`]) and acknowledge durable offsets back to the
+//! consumer, whose tracker ([`offsets`]) commits each partition's contiguous
+//! done prefix. [`pipeline`] wires one run together.
+
+pub mod config;
+pub mod db;
+pub mod decode;
+pub mod metrics;
+pub mod offsets;
+pub mod pipeline;
+pub mod route;
+pub mod shutdown;
+pub mod source;
+pub mod sql;
+pub mod write;

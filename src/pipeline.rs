@@ -1,0 +1,127 @@
+//! Wiring one run of the sink: MySQL ready, writers started, consumer run,
+//! writers joined.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::db::{self, DbError};
+use crate::metrics::{Metrics, Snapshot};
+use crate::route::Router;
+use crate::shutdown::Shutdown;
+use crate::source::{Source, SourceError};
+use crate::sql::UpsertBuilder;
+use crate::write::{MysqlSink, Writer, WriterSettings};
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("cannot start writer thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// How a run should end.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Exit once the backlog present at assignment is written and committed.
+    pub until_caught_up: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub counters: Snapshot,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    pub fn rows_per_sec(&self) -> f64 {
+        self.counters.rows_written as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs the sink until `shutdown` is requested (or the backlog is done, with
+/// `until_caught_up`), then drains and commits.
+pub fn run(
+    config: &Config,
+    options: RunOptions,
+    shutdown: &Shutdown,
+    metrics: Arc<Metrics>,
+) -> Result<Summary, SinkError> {
+    let started = Instant::now();
+    let m = &config.mysql;
+    let mut conn = db::connect_with_retry(m)?;
+    let info = db::server_info(&mut conn)?;
+    log::info!(
+        "MySQL {} (upsert dialect {:?}, max_allowed_packet {} bytes)",
+        info.version,
+        info.dialect,
+        info.max_allowed_packet
+    );
+    db::ensure_table(&mut conn, &m.database, &m.table)?;
+    drop(conn);
+    let pool = db::pool(m);
+
+    let mut source = Source::new(
+        &config.kafka,
+        metrics.clone(),
+        config.sink.stats_interval_ms,
+        options.until_caught_up,
+    )?;
+
+    let s = &config.sink;
+    let settings = WriterSettings {
+        batch_size: s.batch_size,
+        flush_interval: s.flush_interval(),
+        retry_initial: Duration::from_millis(s.retry_initial_ms),
+        retry_max: Duration::from_millis(s.retry_max_ms),
+        shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
+    };
+    let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
+    let mut senders = Vec::with_capacity(s.writers);
+    let mut handles = Vec::with_capacity(s.writers);
+    for id in 0..s.writers {
+        let (tx, rx) = crossbeam_channel::bounded(s.channel_capacity);
+        senders.push(tx);
+        let writer = Writer {
+            id,
+            rx,
+            acks: ack_tx.clone(),
+            sink: MysqlSink::new(
+                pool.clone(),
+                UpsertBuilder::new(&m.database, &m.table, info.dialect),
+                info.statement_budget(),
+            ),
+            settings: settings.clone(),
+            shutdown: shutdown.clone(),
+            metrics: metrics.clone(),
+        };
+        let handle = thread::Builder::new()
+            .name(format!("writer-{id}"))
+            .spawn(move || writer.run())
+            .map_err(SinkError::Spawn)?;
+        handles.push(handle);
+    }
+    // Only the writers hold senders now: the ack channel closes when the last
+    // writer exits, which is how the consumer knows the drain is over.
+    drop(ack_tx);
+
+    let result = source.run(Router::new(senders), ack_rx, shutdown);
+    for h in handles {
+        if h.join().is_err() {
+            log::error!("a writer thread panicked");
+        }
+    }
+    // Leave the group before reporting, so a restart gets a clean assignment.
+    drop(source);
+    result?;
+    Ok(Summary {
+        counters: metrics.snapshot(),
+        elapsed: started.elapsed(),
+    })
+}

@@ -1,0 +1,67 @@
+//! Stopping: SIGINT/SIGTERM ask for a drain; a second signal exits at once.
+//!
+//! The signal handler only flips an atomic flag (the one thing that is safe
+//! in a handler); the consumer notices it between polls and starts the drain.
+//! Writers read the drain deadline to give up on a batch that keeps failing,
+//! leaving its offsets uncommitted so it is read again on the next start.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Exit status when a second signal cuts the drain short (128 + SIGINT).
+pub const FORCED_EXIT_CODE: i32 = 130;
+
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    requested: Arc<AtomicBool>,
+    drain_started: OnceLock<Instant>,
+}
+
+impl Shutdown {
+    pub fn new() -> Shutdown {
+        Shutdown::default()
+    }
+
+    /// Routes SIGINT and SIGTERM to this handle. The first one requests a
+    /// drain; the next one exits the process immediately.
+    pub fn install_signal_handlers(&self) -> std::io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        for sig in [SIGINT, SIGTERM] {
+            // Registered first, so it sees the flag as it was before this
+            // signal: exits only when a drain was already requested.
+            flag::register_conditional_shutdown(sig, FORCED_EXIT_CODE, self.inner.requested.clone())?;
+            flag::register(sig, self.inner.requested.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Asks for a drain (what a signal does; also used by tests and by the
+    /// run-until-caught-up mode).
+    pub fn request(&self) {
+        self.inner.requested.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.inner.requested.load(Ordering::SeqCst)
+    }
+
+    /// Marks the start of the drain; the first call wins.
+    pub fn start_drain(&self) {
+        let _ = self.inner.drain_started.set(Instant::now());
+    }
+
+    /// Whether a drain started more than `timeout` ago.
+    pub fn drain_expired(&self, timeout: Duration) -> bool {
+        self.inner
+            .drain_started
+            .get()
+            .is_some_and(|t| t.elapsed() >= timeout)
+    }
+}

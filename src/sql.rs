@@ -1,0 +1,363 @@
+//! SQL text: identifiers, the table's DDL, and multi-row upserts.
+//!
+//! Statements are built as text into a reused buffer rather than sent as
+//! prepared-statement parameters: a prepared multi-row statement is capped at
+//! 65,535 placeholders and must be re-prepared for every batch length, while
+//! text costs one copy of each value. Values are rendered so that they mean the
+//! same under every `sql_mode`: a string holding a quote, a backslash, NUL or
+//! Ctrl-Z (the only bytes whose meaning depends on `NO_BACKSLASH_ESCAPES` or on
+//! client tooling) is sent as a `_utf8mb4 X'…'` hex literal, every other string
+//! as a plain quoted literal.
+
+use crate::decode::{Num, Row};
+
+/// The columns the sink writes, in statement order.
+pub const COLUMNS: [&str; 6] = [
+    "id",
+    "order_id",
+    "quantity",
+    "unit_price",
+    "total_value",
+    "processed_at",
+];
+
+/// Checks a database or table name: 1 to 64 characters of letters, digits,
+/// `_`, `$` or `-`. Narrower than MySQL allows, on purpose: names come from
+/// configuration and end up inside statements.
+pub fn check_identifier(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.chars().count() > 64 {
+        return Err("must be at most 64 characters (MySQL's limit)".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '$' | '-')))
+    {
+        return Err(format!(
+            "contains {c:?}; use letters, digits, '_', '$' or '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// `name` quoted as a MySQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// `db`.`table`, quoted.
+pub fn qualified(db: &str, table: &str) -> String {
+    format!("{}.{}", quote_ident(db), quote_ident(table))
+}
+
+/// The seed's DDL, word for word, with the table name qualified by its database.
+pub fn create_table(db: &str, table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+    `id` VARCHAR(36) PRIMARY KEY,
+    `order_id` VARCHAR(255) NOT NULL,
+    `quantity` INT NOT NULL DEFAULT 1,
+    `unit_price` DECIMAL(10, 2) NOT NULL DEFAULT 0.00,
+    `total_value` DECIMAL(10, 2) NOT NULL DEFAULT 0.00,
+    `processed_at` BIGINT,
+    `created_at` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    `updated_at` TIMESTAMP DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+    INDEX `idx_order_id` (`order_id`),
+    INDEX `idx_processed_at` (`processed_at`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+        qualified(db, table)
+    )
+}
+
+/// How `ON DUPLICATE KEY UPDATE` refers to the incoming row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `col = VALUES(col)`: MariaDB and MySQL before 8.0.19.
+    ValuesFunction,
+    /// `... AS new ON DUPLICATE KEY UPDATE col = new.col`: MySQL 8.0.19+, where
+    /// `VALUES()` is deprecated and warns on every statement.
+    RowAlias,
+}
+
+impl Dialect {
+    /// Picks the dialect from `SELECT VERSION()`.
+    pub fn for_server_version(version: &str) -> Dialect {
+        if version.to_ascii_lowercase().contains("mariadb") {
+            return Dialect::ValuesFunction;
+        }
+        let mut parts = version
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let v = (
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+        );
+        if v >= (8, 0, 19) {
+            Dialect::RowAlias
+        } else {
+            Dialect::ValuesFunction
+        }
+    }
+}
+
+/// Something that carries a row; lets the writer keep Kafka coordinates next
+/// to each row without the builder knowing about them.
+pub trait AsRow {
+    fn as_row(&self) -> &Row;
+}
+
+impl AsRow for Row {
+    fn as_row(&self) -> &Row {
+        self
+    }
+}
+
+/// Why a statement could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "a single row needs {needed} bytes of SQL, over the server's max_allowed_packet budget \
+         of {limit}; raise max_allowed_packet"
+    )]
+    RowTooLarge { needed: usize, limit: usize },
+}
+
+/// Builds `INSERT … ON DUPLICATE KEY UPDATE` statements into a reused buffer.
+pub struct UpsertBuilder {
+    head: String,
+    tail: String,
+    buf: String,
+}
+
+impl UpsertBuilder {
+    pub fn new(db: &str, table: &str, dialect: Dialect) -> UpsertBuilder {
+        let cols: Vec<String> = COLUMNS.iter().map(|c| quote_ident(c)).collect();
+        let head = format!(
+            "INSERT INTO {} ({}) VALUES ",
+            qualified(db, table),
+            cols.join(",")
+        );
+        let updates: Vec<String> = cols[1..]
+            .iter()
+            .map(|c| match dialect {
+                Dialect::ValuesFunction => format!("{c}=VALUES({c})"),
+                Dialect::RowAlias => format!("{c}=`new`.{c}"),
+            })
+            .collect();
+        let tail = match dialect {
+            Dialect::ValuesFunction => {
+                format!(" ON DUPLICATE KEY UPDATE {}", updates.join(","))
+            }
+            Dialect::RowAlias => {
+                format!(" AS `new` ON DUPLICATE KEY UPDATE {}", updates.join(","))
+            }
+        };
+        UpsertBuilder {
+            head,
+            tail,
+            buf: String::with_capacity(64 * 1024),
+        }
+    }
+
+    /// Builds one statement from the longest prefix of `rows` whose text stays
+    /// within `max_len` bytes, and returns how many rows it holds and the text.
+    /// Rows keep their order, so a later version of a key wins within a statement.
+    pub fn build<'a, R: AsRow>(
+        &'a mut self,
+        rows: &[R],
+        max_len: usize,
+    ) -> Result<(usize, &'a str), BuildError> {
+        self.buf.clear();
+        self.buf.push_str(&self.head);
+        let fixed = self.head.len() + self.tail.len();
+        let mut taken = 0;
+        for r in rows {
+            let mark = self.buf.len();
+            if taken > 0 {
+                self.buf.push(',');
+            }
+            push_tuple(&mut self.buf, r.as_row());
+            if self.buf.len() + self.tail.len() > max_len {
+                if taken == 0 {
+                    return Err(BuildError::RowTooLarge {
+                        needed: self.buf.len() - mark + fixed,
+                        limit: max_len,
+                    });
+                }
+                self.buf.truncate(mark);
+                break;
+            }
+            taken += 1;
+        }
+        self.buf.push_str(&self.tail);
+        Ok((taken, &self.buf))
+    }
+}
+
+fn push_tuple(buf: &mut String, row: &Row) {
+    buf.push('(');
+    push_str_literal(buf, &row.id);
+    buf.push(',');
+    push_str_literal(buf, &row.order_id);
+    buf.push(',');
+    push_num(buf, row.quantity);
+    buf.push(',');
+    push_num(buf, row.unit_price);
+    buf.push(',');
+    push_num(buf, row.total_value);
+    buf.push(',');
+    match row.processed_at {
+        Some(n) => push_num(buf, n),
+        None => buf.push_str("NULL"),
+    }
+    buf.push(')');
+}
+
+/// Appends a number as a SQL numeric literal. Floats use the shortest text
+/// that reads back as the same double, so `49.99` in JSON reaches a DECIMAL
+/// column as the exact decimal literal `49.99`.
+pub fn push_num(buf: &mut String, n: Num) {
+    match n {
+        Num::Int(i) => buf.push_str(itoa::Buffer::new().format(i)),
+        Num::Uint(u) => buf.push_str(itoa::Buffer::new().format(u)),
+        Num::Float(f) => {
+            if f.is_finite() {
+                buf.push_str(ryu::Buffer::new().format_finite(f));
+            } else {
+                // Unreachable from JSON; NULL makes MySQL reject it loudly.
+                buf.push_str("NULL");
+            }
+        }
+    }
+}
+
+/// Appends `s` as a string literal whose meaning does not depend on `sql_mode`.
+pub fn push_str_literal(buf: &mut String, s: &str) {
+    if s.bytes().any(|b| matches!(b, b'\'' | b'\\' | 0 | 0x1a)) {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        buf.reserve(s.len() * 2 + 12);
+        buf.push_str("_utf8mb4 X'");
+        for b in s.bytes() {
+            buf.push(HEX[(b >> 4) as usize] as char);
+            buf.push(HEX[(b & 15) as usize] as char);
+        }
+        buf.push('\'');
+    } else {
+        buf.push('\'');
+        buf.push_str(s);
+        buf.push('\'');
+    }
+}
+
+/// Appends `s` as a plain quoted literal (for use in hand-written queries).
+pub fn str_literal(s: &str) -> String {
+    let mut out = String::new();
+    push_str_literal(&mut out, s);
+    out
+}
+
+/// Renders a number alone (tests and diagnostics).
+pub fn num_literal(n: Num) -> String {
+    let mut out = String::new();
+    push_num(&mut out, n);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str) -> Row {
+        Row {
+            id: id.into(),
+            order_id: "ORD-1".into(),
+            quantity: Num::Int(5),
+            unit_price: Num::Float(49.99),
+            total_value: Num::Float(249.95),
+            processed_at: Some(Num::Int(1699267200)),
+        }
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(check_identifier("orders").is_ok());
+        assert!(check_identifier("app_consumer-2$").is_ok());
+        assert!(check_identifier("").is_err());
+        assert!(check_identifier("a`b").is_err());
+        assert!(check_identifier("a b").is_err());
+        assert!(check_identifier("a;drop").is_err());
+        assert!(check_identifier(&"x".repeat(65)).is_err());
+        assert_eq!(quote_ident("a`b"), "`a``b`");
+    }
+
+    #[test]
+    fn dialect_from_version() {
+        use Dialect::*;
+        assert_eq!(Dialect::for_server_version("10.11.6-MariaDB-0+deb12u1"), ValuesFunction);
+        assert_eq!(Dialect::for_server_version("11.4.2-MariaDB"), ValuesFunction);
+        assert_eq!(Dialect::for_server_version("5.7.44-log"), ValuesFunction);
+        assert_eq!(Dialect::for_server_version("8.0.18"), ValuesFunction);
+        assert_eq!(Dialect::for_server_version("8.0.19"), RowAlias);
+        assert_eq!(Dialect::for_server_version("8.4.3"), RowAlias);
+        assert_eq!(Dialect::for_server_version("9.1.0-commercial"), RowAlias);
+    }
+
+    #[test]
+    fn statement_text_for_both_dialects() {
+        let rows = [row("a"), row("b")];
+        let mut b = UpsertBuilder::new("db", "t", Dialect::ValuesFunction);
+        let (n, sql) = b.build(&rows, 1 << 20).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            sql,
+            "INSERT INTO `db`.`t` (`id`,`order_id`,`quantity`,`unit_price`,`total_value`,`processed_at`) VALUES \
+             ('a','ORD-1',5,49.99,249.95,1699267200),('b','ORD-1',5,49.99,249.95,1699267200) \
+             ON DUPLICATE KEY UPDATE `order_id`=VALUES(`order_id`),`quantity`=VALUES(`quantity`),\
+             `unit_price`=VALUES(`unit_price`),`total_value`=VALUES(`total_value`),\
+             `processed_at`=VALUES(`processed_at`)"
+        );
+        let mut b = UpsertBuilder::new("db", "t", Dialect::RowAlias);
+        let (_, sql) = b.build(&rows[..1], 1 << 20).unwrap();
+        assert!(sql.ends_with(
+            " AS `new` ON DUPLICATE KEY UPDATE `order_id`=`new`.`order_id`,`quantity`=`new`.`quantity`,\
+             `unit_price`=`new`.`unit_price`,`total_value`=`new`.`total_value`,`processed_at`=`new`.`processed_at`"
+        ), "{sql}");
+    }
+
+    #[test]
+    fn statements_respect_the_byte_limit() {
+        let rows: Vec<Row> = (0..100).map(|i| row(&format!("id-{i}"))).collect();
+        let mut b = UpsertBuilder::new("db", "t", Dialect::ValuesFunction);
+        let limit = 2000;
+        let mut start = 0;
+        let mut statements = 0;
+        while start < rows.len() {
+            let (n, sql) = b.build(&rows[start..], limit).unwrap();
+            assert!(n > 0);
+            assert!(sql.len() <= limit, "{} > {limit}", sql.len());
+            start += n;
+            statements += 1;
+        }
+        assert!(statements > 1);
+        let err = b.build(&rows, 100).unwrap_err();
+        assert!(matches!(err, BuildError::RowTooLarge { limit: 100, .. }));
+    }
+
+    #[test]
+    fn literals() {
+        assert_eq!(str_literal("plain"), "'plain'");
+        assert_eq!(str_literal("emoji 😀"), "'emoji 😀'");
+        assert_eq!(str_literal("a'b"), "_utf8mb4 X'612762'");
+        assert_eq!(str_literal("a\\b"), "_utf8mb4 X'615C62'");
+        assert_eq!(str_literal("\0"), "_utf8mb4 X'00'");
+        assert_eq!(num_literal(Num::Float(49.99)), "49.99");
+        assert_eq!(num_literal(Num::Float(0.1)), "0.1");
+        assert_eq!(num_literal(Num::Float(5.0)), "5.0");
+        assert_eq!(num_literal(Num::Int(-7)), "-7");
+        assert_eq!(num_literal(Num::Uint(u64::MAX)), "18446744073709551615");
+    }
+}

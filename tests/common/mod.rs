@@ -1,0 +1,278 @@
+//! Shared test harness: a real MariaDB (started by scripts/mariadb-local.sh)
+//! and librdkafka's in-process mock cluster.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kafka_mysql_sink::config::Config;
+use kafka_mysql_sink::metrics::Metrics;
+use kafka_mysql_sink::pipeline::{self, RunOptions, SinkError, Summary};
+use kafka_mysql_sink::shutdown::Shutdown;
+use mysql::prelude::Queryable;
+use mysql::{Conn, Opts, OptsBuilder};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+pub fn mysql_port() -> u16 {
+    std::env::var("KMS_MYSQL_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3307)
+}
+
+pub fn mysql_opts() -> OptsBuilder {
+    OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(mysql_port())
+        .user(Some("root"))
+        .pass(Some("root"))
+        .prefer_socket(false)
+}
+
+/// A connection to the test server. `None` (test skipped) on a developer
+/// machine without MariaDB; under CI a missing server fails the test.
+pub fn mysql() -> Option<Conn> {
+    match Conn::new(Opts::from(mysql_opts())) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("MariaDB is required under CI but unreachable on 127.0.0.1:{}: {e}", mysql_port());
+            }
+            eprintln!(
+                "SKIPPED: no MariaDB on 127.0.0.1:{} ({e}); run scripts/mariadb-local.sh start",
+                mysql_port()
+            );
+            None
+        }
+    }
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique, empty database for one test.
+pub fn fresh_db(conn: &mut Conn, tag: &str) -> String {
+    let name = format!(
+        "kms_{tag}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).unwrap();
+    name
+}
+
+pub fn drop_db(conn: &mut Conn, name: &str) {
+    let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"));
+}
+
+pub fn mock_cluster(topic: &str, partitions: i32) -> MockCluster<'static, DefaultProducerContext> {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(topic, partitions, 1).expect("create topic");
+    cluster
+}
+
+/// Settings for a test run: the seed's shape, with short intervals so tests
+/// finish quickly.
+pub fn test_config(brokers: &str, topic: &str, group: &str, db: &str) -> Config {
+    let mut c = Config::default();
+    c.kafka.brokers = brokers.into();
+    c.kafka.topic = topic.into();
+    c.kafka.group_id = group.into();
+    c.kafka.commit_interval_ms = 200;
+    c.mysql.host = "127.0.0.1".into();
+    c.mysql.port = mysql_port();
+    c.mysql.database = db.into();
+    c.mysql.connect_retries = 2;
+    c.mysql.connect_retry_delay_ms = 200;
+    c.sink.flush_interval_ms = 50;
+    c.sink.stats_interval_ms = 2000;
+    c.sink.retry_initial_ms = 20;
+    c.sink.retry_max_ms = 500;
+    c.validate().unwrap();
+    c
+}
+
+/// One generated order and the values MySQL must hold for it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Expected {
+    pub id: String,
+    pub order_id: String,
+    pub quantity: i64,
+    pub unit_price: String,
+    pub total_value: String,
+    pub processed_at: Option<i64>,
+}
+
+/// A deterministic order: `version` changes the values of the same `id`.
+pub fn order(i: u64, version: u64) -> (String, Expected) {
+    let id = format!("{:08x}-0000-4000-8000-{:012x}", 0xC0FFEE, i);
+    let quantity = ((i + version) % 10 + 1) as i64;
+    let cents = ((i * 7919 + version * 104_729) % 99_999 + 1) as i64;
+    let total = cents * quantity;
+    let processed_at = if i % 7 == 0 { None } else { Some(1_699_267_200 + i as i64 + version as i64) };
+    let exp = Expected {
+        id: id.clone(),
+        order_id: format!("ORD-{i}-v{version}"),
+        quantity,
+        unit_price: format!("{}.{:02}", cents / 100, cents % 100),
+        total_value: format!("{}.{:02}", total / 100, total % 100),
+        processed_at,
+    };
+    let payload = format!(
+        r#"{{"id":"{}","order_id":"{}","quantity":{},"unit_price":{},"total_value":{},"processed_at":{},"source":"test"}}"#,
+        exp.id,
+        exp.order_id,
+        exp.quantity,
+        exp.unit_price,
+        exp.total_value,
+        exp.processed_at.map_or("null".to_string(), |p| p.to_string()),
+    );
+    (payload, exp)
+}
+
+/// Produces `(partition, key, payload)` records and waits until all are acked.
+pub fn produce(brokers: &str, topic: &str, records: impl IntoIterator<Item = (i32, Vec<u8>, Vec<u8>)>) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "200000")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer");
+    for (partition, key, payload) in records {
+        let mut record = BaseRecord::to(topic).partition(partition).key(&key).payload(&payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => panic!("produce failed: {e}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+}
+
+/// Produces a tombstone-free record with no key handling: raw payload bytes.
+pub fn produce_payloads(brokers: &str, topic: &str, partition: i32, payloads: &[&[u8]]) {
+    produce(
+        brokers,
+        topic,
+        payloads.iter().map(|p| (partition, b"k".to_vec(), p.to_vec())),
+    );
+}
+
+fn offsets_consumer(brokers: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("offsets consumer")
+}
+
+/// The group's committed offset per partition (-1 where none).
+pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let c = offsets_consumer(brokers, group);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    (0..partitions)
+        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => -1,
+        })
+        .collect()
+}
+
+/// Each partition's high watermark.
+pub fn end_offsets(brokers: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let c = offsets_consumer(brokers, "kms-watermarks");
+    (0..partitions)
+        .map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").1)
+        .collect()
+}
+
+/// Polls `f` every 100 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+pub struct Running {
+    pub shutdown: Shutdown,
+    pub metrics: Arc<Metrics>,
+    pub handle: JoinHandle<Result<Summary, SinkError>>,
+}
+
+impl Running {
+    pub fn stop(self) -> Summary {
+        self.shutdown.request();
+        self.handle.join().expect("sink thread").expect("sink run")
+    }
+}
+
+pub fn start_sink(config: Config, options: RunOptions) -> Running {
+    let shutdown = Shutdown::new();
+    let metrics = Arc::new(Metrics::default());
+    let (s, m) = (shutdown.clone(), metrics.clone());
+    let handle = std::thread::spawn(move || pipeline::run(&config, options, &s, m));
+    Running {
+        shutdown,
+        metrics,
+        handle,
+    }
+}
+
+/// Waits until the group has committed every partition up to its end.
+pub fn wait_caught_up(brokers: &str, group: &str, topic: &str, partitions: i32, limit: Duration) -> bool {
+    let end = end_offsets(brokers, topic, partitions);
+    wait_for(limit, || committed(brokers, group, topic, partitions) == end)
+}
+
+/// The table's rows, sorted by id, as the strings MySQL stores.
+pub fn table_rows(conn: &mut Conn, db: &str, table: &str) -> Vec<Expected> {
+    conn.query_map(
+        format!(
+            "SELECT id, order_id, quantity, CAST(unit_price AS CHAR), CAST(total_value AS CHAR), processed_at \
+             FROM `{db}`.`{table}` ORDER BY id"
+        ),
+        |(id, order_id, quantity, unit_price, total_value, processed_at)| Expected {
+            id,
+            order_id,
+            quantity,
+            unit_price,
+            total_value,
+            processed_at,
+        },
+    )
+    .expect("read table")
+}
+
+pub fn count(conn: &mut Conn, db: &str, table: &str) -> u64 {
+    conn.query_first(format!("SELECT COUNT(*) FROM `{db}`.`{table}`"))
+        .expect("count")
+        .unwrap_or(0)
+}
+
+/// The partition a key lands in, the way the tests spread records.
+pub fn partition_of(i: u64, partitions: i32) -> i32 {
+    (i % partitions as u64) as i32
+}
