@@ -254,7 +254,11 @@ impl Config {
         text("MYSQL_TABLE", &mut self.mysql.table);
         number(env, "MYSQL_PORT", &mut self.mysql.port)?;
         number(env, "SINK_BATCH_SIZE", &mut self.sink.batch_size)?;
-        number(env, "SINK_FLUSH_INTERVAL_MS", &mut self.sink.flush_interval_ms)?;
+        number(
+            env,
+            "SINK_FLUSH_INTERVAL_MS",
+            &mut self.sink.flush_interval_ms,
+        )?;
         number(env, "SINK_WRITERS", &mut self.sink.writers)?;
         Ok(())
     }
@@ -280,7 +284,10 @@ impl Config {
             return invalid("kafka.group_id", "must not be empty");
         }
         if !matches!(k.auto_offset_reset.as_str(), "earliest" | "latest") {
-            return invalid("kafka.auto_offset_reset", "must be \"earliest\" or \"latest\"");
+            return invalid(
+                "kafka.auto_offset_reset",
+                "must be \"earliest\" or \"latest\"",
+            );
         }
         if k.commit_interval_ms == 0 {
             return invalid("kafka.commit_interval_ms", "must be at least 1");
@@ -318,7 +325,10 @@ impl Config {
             return invalid("sink.batch_size", "must be at least 1");
         }
         if s.batch_size > 100_000 {
-            return invalid("sink.batch_size", "must be at most 100000 rows per statement");
+            return invalid(
+                "sink.batch_size",
+                "must be at most 100000 rows per statement",
+            );
         }
         if s.flush_interval_ms == 0 {
             return invalid("sink.flush_interval_ms", "must be at least 1");
@@ -342,7 +352,10 @@ impl Config {
             return invalid("sink.retry_initial_ms", "must be at least 1");
         }
         if s.retry_max_ms < s.retry_initial_ms {
-            return invalid("sink.retry_max_ms", "must be at least sink.retry_initial_ms");
+            return invalid(
+                "sink.retry_max_ms",
+                "must be at least sink.retry_initial_ms",
+            );
         }
         Ok(())
     }
@@ -497,7 +510,10 @@ mod tests {
         assert_eq!(c.sink.writers, 2);
         assert_eq!(c.kafka.properties["session.timeout.ms"], "10000");
         // defaults fill the rest
-        assert_eq!(c.sink.channel_capacity, SinkConfig::default().channel_capacity);
+        assert_eq!(
+            c.sink.channel_capacity,
+            SinkConfig::default().channel_capacity
+        );
 
         let c = Config::load(Some(&path), &env_of(&[("SINK_WRITERS", "3")])).unwrap();
         assert_eq!(c.sink.writers, 3);
@@ -553,18 +569,22 @@ mod tests {
         assert!(msg.contains("batchsize"), "{msg}");
 
         let path = write_temp("toplevel.toml", "[sinc]\nbatch_size = 10\n");
-        let msg = Config::load(Some(&path), &env_of(&[])).unwrap_err().to_string();
+        let msg = Config::load(Some(&path), &env_of(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("sinc"), "{msg}");
 
         let path = write_temp("badtype.toml", "[sink]\nbatch_size = \"ten\"\n");
-        let msg = Config::load(Some(&path), &env_of(&[])).unwrap_err().to_string();
+        let msg = Config::load(Some(&path), &env_of(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("batch_size"), "{msg}");
     }
 
     #[test]
     fn missing_file_is_a_clear_error() {
-        let err = Config::load(Some(Path::new("/nonexistent/sink.toml")), &env_of(&[]))
-            .unwrap_err();
+        let err =
+            Config::load(Some(Path::new("/nonexistent/sink.toml")), &env_of(&[])).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
         assert!(err.to_string().contains("/nonexistent/sink.toml"));
     }

@@ -165,8 +165,8 @@ mod tests {
 
     #[test]
     fn defaults_nulls_and_unknown_fields() {
-        let row = decode(r#"{"id":"a","order_id":"o","extra":{"x":[1,2]},"processed_at":null}"#)
-            .unwrap();
+        let row =
+            decode(r#"{"id":"a","order_id":"o","extra":{"x":[1,2]},"processed_at":null}"#).unwrap();
         assert_eq!(row.quantity, Num::Int(1));
         assert_eq!(row.unit_price, Num::Int(0));
         assert_eq!(row.total_value, Num::Int(0));

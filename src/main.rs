@@ -12,7 +12,11 @@ use kafka_mysql_sink::pipeline::{self, RunOptions};
 use kafka_mysql_sink::shutdown::Shutdown;
 
 #[derive(Parser)]
-#[command(name = "kafka-mysql-sink", version, about = "Drains JSON order events from Kafka into MySQL with batched, idempotent upserts")]
+#[command(
+    name = "kafka-mysql-sink",
+    version,
+    about = "Drains JSON order events from Kafka into MySQL with batched, idempotent upserts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -36,7 +36,11 @@ impl Shutdown {
         for sig in [SIGINT, SIGTERM] {
             // Registered first, so it sees the flag as it was before this
             // signal: exits only when a drain was already requested.
-            flag::register_conditional_shutdown(sig, FORCED_EXIT_CODE, self.inner.requested.clone())?;
+            flag::register_conditional_shutdown(
+                sig,
+                FORCED_EXIT_CODE,
+                self.inner.requested.clone(),
+            )?;
             flag::register(sig, self.inner.requested.clone())?;
         }
         Ok(())

@@ -297,8 +297,14 @@ mod tests {
     #[test]
     fn dialect_from_version() {
         use Dialect::*;
-        assert_eq!(Dialect::for_server_version("10.11.6-MariaDB-0+deb12u1"), ValuesFunction);
-        assert_eq!(Dialect::for_server_version("11.4.2-MariaDB"), ValuesFunction);
+        assert_eq!(
+            Dialect::for_server_version("10.11.6-MariaDB-0+deb12u1"),
+            ValuesFunction
+        );
+        assert_eq!(
+            Dialect::for_server_version("11.4.2-MariaDB"),
+            ValuesFunction
+        );
         assert_eq!(Dialect::for_server_version("5.7.44-log"), ValuesFunction);
         assert_eq!(Dialect::for_server_version("8.0.18"), ValuesFunction);
         assert_eq!(Dialect::for_server_version("8.0.19"), RowAlias);

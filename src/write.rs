@@ -293,7 +293,10 @@ mod tests {
         }
     }
 
-    fn spawn(sink: Recorder, s: WriterSettings) -> (Sender<Envelope>, Receiver<Ack>, std::thread::JoinHandle<()>) {
+    fn spawn(
+        sink: Recorder,
+        s: WriterSettings,
+    ) -> (Sender<Envelope>, Receiver<Ack>, std::thread::JoinHandle<()>) {
         let (tx, rx) = crossbeam_channel::bounded(10_000);
         let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
         let w = Writer {

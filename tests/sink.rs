@@ -29,7 +29,10 @@ fn fifty_thousand_orders_over_eight_partitions_land_exactly() {
     );
     expected.sort();
 
-    let sink = start_sink(test_config(&brokers, topic, group, &db), RunOptions::default());
+    let sink = start_sink(
+        test_config(&brokers, topic, group, &db),
+        RunOptions::default(),
+    );
     assert!(
         wait_caught_up(&brokers, group, topic, parts, LIMIT),
         "offsets never reached the end"
@@ -60,7 +63,13 @@ fn the_last_version_of_each_id_wins() {
         &brokers,
         topic,
         (0..versions).flat_map(|v| {
-            (0..ids).map(move |i| (partition_of(i, parts), b"k".to_vec(), order(i, v).0.into_bytes()))
+            (0..ids).map(move |i| {
+                (
+                    partition_of(i, parts),
+                    b"k".to_vec(),
+                    order(i, v).0.into_bytes(),
+                )
+            })
         }),
     );
     let mut config = test_config(&brokers, topic, group, &db);
@@ -108,7 +117,10 @@ fn invalid_messages_are_skipped_counted_and_do_not_block_commits() {
     let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
     produce_payloads(&brokers, topic, 0, &refs);
 
-    let sink = start_sink(test_config(&brokers, topic, group, &db), RunOptions::default());
+    let sink = start_sink(
+        test_config(&brokers, topic, group, &db),
+        RunOptions::default(),
+    );
     assert!(
         wait_caught_up(&brokers, group, topic, 1, LIMIT),
         "invalid messages blocked the commit"
@@ -117,7 +129,10 @@ fn invalid_messages_are_skipped_counted_and_do_not_block_commits() {
     expected.sort();
     assert_eq!(table_rows(&mut conn, &db, "orders"), expected);
     assert_eq!(summary.counters.skipped, 6 * 6 + 1);
-    assert_eq!(committed(&brokers, group, topic, 1), vec![payloads.len() as i64]);
+    assert_eq!(
+        committed(&brokers, group, topic, 1),
+        vec![payloads.len() as i64]
+    );
     drop_db(&mut conn, &db);
 }
 
@@ -140,7 +155,13 @@ fn until_caught_up_exits_by_itself_and_on_an_empty_topic() {
     produce(
         &brokers,
         topic,
-        (0..3000u64).map(|i| (partition_of(i, parts), b"k".to_vec(), order(i, 0).0.into_bytes())),
+        (0..3000u64).map(|i| {
+            (
+                partition_of(i, parts),
+                b"k".to_vec(),
+                order(i, 0).0.into_bytes(),
+            )
+        }),
     );
     let sink = start_sink(test_config(&brokers, topic, group, &db), options);
     let summary = sink.handle.join().unwrap().unwrap();

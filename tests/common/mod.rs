@@ -43,7 +43,10 @@ pub fn mysql() -> Option<Conn> {
         Ok(c) => Some(c),
         Err(e) => {
             if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!("MariaDB is required under CI but unreachable on 127.0.0.1:{}: {e}", mysql_port());
+                panic!(
+                    "MariaDB is required under CI but unreachable on 127.0.0.1:{}: {e}",
+                    mysql_port()
+                );
             }
             eprintln!(
                 "SKIPPED: no MariaDB on 127.0.0.1:{} ({e}); run scripts/mariadb-local.sh start",
@@ -63,7 +66,8 @@ pub fn fresh_db(conn: &mut Conn, tag: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
-    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).unwrap();
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+        .unwrap();
     name
 }
 
@@ -73,7 +77,9 @@ pub fn drop_db(conn: &mut Conn, name: &str) {
 
 pub fn mock_cluster(topic: &str, partitions: i32) -> MockCluster<'static, DefaultProducerContext> {
     let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic(topic, partitions, 1).expect("create topic");
+    cluster
+        .create_topic(topic, partitions, 1)
+        .expect("create topic");
     cluster
 }
 
@@ -85,6 +91,14 @@ pub fn test_config(brokers: &str, topic: &str, group: &str, db: &str) -> Config 
     c.kafka.topic = topic.into();
     c.kafka.group_id = group.into();
     c.kafka.commit_interval_ms = 200;
+    // The mock coordinator waits a full session timeout before it lets a new
+    // member into a group whose last member just left; keep that short.
+    c.kafka
+        .properties
+        .insert("session.timeout.ms".into(), "6000".into());
+    c.kafka
+        .properties
+        .insert("heartbeat.interval.ms".into(), "500".into());
     c.mysql.host = "127.0.0.1".into();
     c.mysql.port = mysql_port();
     c.mysql.database = db.into();
@@ -115,7 +129,11 @@ pub fn order(i: u64, version: u64) -> (String, Expected) {
     let quantity = ((i + version) % 10 + 1) as i64;
     let cents = ((i * 7919 + version * 104_729) % 99_999 + 1) as i64;
     let total = cents * quantity;
-    let processed_at = if i % 7 == 0 { None } else { Some(1_699_267_200 + i as i64 + version as i64) };
+    let processed_at = if i.is_multiple_of(7) {
+        None
+    } else {
+        Some(1_699_267_200 + i as i64 + version as i64)
+    };
     let exp = Expected {
         id: id.clone(),
         order_id: format!("ORD-{i}-v{version}"),
@@ -131,13 +149,18 @@ pub fn order(i: u64, version: u64) -> (String, Expected) {
         exp.quantity,
         exp.unit_price,
         exp.total_value,
-        exp.processed_at.map_or("null".to_string(), |p| p.to_string()),
+        exp.processed_at
+            .map_or("null".to_string(), |p| p.to_string()),
     );
     (payload, exp)
 }
 
 /// Produces `(partition, key, payload)` records and waits until all are acked.
-pub fn produce(brokers: &str, topic: &str, records: impl IntoIterator<Item = (i32, Vec<u8>, Vec<u8>)>) {
+pub fn produce(
+    brokers: &str,
+    topic: &str,
+    records: impl IntoIterator<Item = (i32, Vec<u8>, Vec<u8>)>,
+) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
@@ -146,7 +169,10 @@ pub fn produce(brokers: &str, topic: &str, records: impl IntoIterator<Item = (i3
         .create()
         .expect("producer");
     for (partition, key, payload) in records {
-        let mut record = BaseRecord::to(topic).partition(partition).key(&key).payload(&payload);
+        let mut record = BaseRecord::to(topic)
+            .partition(partition)
+            .key(&key)
+            .payload(&payload);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -167,7 +193,9 @@ pub fn produce_payloads(brokers: &str, topic: &str, partition: i32, payloads: &[
     produce(
         brokers,
         topic,
-        payloads.iter().map(|p| (partition, b"k".to_vec(), p.to_vec())),
+        payloads
+            .iter()
+            .map(|p| (partition, b"k".to_vec(), p.to_vec())),
     );
 }
 
@@ -187,7 +215,9 @@ pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Ve
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let got = c.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
     (0..partitions)
         .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
             Some(Offset::Offset(o)) => o,
@@ -200,7 +230,11 @@ pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Ve
 pub fn end_offsets(brokers: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let c = offsets_consumer(brokers, "kms-watermarks");
     (0..partitions)
-        .map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").1)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
         .collect()
 }
 
@@ -242,9 +276,17 @@ pub fn start_sink(config: Config, options: RunOptions) -> Running {
 }
 
 /// Waits until the group has committed every partition up to its end.
-pub fn wait_caught_up(brokers: &str, group: &str, topic: &str, partitions: i32, limit: Duration) -> bool {
+pub fn wait_caught_up(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    limit: Duration,
+) -> bool {
     let end = end_offsets(brokers, topic, partitions);
-    wait_for(limit, || committed(brokers, group, topic, partitions) == end)
+    wait_for(limit, || {
+        committed(brokers, group, topic, partitions) == end
+    })
 }
 
 /// The table's rows, sorted by id, as the strings MySQL stores.

@@ -1,0 +1,276 @@
+//! The table's DDL and the writer's SQL against a real MariaDB.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use kafka_mysql_sink::db::{self, DbError};
+use kafka_mysql_sink::decode::{Num, Row};
+use kafka_mysql_sink::metrics::Metrics;
+use kafka_mysql_sink::shutdown::Shutdown;
+use kafka_mysql_sink::sql::{Dialect, UpsertBuilder};
+use kafka_mysql_sink::write::{BatchSink, Envelope, MysqlSink, Writer, WriterSettings};
+use mysql::prelude::Queryable;
+use mysql::Conn;
+use r2d2_mysql::MySqlConnectionManager;
+
+/// The seed's DDL, verbatim from its README.
+const SEED_DDL: &str = "CREATE TABLE IF NOT EXISTS `orders` (
+    `id` VARCHAR(36) PRIMARY KEY,
+    `order_id` VARCHAR(255) NOT NULL,
+    `quantity` INT NOT NULL DEFAULT 1,
+    `unit_price` DECIMAL(10, 2) NOT NULL DEFAULT 0.00,
+    `total_value` DECIMAL(10, 2) NOT NULL DEFAULT 0.00,
+    `processed_at` BIGINT,
+    `created_at` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    `updated_at` TIMESTAMP DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+    INDEX `idx_order_id` (`order_id`),
+    INDEX `idx_processed_at` (`processed_at`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;";
+
+fn show_create(conn: &mut Conn, db: &str, table: &str) -> String {
+    let (_, ddl): (String, String) = conn
+        .query_first(format!("SHOW CREATE TABLE `{db}`.`{table}`"))
+        .unwrap()
+        .unwrap();
+    ddl
+}
+
+#[test]
+fn table_is_created_with_the_seeds_ddl() {
+    let Some(mut conn) = mysql() else { return };
+    let sink_db = fresh_db(&mut conn, "ddl_sink");
+    let seed_db = fresh_db(&mut conn, "ddl_seed");
+    // The sink creates its database too when it is missing.
+    db::ensure_table(&mut conn, &sink_db, "orders").unwrap();
+    conn.query_drop(format!("CREATE DATABASE `{seed_db}`"))
+        .unwrap();
+    conn.query_drop(format!("USE `{seed_db}`")).unwrap();
+    conn.query_drop(SEED_DDL).unwrap();
+
+    let ours = show_create(&mut conn, &sink_db, "orders");
+    let seed = show_create(&mut conn, &seed_db, "orders");
+    assert_eq!(ours, seed);
+    for part in [
+        "`id` varchar(36) NOT NULL",
+        "`unit_price` decimal(10,2) NOT NULL DEFAULT 0.00",
+        "PRIMARY KEY (`id`)",
+        "KEY `idx_order_id` (`order_id`)",
+        "KEY `idx_processed_at` (`processed_at`)",
+        "ENGINE=InnoDB",
+        "COLLATE=utf8mb4_unicode_ci",
+    ] {
+        assert!(ours.contains(part), "missing {part:?} in {ours}");
+    }
+    let collations: Vec<(String, Option<String>)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'orders' AND DATA_TYPE = 'varchar'",
+            (&sink_db,),
+        )
+        .unwrap();
+    assert_eq!(collations.len(), 2);
+    assert!(collations
+        .iter()
+        .all(|(_, c)| c.as_deref() == Some("utf8mb4_unicode_ci")));
+    // Idempotent: a second start leaves the table alone.
+    db::ensure_table(&mut conn, &sink_db, "orders").unwrap();
+    assert_eq!(show_create(&mut conn, &sink_db, "orders"), seed);
+    drop_db(&mut conn, &sink_db);
+    drop_db(&mut conn, &seed_db);
+}
+
+#[test]
+fn an_existing_table_without_our_columns_is_refused() {
+    let Some(mut conn) = mysql() else { return };
+    let db_name = fresh_db(&mut conn, "ddl_missing");
+    conn.query_drop(format!("CREATE DATABASE `{db_name}`"))
+        .unwrap();
+    conn.query_drop(format!(
+        "CREATE TABLE `{db_name}`.`orders` (id VARCHAR(36) PRIMARY KEY, order_id VARCHAR(255))"
+    ))
+    .unwrap();
+    let err = db::ensure_table(&mut conn, &db_name, "orders").unwrap_err();
+    match &err {
+        DbError::MissingColumns { missing, .. } => assert_eq!(
+            missing,
+            &["quantity", "unit_price", "total_value", "processed_at"]
+        ),
+        other => panic!("expected MissingColumns, got {other:?}"),
+    }
+    assert!(err.to_string().contains("quantity"));
+    drop_db(&mut conn, &db_name);
+}
+
+fn pool_with_sql_mode(mode: &str) -> db::Pool {
+    let opts = mysql_opts().init(vec![
+        "SET NAMES utf8mb4".to_string(),
+        format!("SET SESSION sql_mode = '{mode}'"),
+    ]);
+    r2d2::Pool::builder()
+        .max_size(2)
+        .build(MySqlConnectionManager::new(opts))
+        .unwrap()
+}
+
+fn row(id: &str, order_id: &str) -> Row {
+    Row {
+        id: id.into(),
+        order_id: order_id.into(),
+        quantity: Num::Int(3),
+        unit_price: Num::Float(0.1),
+        total_value: Num::Float(0.3),
+        processed_at: None,
+    }
+}
+
+const NASTY: &[&str] = &[
+    "O'Reilly",
+    "back\\slash",
+    "\\'",
+    "'",
+    "\\",
+    "''",
+    "nul\0byte",
+    "ctrl-z\u{1a}",
+    "emoji 😀🎉",
+    "'; DROP TABLE orders; --",
+    "\" OR \"1\"=\"1",
+    "new\nline\r\ttab",
+    "%_like\\%",
+    "日本語テキスト",
+    "\\x27 \\0 \\n",
+    "`backtick`",
+    "_utf8mb4 X'41'",
+];
+
+#[test]
+fn strings_round_trip_byte_for_byte_under_any_sql_mode() {
+    let Some(mut conn) = mysql() else { return };
+    for (i, mode) in [
+        "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION",
+        "",
+        "NO_BACKSLASH_ESCAPES",
+        "ANSI_QUOTES,NO_BACKSLASH_ESCAPES,STRICT_ALL_TABLES",
+        "ANSI",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let db_name = fresh_db(&mut conn, "escape");
+        db::ensure_table(&mut conn, &db_name, "orders").unwrap();
+        let mut sink = MysqlSink::new(
+            pool_with_sql_mode(mode),
+            UpsertBuilder::new(&db_name, "orders", Dialect::ValuesFunction),
+            1 << 20,
+        );
+        let rows: Vec<Envelope> = NASTY
+            .iter()
+            .enumerate()
+            .map(|(n, s)| Envelope {
+                partition: 0,
+                offset: n as i64,
+                // ids are at most 36 characters: keep a prefix of the string
+                row: row(
+                    &format!("{n:02}{}", s.chars().take(20).collect::<String>()),
+                    s,
+                ),
+            })
+            .collect();
+        sink.write(&rows)
+            .unwrap_or_else(|e| panic!("sql_mode {mode:?}: {e}"));
+        // Written twice: the upsert path must accept the same literals.
+        sink.write(&rows).unwrap();
+
+        let got: Vec<(Vec<u8>, Vec<u8>)> = conn
+            .exec(
+                format!("SELECT id, order_id FROM `{db_name}`.`orders` ORDER BY id"),
+                (),
+            )
+            .unwrap();
+        let mut want: Vec<(Vec<u8>, Vec<u8>)> = rows
+            .iter()
+            .map(|e| {
+                (
+                    e.row.id.clone().into_bytes(),
+                    e.row.order_id.clone().into_bytes(),
+                )
+            })
+            .collect();
+        want.sort();
+        let mut got_sorted = got.clone();
+        got_sorted.sort();
+        assert_eq!(got_sorted, want, "sql_mode {mode:?} (case {i})");
+        drop_db(&mut conn, &db_name);
+    }
+}
+
+#[test]
+fn decimals_are_exact_and_batches_split_under_a_small_packet_budget() {
+    let Some(mut conn) = mysql() else { return };
+    let db_name = fresh_db(&mut conn, "split");
+    db::ensure_table(&mut conn, &db_name, "orders").unwrap();
+    let info = db::server_info(&mut conn).unwrap();
+    assert!(info.statement_budget() < info.max_allowed_packet);
+
+    let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
+    let (tx, rx) = crossbeam_channel::bounded(5000);
+    let writer = Writer {
+        id: 0,
+        rx,
+        acks: ack_tx,
+        // 4 KiB statements: a 2,000-row batch needs dozens of them.
+        sink: MysqlSink::new(
+            pool_with_sql_mode("STRICT_TRANS_TABLES"),
+            UpsertBuilder::new(&db_name, "orders", info.dialect),
+            4096,
+        ),
+        settings: WriterSettings {
+            batch_size: 2000,
+            flush_interval: Duration::from_secs(600),
+            retry_initial: Duration::from_millis(10),
+            retry_max: Duration::from_millis(100),
+            shutdown_timeout: Duration::from_secs(5),
+        },
+        shutdown: Shutdown::new(),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let metrics = writer.metrics.clone();
+    let h = std::thread::spawn(move || writer.run());
+    let prices = [
+        (Num::Float(49.99), "49.99"),
+        (Num::Float(0.1), "0.10"),
+        (Num::Float(0.125), "0.13"),
+        (Num::Float(99999999.99), "99999999.99"),
+        (Num::Int(7), "7.00"),
+        (Num::Float(1e-7), "0.00"),
+    ];
+    for i in 0..2000 {
+        let mut r = row(&format!("id-{i:05}"), &format!("ORD-{i}"));
+        r.unit_price = prices[i % prices.len()].0;
+        tx.send(Envelope {
+            partition: 0,
+            offset: i as i64,
+            row: r,
+        })
+        .unwrap();
+    }
+    drop(tx);
+    h.join().unwrap();
+    let acked: usize = ack_rx.try_iter().map(|a| a.len()).sum();
+    assert_eq!(acked, 2000);
+    assert_eq!(metrics.snapshot().rows_written, 2000);
+    let got: Vec<(String, String)> = conn
+        .query(format!(
+            "SELECT id, CAST(unit_price AS CHAR) FROM `{db_name}`.`orders` ORDER BY id"
+        ))
+        .unwrap();
+    assert_eq!(got.len(), 2000);
+    for (i, (id, price)) in got.iter().enumerate() {
+        assert_eq!(id, &format!("id-{i:05}"));
+        assert_eq!(price, prices[i % prices.len()].1, "row {id}");
+    }
+    drop_db(&mut conn, &db_name);
+}
