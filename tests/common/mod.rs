@@ -1,6 +1,6 @@
 //! Shared test harness: a real MariaDB (started by scripts/mariadb-local.sh)
 //! and librdkafka's in-process mock cluster.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kafka_mysql_sink::config::Config;
+pub use kafka_mysql_sink::gen::{order, Expected};
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::pipeline::{self, RunOptions, SinkError, Summary};
 use kafka_mysql_sink::shutdown::Shutdown;
@@ -110,49 +111,6 @@ pub fn test_config(brokers: &str, topic: &str, group: &str, db: &str) -> Config 
     c.sink.retry_max_ms = 500;
     c.validate().unwrap();
     c
-}
-
-/// One generated order and the values MySQL must hold for it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Expected {
-    pub id: String,
-    pub order_id: String,
-    pub quantity: i64,
-    pub unit_price: String,
-    pub total_value: String,
-    pub processed_at: Option<i64>,
-}
-
-/// A deterministic order: `version` changes the values of the same `id`.
-pub fn order(i: u64, version: u64) -> (String, Expected) {
-    let id = format!("{:08x}-0000-4000-8000-{:012x}", 0xC0FFEE, i);
-    let quantity = ((i + version) % 10 + 1) as i64;
-    let cents = ((i * 7919 + version * 104_729) % 99_999 + 1) as i64;
-    let total = cents * quantity;
-    let processed_at = if i.is_multiple_of(7) {
-        None
-    } else {
-        Some(1_699_267_200 + i as i64 + version as i64)
-    };
-    let exp = Expected {
-        id: id.clone(),
-        order_id: format!("ORD-{i}-v{version}"),
-        quantity,
-        unit_price: format!("{}.{:02}", cents / 100, cents % 100),
-        total_value: format!("{}.{:02}", total / 100, total % 100),
-        processed_at,
-    };
-    let payload = format!(
-        r#"{{"id":"{}","order_id":"{}","quantity":{},"unit_price":{},"total_value":{},"processed_at":{},"source":"test"}}"#,
-        exp.id,
-        exp.order_id,
-        exp.quantity,
-        exp.unit_price,
-        exp.total_value,
-        exp.processed_at
-            .map_or("null".to_string(), |p| p.to_string()),
-    );
-    (payload, exp)
 }
 
 /// Produces `(partition, key, payload)` records and waits until all are acked.

@@ -1,0 +1,53 @@
+# kafka-mysql-sink. `make help` lists the targets.
+SHELL := /bin/bash
+CARGO ?= cargo
+MARIADB := scripts/mariadb-local.sh
+IMAGE ?= kafka-mysql-sink:latest
+
+.PHONY: help build test demo run bench bench-e2e lint fmt mysql-start mysql-stop docker-build up down clean
+
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+
+build: ## release build of the binary
+	$(CARGO) build --release
+
+demo: ## the whole pipeline locally: MariaDB + mock Kafka filled with orders, drained by the sink
+	$(MARIADB) start
+	$(CARGO) run --release --example demo
+
+test: ## every test (starts the local MariaDB first)
+	$(MARIADB) start
+	$(CARGO) test
+
+run: build ## run the sink with config/sink.toml (environment variables override it)
+	./target/release/kafka-mysql-sink run --config config/sink.toml
+
+bench: ## criterion benchmarks (decode, statement build, offset tracker, pipeline)
+	$(CARGO) bench --bench sink
+
+lint: ## formatting check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+mysql-start: ## start the throw-away local MariaDB (installs it if needed)
+	$(MARIADB) start
+
+mysql-stop: ## stop the local MariaDB
+	$(MARIADB) stop
+
+docker-build: ## build the container image (needs a Docker engine)
+	docker build -t $(IMAGE) .
+
+up: ## start the compose stack: Kafka, MySQL 8 and the sink (needs a Docker engine)
+	docker compose up -d --build
+
+down: ## stop the compose stack
+	docker compose down
+
+clean: ## remove build output and the local MariaDB's data
+	$(CARGO) clean
+	$(MARIADB) clean

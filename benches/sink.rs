@@ -1,0 +1,222 @@
+//! Criterion benchmarks of the sink's own costs (`make bench`).
+//!
+//! None of these touch Kafka or MySQL: they measure what the sink adds on top
+//! of them, which must stay small next to what MySQL can take.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use kafka_mysql_sink::decode::Decoder;
+use kafka_mysql_sink::gen;
+use kafka_mysql_sink::metrics::Metrics;
+use kafka_mysql_sink::offsets::OffsetTracker;
+use kafka_mysql_sink::route::Router;
+use kafka_mysql_sink::shutdown::Shutdown;
+use kafka_mysql_sink::sql::{Dialect, UpsertBuilder};
+use kafka_mysql_sink::write::{BatchSink, Envelope, WriteError, Writer, WriterSettings};
+
+fn payloads(n: u64) -> Vec<Vec<u8>> {
+    (0..n).map(|i| gen::order(i, 0).0.into_bytes()).collect()
+}
+
+fn decode(c: &mut Criterion) {
+    let msgs = payloads(10_000);
+    let bytes: usize = msgs.iter().map(Vec::len).sum();
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("simd-json 10k msgs", |b| {
+        let mut d = Decoder::new();
+        b.iter(|| {
+            for m in &msgs {
+                std::hint::black_box(d.decode(m).unwrap());
+            }
+        })
+    });
+    g.bench_function("serde_json 10k msgs (comparison)", |b| {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Order<'a> {
+            id: &'a str,
+            order_id: &'a str,
+            quantity: Option<i64>,
+            unit_price: Option<f64>,
+            total_value: Option<f64>,
+            processed_at: Option<i64>,
+        }
+        b.iter(|| {
+            for m in &msgs {
+                let o: Order<'_> = serde_json::from_slice(m).unwrap();
+                std::hint::black_box((o.id.to_owned(), o.order_id.to_owned(), o.quantity));
+            }
+        })
+    });
+    g.finish();
+}
+
+fn envelopes(n: u64) -> Vec<Envelope> {
+    let mut d = Decoder::new();
+    (0..n)
+        .map(|i| Envelope {
+            partition: (i % 8) as i32,
+            offset: i as i64,
+            row: d.decode(gen::order(i, 0).0.as_bytes()).unwrap(),
+        })
+        .collect()
+}
+
+fn statement_build(c: &mut Criterion) {
+    let mut g = c.benchmark_group("statement_build");
+    for rows in [100u64, 1000, 5000] {
+        let batch = envelopes(rows);
+        let mut builder = UpsertBuilder::new("app_consumer", "orders", Dialect::ValuesFunction);
+        let len = builder.build(&batch, usize::MAX).unwrap().1.len();
+        g.throughput(Throughput::Elements(rows));
+        g.bench_function(format!("{rows} rows ({len} bytes)"), |b| {
+            b.iter(|| {
+                let (n, sql) = builder.build(&batch, usize::MAX).unwrap();
+                std::hint::black_box((n, sql.len()));
+            })
+        });
+    }
+    g.finish();
+}
+
+fn offset_tracker(c: &mut Criterion) {
+    let parts = 64i32;
+    let per_part = 1000i64;
+    // Completion order: batches of 50 finishing out of order, as writers do.
+    let mut order: Vec<(i32, i64)> = Vec::new();
+    for chunk in (0..per_part).collect::<Vec<_>>().chunks(50).rev() {
+        for p in 0..parts {
+            order.extend(chunk.iter().map(|&o| (p, o)));
+        }
+    }
+    let mut g = c.benchmark_group("offset_tracker");
+    g.throughput(Throughput::Elements(order.len() as u64));
+    g.bench_function("64 partitions, out-of-order completion", |b| {
+        b.iter_batched(
+            || {
+                let mut t = OffsetTracker::new();
+                for o in 0..per_part {
+                    for p in 0..parts {
+                        t.register(p, o);
+                    }
+                }
+                t
+            },
+            |mut t| {
+                for &(p, o) in &order {
+                    t.complete(p, o);
+                }
+                assert_eq!(t.committable(0), Some(per_part));
+                t
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+/// A writer destination that builds the statement and throws it away: the
+/// pipeline's cost without the database's.
+struct Discard(UpsertBuilder);
+
+impl BatchSink for Discard {
+    fn write(&mut self, rows: &[Envelope]) -> Result<(), WriteError> {
+        let (_, sql) = self.0.build(rows, usize::MAX)?;
+        std::hint::black_box(sql.len());
+        Ok(())
+    }
+}
+
+fn pipeline(c: &mut Criterion) {
+    let n = 200_000u64;
+    let msgs = payloads(n);
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(n));
+    g.sample_size(10);
+    for writers in [2usize, 4] {
+        g.bench_function(format!("decode+route+batch+ack, {writers} writers"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += run_pipeline(&msgs, writers);
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+fn run_pipeline(msgs: &[Vec<u8>], writers: usize) -> Duration {
+    let metrics = Arc::new(Metrics::default());
+    let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
+    let mut senders = Vec::new();
+    let mut handles = Vec::new();
+    for id in 0..writers {
+        let (tx, rx) = crossbeam_channel::bounded(8192);
+        senders.push(tx);
+        let w = Writer {
+            id,
+            rx,
+            acks: ack_tx.clone(),
+            sink: Discard(UpsertBuilder::new("db", "t", Dialect::ValuesFunction)),
+            settings: WriterSettings {
+                batch_size: 1000,
+                flush_interval: Duration::from_millis(200),
+                retry_initial: Duration::from_millis(1),
+                retry_max: Duration::from_millis(1),
+                shutdown_timeout: Duration::from_secs(1),
+            },
+            shutdown: Shutdown::new(),
+            metrics: metrics.clone(),
+        };
+        handles.push(std::thread::spawn(move || w.run()));
+    }
+    drop(ack_tx);
+    let router = Router::new(senders);
+    let start = Instant::now();
+    let mut decoder = Decoder::new();
+    let mut tracker = OffsetTracker::new();
+    for (i, m) in msgs.iter().enumerate() {
+        let (p, o) = ((i % 8) as i32, i as i64);
+        tracker.register(p, o);
+        let row = decoder.decode(m).unwrap();
+        let mut env = Envelope {
+            partition: p,
+            offset: o,
+            row,
+        };
+        loop {
+            match router.route(env, Duration::from_millis(10)) {
+                Ok(()) => break,
+                Err(kafka_mysql_sink::route::RouteError::Full(back)) => {
+                    env = back;
+                    for ack in ack_rx.try_iter() {
+                        for (p, o) in ack {
+                            tracker.complete(p, o);
+                        }
+                    }
+                }
+                Err(_) => panic!("writer gone"),
+            }
+        }
+    }
+    drop(router);
+    for ack in ack_rx.iter() {
+        for (p, o) in ack {
+            tracker.complete(p, o);
+        }
+    }
+    let elapsed = start.elapsed();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(tracker.in_flight(), 0);
+    elapsed
+}
+
+criterion_group!(benches, decode, statement_build, offset_tracker, pipeline);
+criterion_main!(benches);

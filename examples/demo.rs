@@ -1,0 +1,172 @@
+//! `make demo`: the whole pipeline on one machine, no Docker needed.
+//!
+//! Starts librdkafka's in-process mock cluster, fills `enriched_orders` with
+//! generated orders, runs the sink (settings from config/sink.toml and the
+//! environment, pointed at the mock cluster and the local MariaDB of
+//! scripts/mariadb-local.sh) until it has caught up, then prints a summary and
+//! sample rows from the table.
+//!
+//! Environment: DEMO_ORDERS (default 200000), DEMO_PARTITIONS (default 8, more
+//! for large volumes), and
+//! the sink's usual variables (MYSQL_HOST, MYSQL_PORT, ... SINK_BATCH_SIZE).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_mysql_sink::config::Config;
+use kafka_mysql_sink::gen;
+use kafka_mysql_sink::metrics::Metrics;
+use kafka_mysql_sink::pipeline::{self, RunOptions};
+use kafka_mysql_sink::shutdown::Shutdown;
+use mysql::prelude::Queryable;
+use rdkafka::config::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match demo() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    let orders = env_num("DEMO_ORDERS", 200_000);
+    // The mock cluster keeps only ~5 MB per partition and silently drops
+    // older data past that, so spread larger volumes over more partitions.
+    let partitions = env_num("DEMO_PARTITIONS", 8).max(orders.div_ceil(10_000)) as i32;
+
+    // The local MariaDB unless the environment names another server.
+    let env = |name: &str| match name {
+        "MYSQL_HOST" => std::env::var(name).ok().or(Some("127.0.0.1".into())),
+        "MYSQL_PORT" => std::env::var(name).ok().or(Some("3307".into())),
+        "MYSQL_DATABASE" => std::env::var(name).ok().or(Some("kms_demo".into())),
+        _ => std::env::var(name).ok(),
+    };
+    let mut config = Config::load(Some(Path::new("config/sink.toml")), &env)?;
+
+    let cluster = MockCluster::new(1)?;
+    cluster.create_topic(&config.kafka.topic, partitions, 1)?;
+    config.kafka.brokers = cluster.bootstrap_servers();
+    // The mock coordinator is slow to re-admit a group otherwise.
+    config
+        .kafka
+        .properties
+        .insert("session.timeout.ms".into(), "6000".into());
+
+    println!(
+        "demo: producing {orders} orders into mock topic {} ({partitions} partitions)",
+        config.kafka.topic
+    );
+    let t = Instant::now();
+    produce(
+        &config.kafka.brokers,
+        &config.kafka.topic,
+        orders,
+        partitions,
+    )?;
+    println!("demo: produced in {:.1}s", t.elapsed().as_secs_f64());
+
+    // A fresh table each time, so the summary reflects this run.
+    let mut conn = mysql::Conn::new(mysql::Opts::from(kafka_mysql_sink::db::opts(&config.mysql)))?;
+    let table = kafka_mysql_sink::sql::qualified(&config.mysql.database, &config.mysql.table);
+    conn.query_drop(format!("DROP TABLE IF EXISTS {table}"))?;
+
+    let metrics = Arc::new(Metrics::default());
+    let shutdown = Shutdown::new();
+    shutdown.install_signal_handlers()?;
+    let summary = pipeline::run(
+        &config,
+        RunOptions {
+            until_caught_up: true,
+        },
+        &shutdown,
+        metrics,
+    )?;
+    let c = summary.counters;
+
+    let (rows, revenue): (u64, String) = conn
+        .query_first(format!(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(total_value), 0) AS CHAR) FROM {table}"
+        ))?
+        .unwrap_or_default();
+    println!();
+    println!("== summary ==");
+    println!("messages consumed : {}", c.consumed);
+    println!("rows written      : {}", c.rows_written);
+    println!("skipped           : {}", c.skipped);
+    println!("batches           : {}", c.batches);
+    println!(
+        "time              : {:.1}s ({:.0} rows/s)",
+        summary.elapsed.as_secs_f64(),
+        summary.rows_per_sec()
+    );
+    println!("rows in {table} : {rows} (total revenue {revenue})");
+    println!();
+    println!("== sample rows ==");
+    let sample: Vec<(String, String, i64, String, String, Option<i64>)> = conn.query(format!(
+        "SELECT id, order_id, quantity, CAST(unit_price AS CHAR), CAST(total_value AS CHAR), processed_at \
+         FROM {table} ORDER BY id LIMIT 5"
+    ))?;
+    println!(
+        "{:<36}  {:<14} {:>3} {:>10} {:>10}  processed_at",
+        "id", "order_id", "qty", "unit_price", "total"
+    );
+    for (id, order_id, q, price, total, at) in sample {
+        println!(
+            "{id:<36}  {order_id:<14} {q:>3} {price:>10} {total:>10}  {}",
+            at.map_or("NULL".into(), |a| a.to_string())
+        );
+    }
+    if rows != orders {
+        return Err(format!("expected {orders} rows, found {rows}").into());
+    }
+    Ok(())
+}
+
+fn produce(
+    brokers: &str,
+    topic: &str,
+    orders: u64,
+    partitions: i32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "500000")
+        .create()?;
+    for i in 0..orders {
+        let (payload, exp) = gen::order(i, 0);
+        let partition = (i % partitions as u64) as i32;
+        let mut record = BaseRecord::to(topic)
+            .partition(partition)
+            .key(exp.id.as_str())
+            .payload(payload.as_str());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(20));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Deterministic seed-format orders, and the values MySQL must then hold.
+//!
+//! Shared by the demo, the benchmarks and the tests, so that all of them
+//! check the table against the same expectations. Prices are generated in
+//! whole cents and printed with two decimals, so the expected DECIMAL(10,2)
+//! text is exact.
+
+/// An order as the table must store it; decimals as MySQL prints them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Expected {
+    pub id: String,
+    pub order_id: String,
+    pub quantity: i64,
+    pub unit_price: String,
+    pub total_value: String,
+    pub processed_at: Option<i64>,
+}
+
+/// The `id` of order number `i`: UUID-shaped, 36 characters.
+pub fn order_id(i: u64) -> String {
+    format!("{:08x}-0000-4000-8000-{:012x}", 0x00C0_FFEE, i)
+}
+
+/// Order number `i` in its `version` (later versions change the values of
+/// the same `id`): the JSON payload and the row it must become.
+pub fn order(i: u64, version: u64) -> (String, Expected) {
+    let quantity = ((i + version) % 10 + 1) as i64;
+    let cents = ((i * 7919 + version * 104_729) % 99_999 + 1) as i64;
+    let total = cents * quantity;
+    let processed_at = if i.is_multiple_of(7) {
+        None
+    } else {
+        Some(1_699_267_200 + i as i64 + version as i64)
+    };
+    let exp = Expected {
+        id: order_id(i),
+        order_id: format!("ORD-{i}-v{version}"),
+        quantity,
+        unit_price: format!("{}.{:02}", cents / 100, cents % 100),
+        total_value: format!("{}.{:02}", total / 100, total % 100),
+        processed_at,
+    };
+    let processed = match exp.processed_at {
+        Some(p) => p.to_string(),
+        None => "null".to_string(),
+    };
+    let payload = format!(
+        r#"{{"id":"{}","order_id":"{}","quantity":{},"unit_price":{},"total_value":{},"processed_at":{},"source":"enrich-v2"}}"#,
+        exp.id, exp.order_id, exp.quantity, exp.unit_price, exp.total_value, processed,
+    );
+    (payload, exp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Decoder, Num};
+
+    #[test]
+    fn payload_decodes_to_the_expected_row() {
+        let mut d = Decoder::new();
+        for i in [0u64, 1, 6, 7, 123_456] {
+            let (payload, exp) = order(i, 3);
+            let row = d.decode(payload.as_bytes()).unwrap();
+            assert_eq!(row.id, exp.id);
+            assert_eq!(row.id.len(), 36);
+            assert_eq!(row.order_id, exp.order_id);
+            assert_eq!(row.quantity, Num::Int(exp.quantity));
+            assert_eq!(
+                crate::sql::num_literal(row.unit_price).trim_end_matches('0'),
+                exp.unit_price.trim_end_matches('0')
+            );
+            assert_eq!(row.processed_at.is_none(), exp.processed_at.is_none());
+        }
+    }
+}
