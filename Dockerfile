@@ -1,9 +1,6 @@
 # Multi-stage build: compile on the Rust Debian image, run on Debian slim.
 FROM rust:1-bookworm AS build
 WORKDIR /src
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends cmake \
-    && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
