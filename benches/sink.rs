@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use kafka_mysql_sink::decode::Decoder;
+use kafka_mysql_sink::decode::{Decoder, Row};
 use kafka_mysql_sink::gen;
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::offsets::OffsetTracker;
 use kafka_mysql_sink::route::Router;
 use kafka_mysql_sink::shutdown::Shutdown;
 use kafka_mysql_sink::sql::{Dialect, UpsertBuilder};
-use kafka_mysql_sink::write::{BatchSink, Envelope, WriteError, Writer, WriterSettings};
+use kafka_mysql_sink::write::{
+    BatchSink, DeadLetter, Envelope, Op, WriteError, Writer, WriterSettings,
+};
 
 fn payloads(n: u64) -> Vec<Vec<u8>> {
     (0..n).map(|i| gen::order(i, 0).0.into_bytes()).collect()
@@ -54,25 +56,21 @@ fn decode(c: &mut Criterion) {
     g.finish();
 }
 
-fn envelopes(n: u64) -> Vec<Envelope> {
+fn rows(n: u64) -> Vec<Row> {
     let mut d = Decoder::new();
     (0..n)
-        .map(|i| Envelope {
-            partition: (i % 8) as i32,
-            offset: i as i64,
-            row: d.decode(gen::order(i, 0).0.as_bytes()).unwrap(),
-        })
+        .map(|i| d.decode(gen::order(i, 0).0.as_bytes()).unwrap())
         .collect()
 }
 
 fn statement_build(c: &mut Criterion) {
     let mut g = c.benchmark_group("statement_build");
-    for rows in [100u64, 1000, 5000] {
-        let batch = envelopes(rows);
+    for n in [100u64, 1000, 5000] {
+        let batch = rows(n);
         let mut builder = UpsertBuilder::new("app_consumer", "orders", Dialect::ValuesFunction);
         let len = builder.build(&batch, usize::MAX).unwrap().1.len();
-        g.throughput(Throughput::Elements(rows));
-        g.bench_function(format!("{rows} rows ({len} bytes)"), |b| {
+        g.throughput(Throughput::Elements(n));
+        g.bench_function(format!("{n} rows ({len} bytes)"), |b| {
             b.iter(|| {
                 let (n, sql) = builder.build(&batch, usize::MAX).unwrap();
                 std::hint::black_box((n, sql.len()));
@@ -123,9 +121,20 @@ fn offset_tracker(c: &mut Criterion) {
 struct Discard(UpsertBuilder);
 
 impl BatchSink for Discard {
-    fn write(&mut self, rows: &[Envelope]) -> Result<(), WriteError> {
-        let (_, sql) = self.0.build(rows, usize::MAX)?;
+    fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError> {
+        let rows: Vec<&Row> = items
+            .iter()
+            .filter_map(|e| match &e.op {
+                Op::Upsert(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        let (_, sql) = self.0.build(&rows, usize::MAX)?;
         std::hint::black_box(sql.len());
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, _: &[DeadLetter<'_>]) -> Result<(), WriteError> {
         Ok(())
     }
 }
@@ -184,11 +193,7 @@ fn run_pipeline(msgs: &[Vec<u8>], writers: usize) -> Duration {
         let (p, o) = ((i % 8) as i32, i as i64);
         tracker.register(p, o);
         let row = decoder.decode(m).unwrap();
-        let mut env = Envelope {
-            partition: p,
-            offset: o,
-            row,
-        };
+        let mut env = Envelope::upsert(p, o, row);
         loop {
             match router.route(env, Duration::from_millis(10)) {
                 Ok(()) => break,

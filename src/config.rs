@@ -44,6 +44,47 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub mysql: MysqlConfig,
     pub sink: SinkConfig,
+    pub dead_letter: DeadLetterConfig,
+}
+
+/// Where messages go that cannot become rows.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterConfig {
+    /// `table` (rows in a table next to the target), or `skip` (log and
+    /// count only, as the original Python sink did).
+    pub mode: DlqMode,
+    /// The table for `table` mode; empty means `<mysql.table>_dlq`.
+    pub table: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DlqMode {
+    Table,
+    Skip,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            mode: DlqMode::Table,
+            table: String::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The dead-letter table's name, when dead letters go to a table.
+    pub fn dlq_table(&self) -> Option<String> {
+        match self.dead_letter.mode {
+            DlqMode::Skip => None,
+            DlqMode::Table if self.dead_letter.table.is_empty() => {
+                Some(format!("{}_dlq", self.mysql.table))
+            }
+            DlqMode::Table => Some(self.dead_letter.table.clone()),
+        }
+    }
 }
 
 #[derive(Clone, Deserialize, PartialEq)]
@@ -57,6 +98,9 @@ pub struct KafkaConfig {
     pub auto_offset_reset: String,
     /// How often durable offsets are committed to Kafka.
     pub commit_interval_ms: u64,
+    /// On a rebalance, how long to wait for the revoked partitions' rows in
+    /// flight before committing and letting them go.
+    pub revoke_timeout_ms: u64,
     /// Passed verbatim to librdkafka (SASL, SSL, timeouts...). Values are
     /// strings, as librdkafka takes them.
     pub properties: BTreeMap<String, String>,
@@ -80,6 +124,9 @@ pub struct MysqlConfig {
     /// Bound on a single connect or statement round trip, so a hung server
     /// turns into a retried error instead of a stuck writer.
     pub timeout_ms: u64,
+    /// Statements run on every new connection, after `SET NAMES utf8mb4`
+    /// (e.g. `SET SESSION innodb_lock_wait_timeout = 5`).
+    pub init_sql: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -101,6 +148,11 @@ pub struct SinkConfig {
     /// First retry delay of a failed batch; doubles up to `retry_max_ms`.
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+    /// A tombstone (null payload) deletes the row whose `id` is the message
+    /// key; when false, tombstones are skipped and counted.
+    pub delete_on_tombstone: bool,
+    /// Payloads larger than this are dead-lettered without being parsed.
+    pub max_payload_bytes: usize,
 }
 
 impl Default for KafkaConfig {
@@ -111,6 +163,7 @@ impl Default for KafkaConfig {
             group_id: "sink-mysql-workers".into(),
             auto_offset_reset: "earliest".into(),
             commit_interval_ms: 1000,
+            revoke_timeout_ms: 10_000,
             properties: BTreeMap::new(),
         }
     }
@@ -129,6 +182,7 @@ impl Default for MysqlConfig {
             connect_retries: 5,
             connect_retry_delay_ms: 5000,
             timeout_ms: 30_000,
+            init_sql: Vec::new(),
         }
     }
 }
@@ -144,6 +198,8 @@ impl Default for SinkConfig {
             shutdown_timeout_ms: 30_000,
             retry_initial_ms: 100,
             retry_max_ms: 30_000,
+            delete_on_tombstone: false,
+            max_payload_bytes: 1 << 20,
         }
     }
 }
@@ -162,6 +218,7 @@ impl fmt::Debug for MysqlConfig {
             .field("connect_retries", &self.connect_retries)
             .field("connect_retry_delay_ms", &self.connect_retry_delay_ms)
             .field("timeout_ms", &self.timeout_ms)
+            .field("init_sql", &self.init_sql)
             .finish()
     }
 }
@@ -174,6 +231,7 @@ impl fmt::Debug for KafkaConfig {
             .field("group_id", &self.group_id)
             .field("auto_offset_reset", &self.auto_offset_reset)
             .field("commit_interval_ms", &self.commit_interval_ms)
+            .field("revoke_timeout_ms", &self.revoke_timeout_ms)
             .field("properties", &redacted_properties(&self.properties))
             .finish()
     }
@@ -348,6 +406,17 @@ impl Config {
                 ),
             );
         }
+        if s.max_payload_bytes == 0 {
+            return invalid("sink.max_payload_bytes", "must be at least 1");
+        }
+        if let Some(t) = self.dlq_table() {
+            if let Err(reason) = crate::sql::check_identifier(&t) {
+                return invalid("dead_letter.table", reason);
+            }
+            if t == m.table {
+                return invalid("dead_letter.table", "must differ from mysql.table");
+            }
+        }
         if s.retry_initial_ms == 0 {
             return invalid("sink.retry_initial_ms", "must be at least 1");
         }
@@ -366,7 +435,7 @@ impl Config {
         format!(
             "kafka brokers={} topic={} group={} auto_offset_reset={} commit_interval={}ms properties=[{}]; \
              mysql {}@{}:{} table=`{}`.`{}` password=<redacted> pool_size={}; \
-             sink batch_size={} flush_interval={}ms writers={} channel_capacity={}",
+             sink batch_size={} flush_interval={}ms writers={} channel_capacity={}; dead_letter={}",
             self.kafka.brokers,
             self.kafka.topic,
             self.kafka.group_id,
@@ -383,6 +452,8 @@ impl Config {
             self.sink.flush_interval_ms,
             self.sink.writers,
             self.sink.channel_capacity,
+            self.dlq_table()
+                .map_or("skip".to_string(), |t| format!("table `{t}`")),
         )
     }
 }
@@ -554,6 +625,9 @@ mod tests {
             ("[kafka]\nauto_offset_reset = \"smallest\"", "kafka.auto_offset_reset"),
             ("[kafka]\ncommit_interval_ms = 0", "kafka.commit_interval_ms"),
             ("[kafka.properties]\n\"group.id\" = \"x\"", "kafka.properties"),
+            ("[sink]\nmax_payload_bytes = 0", "sink.max_payload_bytes"),
+            ("[dead_letter]\ntable = \"orders\"", "dead_letter.table"),
+            ("[dead_letter]\ntable = \"bad name\"", "dead_letter.table"),
         ];
         for (text, key) in cases {
             assert_eq!(invalid_key(text), key, "for {text:?}");
@@ -573,6 +647,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("sinc"), "{msg}");
+
+        let path = write_temp("badmode.toml", "[dead_letter]\nmode = \"bin\"\n");
+        let msg = Config::load(Some(&path), &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("bin"), "{msg}");
 
         let path = write_temp("badtype.toml", "[sink]\nbatch_size = \"ten\"\n");
         let msg = Config::load(Some(&path), &env_of(&[]))

@@ -72,7 +72,11 @@ pub fn opts(cfg: &MysqlConfig) -> OptsBuilder {
         .tcp_connect_timeout(timeout)
         .read_timeout(timeout)
         .write_timeout(timeout)
-        .init(vec!["SET NAMES utf8mb4"])
+        .init(
+            std::iter::once("SET NAMES utf8mb4".to_string())
+                .chain(cfg.init_sql.iter().cloned())
+                .collect(),
+        )
 }
 
 /// Connects, retrying `connect_retries` times `connect_retry_delay_ms` apart.
@@ -169,6 +173,12 @@ pub fn ensure_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbErro
 
 /// The writers' pool. Connections are checked when returned (r2d2_mysql pings
 /// in `has_broken`), so a connection that failed a statement is not reused.
+/// Creates the dead-letter table when missing.
+pub fn ensure_dlq_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbError> {
+    conn.query_drop(sql::create_dlq_table(db, table))
+        .map_err(query_err("creating the dead-letter table"))
+}
+
 /// Built unchecked: start-up already proved the server reachable, and a
 /// writer that cannot get a connection retries like any failed batch.
 pub fn pool(cfg: &MysqlConfig) -> Pool {

@@ -14,6 +14,7 @@ pub mod gen;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
+pub mod retry;
 pub mod route;
 pub mod shutdown;
 pub mod source;

@@ -14,7 +14,14 @@ pub struct Metrics {
     pub rows_written: AtomicU64,
     /// Statements that succeeded.
     pub batches: AtomicU64,
-    /// Messages that were not orders (invalid JSON, missing fields...).
+    /// Statements attempted (more than `batches` when rows are isolated).
+    pub statements: AtomicU64,
+    /// Rows deleted by tombstones.
+    pub rows_deleted: AtomicU64,
+    /// Messages stored in (or, in skip mode, logged to) the dead-letter destination.
+    pub dead_lettered: AtomicU64,
+    /// Messages passed over without a write: undecodable ones in skip mode,
+    /// and tombstones when deletes are off.
     pub skipped: AtomicU64,
     /// Failed statement attempts that were retried.
     pub retries: AtomicU64,
@@ -38,6 +45,9 @@ impl Metrics {
             consumed: Metrics::get(&self.consumed),
             rows_written: Metrics::get(&self.rows_written),
             batches: Metrics::get(&self.batches),
+            statements: Metrics::get(&self.statements),
+            rows_deleted: Metrics::get(&self.rows_deleted),
+            dead_lettered: Metrics::get(&self.dead_lettered),
             skipped: Metrics::get(&self.skipped),
             retries: Metrics::get(&self.retries),
             commits: Metrics::get(&self.commits),
@@ -52,6 +62,9 @@ pub struct Snapshot {
     pub consumed: u64,
     pub rows_written: u64,
     pub batches: u64,
+    pub statements: u64,
+    pub rows_deleted: u64,
+    pub dead_lettered: u64,
     pub skipped: u64,
     pub retries: u64,
     pub commits: u64,
@@ -85,11 +98,12 @@ impl StatsLine {
         let now = metrics.snapshot();
         let rate = (now.rows_written - self.last.rows_written) as f64 / elapsed.as_secs_f64();
         log::info!(
-            "stats: rows_written={} rows/s={:.0} consumed={} skipped={} batches={} retries={} in_flight={} commits={}",
+            "stats: rows_written={} rows/s={:.0} consumed={} skipped={} dead_lettered={} batches={} retries={} in_flight={} commits={}",
             now.rows_written,
             rate,
             now.consumed,
             now.skipped,
+            now.dead_lettered,
             now.batches,
             now.retries,
             in_flight,

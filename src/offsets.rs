@@ -122,6 +122,23 @@ impl OffsetTracker {
             .is_none_or(|p| p.pending.is_empty())
     }
 
+    /// Whether `offset` of `partition` is in flight here.
+    pub fn is_tracked(&self, partition: i32, offset: i64) -> bool {
+        self.parts
+            .get(&partition)
+            .is_some_and(|p| p.pending.binary_search_by_key(&offset, |&(o, _)| o).is_ok())
+    }
+
+    /// Whether the only offset of `partition` still in flight is `offset`.
+    pub fn only_pending_is(&self, partition: i32, offset: i64) -> bool {
+        self.parts.get(&partition).is_none_or(|p| {
+            p.pending
+                .iter()
+                .filter(|(_, done)| !done)
+                .all(|&(o, _)| o == offset)
+        })
+    }
+
     /// Forgets a partition (after it was revoked); returns its committable offset.
     pub fn remove(&mut self, partition: i32) -> Option<i64> {
         self.parts.remove(&partition).and_then(|p| p.done_below)

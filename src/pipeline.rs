@@ -12,7 +12,7 @@ use crate::route::Router;
 use crate::shutdown::Shutdown;
 use crate::source::{Source, SourceError};
 use crate::sql::UpsertBuilder;
-use crate::write::{MysqlSink, Writer, WriterSettings};
+use crate::write::{DlqTarget, MysqlSink, Writer, WriterSettings};
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,15 +64,18 @@ pub fn run(
         info.max_allowed_packet
     );
     db::ensure_table(&mut conn, &m.database, &m.table)?;
+    let dlq = match config.dlq_table() {
+        Some(t) => {
+            db::ensure_dlq_table(&mut conn, &m.database, &t)?;
+            DlqTarget::Table(crate::sql::qualified(&m.database, &t))
+        }
+        None => DlqTarget::Skip,
+    };
     drop(conn);
     let pool = db::pool(m);
 
-    let mut source = Source::new(
-        &config.kafka,
-        metrics.clone(),
-        config.sink.stats_interval_ms,
-        options.until_caught_up,
-    )?;
+    let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
+    let mut source = Source::new(config, metrics.clone(), ack_rx, options.until_caught_up)?;
 
     let s = &config.sink;
     let settings = WriterSettings {
@@ -82,7 +85,6 @@ pub fn run(
         retry_max: Duration::from_millis(s.retry_max_ms),
         shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
     };
-    let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
     let mut senders = Vec::with_capacity(s.writers);
     let mut handles = Vec::with_capacity(s.writers);
     for id in 0..s.writers {
@@ -95,7 +97,10 @@ pub fn run(
             sink: MysqlSink::new(
                 pool.clone(),
                 UpsertBuilder::new(&m.database, &m.table, info.dialect),
+                crate::sql::qualified(&m.database, &m.table),
                 info.statement_budget(),
+                config.kafka.topic.clone(),
+                dlq.clone(),
             ),
             settings: settings.clone(),
             shutdown: shutdown.clone(),
@@ -111,7 +116,7 @@ pub fn run(
     // writer exits, which is how the consumer knows the drain is over.
     drop(ack_tx);
 
-    let result = source.run(Router::new(senders), ack_rx, shutdown);
+    let result = source.run(Router::new(senders), shutdown);
     for h in handles {
         if h.join().is_err() {
             log::error!("a writer thread panicked");

@@ -49,12 +49,17 @@ impl Router {
     // allocate on exactly the path that runs when the writers are behind.
     #[allow(clippy::result_large_err)]
     pub fn route(&self, env: Envelope, wait: Duration) -> Result<(), RouteError> {
-        let w = writer_for(&env.row.id, self.senders.len());
+        let w = env.writer(self.senders.len());
         match self.senders[w].send_timeout(env, wait) {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::Timeout(env)) => Err(RouteError::Full(env)),
             Err(SendTimeoutError::Disconnected(_)) => Err(RouteError::WriterGone(w)),
         }
+    }
+
+    /// Rows all channels hold when full.
+    pub fn capacity(&self) -> usize {
+        self.senders.iter().filter_map(Sender::capacity).sum()
     }
 
     /// Rows waiting in all channels.

@@ -17,13 +17,13 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::config::KafkaConfig;
+use crate::config::{Config, KafkaConfig};
 use crate::decode::Decoder;
 use crate::metrics::{Metrics, StatsLine};
 use crate::offsets::OffsetTracker;
 use crate::route::{RouteError, Router};
 use crate::shutdown::Shutdown;
-use crate::write::{Ack, Envelope};
+use crate::write::{Ack, Envelope, Op};
 
 /// Why the consumer stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,51 @@ fn lock(t: &Tracker) -> MutexGuard<'_, OffsetTracker> {
 pub struct SinkContext {
     tracker: Tracker,
     metrics: Arc<Metrics>,
+    /// Writers' acknowledgements, drained here while a revocation waits for
+    /// the revoked partitions' in-flight rows.
+    acks: Receiver<Ack>,
+    revoke_timeout: Duration,
+    /// The message the consumer read but could not hand to a writer yet; a
+    /// revocation does not wait for it, since it will never be written here.
+    held: Arc<Mutex<Option<(i32, i64)>>>,
+}
+
+impl SinkContext {
+    /// Waits (bounded) until the partitions have nothing in flight.
+    fn wait_idle(&self, parts: &[i32]) {
+        let deadline = Instant::now() + self.revoke_timeout;
+        loop {
+            let held = *self.held.lock().unwrap_or_else(|p| p.into_inner());
+            {
+                let t = lock(&self.tracker);
+                let idle = parts.iter().all(|&p| match held {
+                    Some((hp, ho)) if hp == p => t.only_pending_is(p, ho),
+                    _ => t.is_idle(p),
+                });
+                if idle {
+                    return;
+                }
+            }
+            if Instant::now() >= deadline {
+                log::warn!(
+                    "revoked partitions {parts:?} still have rows in flight after {} ms; \
+                     committing what is durable, the rest will be re-read by the next owner",
+                    self.revoke_timeout.as_millis()
+                );
+                return;
+            }
+            match self.acks.recv_timeout(Duration::from_millis(50)) {
+                Ok(ack) => {
+                    let mut t = lock(&self.tracker);
+                    for (p, o) in ack {
+                        t.complete(p, o);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
 }
 
 impl ClientContext for SinkContext {}
@@ -59,9 +104,11 @@ impl ConsumerContext for SinkContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                // Commit what is durable for the partitions we lose, then
-                // forget them: acknowledgements that arrive later for them are
-                // ignored, since another member may already own them.
+                // Let the writers finish what they hold of the partitions we
+                // lose, commit what is durable, then forget them:
+                // acknowledgements that arrive later are ignored, since
+                // another member may already own those partitions.
+                self.wait_idle(&partitions_of(tpl));
                 let mut commit = TopicPartitionList::new();
                 {
                     let mut t = lock(&self.tracker);
@@ -108,11 +155,22 @@ pub struct SourceSettings {
     /// Stop once every assigned partition is committed up to the high
     /// watermark it had when first seen.
     pub until_caught_up: bool,
+    /// Keep each message's key and payload for the dead-letter table.
+    pub keep_raw: bool,
+    /// Undecodable messages go to the writers (for the dead-letter table)
+    /// instead of being skipped here.
+    pub reject_to_writers: bool,
+    pub delete_on_tombstone: bool,
+    pub max_payload_bytes: usize,
 }
 
 pub struct Source {
     consumer: BaseConsumer<SinkContext>,
     tracker: Tracker,
+    acks: Receiver<Ack>,
+    held: Arc<Mutex<Option<(i32, i64)>>>,
+    /// Whether fetching is paused because the writers are behind.
+    paused: bool,
     metrics: Arc<Metrics>,
     settings: SourceSettings,
     /// Per partition: the high watermark to reach in until-caught-up mode,
@@ -138,15 +196,21 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
 
 impl Source {
     pub fn new(
-        cfg: &KafkaConfig,
+        config: &Config,
         metrics: Arc<Metrics>,
-        stats_interval_ms: u64,
+        acks: Receiver<Ack>,
         until_caught_up: bool,
     ) -> Result<Source, SourceError> {
+        let cfg = &config.kafka;
+        let dlq_table = config.dlq_table().is_some();
         let tracker: Tracker = Arc::new(Mutex::new(OffsetTracker::new()));
+        let held = Arc::new(Mutex::new(None));
         let context = SinkContext {
             tracker: tracker.clone(),
             metrics: metrics.clone(),
+            acks: acks.clone(),
+            revoke_timeout: Duration::from_millis(cfg.revoke_timeout_ms),
+            held: held.clone(),
         };
         let consumer: BaseConsumer<SinkContext> = client_config(cfg)
             .create_with_context(context)
@@ -160,12 +224,19 @@ impl Source {
         Ok(Source {
             consumer,
             tracker,
+            acks,
+            held,
+            paused: false,
             metrics,
             settings: SourceSettings {
                 topic: cfg.topic.clone(),
                 commit_interval: Duration::from_millis(cfg.commit_interval_ms),
-                stats_interval_ms,
+                stats_interval_ms: config.sink.stats_interval_ms,
                 until_caught_up,
+                keep_raw: dlq_table,
+                reject_to_writers: dlq_table,
+                delete_on_tombstone: config.sink.delete_on_tombstone,
+                max_payload_bytes: config.sink.max_payload_bytes,
             },
             targets: HashMap::new(),
         })
@@ -175,12 +246,8 @@ impl Source {
     /// backlog is done), then drains the writers and commits. `router` is
     /// consumed: dropping it closes the writers' channels, which is how they
     /// learn to flush and stop.
-    pub fn run(
-        &mut self,
-        router: Router,
-        acks: Receiver<Ack>,
-        shutdown: &Shutdown,
-    ) -> Result<(), SourceError> {
+    pub fn run(&mut self, router: Router, shutdown: &Shutdown) -> Result<(), SourceError> {
+        let acks = self.acks.clone();
         let result = self.consume(&router, &acks, shutdown);
         shutdown.start_drain();
         drop(router);
@@ -197,8 +264,14 @@ impl Source {
         let mut decoder = Decoder::new();
         let mut stats = StatsLine::new(self.settings.stats_interval_ms);
         let mut last_commit = Instant::now();
+        // Fetching resumes once the channels are half empty again, so a
+        // pause is not undone by the very next row.
+        let resume_below = router.capacity() / 2;
         while !shutdown.is_requested() {
             self.take_acks(acks);
+            if self.paused && router.queued() <= resume_below {
+                self.set_paused(false);
+            }
             if last_commit.elapsed() >= self.settings.commit_interval {
                 self.commit();
                 last_commit = Instant::now();
@@ -220,32 +293,60 @@ impl Source {
             Metrics::add(&self.metrics.consumed, 1);
             let (partition, offset) = (msg.partition(), msg.offset());
             lock(&self.tracker).register(partition, offset);
-            let row = match decoder.decode(msg.payload().unwrap_or_default()) {
-                Ok(row) => row,
-                Err(e) => {
+            let op = self.to_op(&mut decoder, msg.key(), msg.payload());
+            let skip = match &op {
+                Op::Reject(reason) if !self.settings.reject_to_writers => {
                     log::warn!(
-                        "skipping message at {}/{partition}@{offset}: {e}",
+                        "skipping message at {}/{partition}@{offset}: {reason}",
                         self.settings.topic
                     );
-                    Metrics::add(&self.metrics.skipped, 1);
-                    lock(&self.tracker).complete(partition, offset);
-                    continue;
+                    true
                 }
+                Op::Delete(_) if !self.settings.delete_on_tombstone => {
+                    log::debug!(
+                        "skipping tombstone at {}/{partition}@{offset}",
+                        self.settings.topic
+                    );
+                    true
+                }
+                _ => false,
+            };
+            if skip {
+                Metrics::add(&self.metrics.skipped, 1);
+                lock(&self.tracker).complete(partition, offset);
+                continue;
+            }
+            let (key, payload) = if self.settings.keep_raw {
+                let limit = self.settings.max_payload_bytes;
+                (
+                    msg.key().map(Box::from),
+                    // An oversized payload is kept only up to the limit.
+                    msg.payload().map(|p| Box::from(&p[..p.len().min(limit)])),
+                )
+            } else {
+                (None, None)
             };
             drop(msg);
             let mut env = Envelope {
                 partition,
                 offset,
-                row,
+                op,
+                key,
+                payload,
             };
-            // Back-pressure: wait for room, but keep acknowledging and
-            // committing while we wait so finished work is not held back.
+            // Back-pressure: wait for room. Meanwhile fetching is paused and
+            // poll() keeps being called, so the consumer stays in its group
+            // however long MySQL is away, and acknowledgements and commits
+            // go on for the work that does finish.
             loop {
                 match router.route(env, Duration::from_millis(50)) {
                     Ok(()) => break,
                     Err(RouteError::WriterGone(w)) => return Err(SourceError::WriterGone(w)),
                     Err(RouteError::Full(back)) => {
                         env = back;
+                        if !self.paused {
+                            self.set_paused(true);
+                        }
                         self.take_acks(acks);
                         if last_commit.elapsed() >= self.settings.commit_interval {
                             self.commit();
@@ -257,11 +358,92 @@ impl Source {
                             // flight, so nothing at or after it is committed.
                             return Ok(());
                         }
+                        *self.held.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some((env.partition, env.offset));
+                        self.poll_while_paused();
+                        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        if !lock(&self.tracker).is_tracked(env.partition, env.offset) {
+                            // Its partition was revoked meanwhile: the new
+                            // owner reads it again from the committed offset.
+                            break;
+                        }
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Pauses or resumes fetching for every assigned partition.
+    fn set_paused(&mut self, pause: bool) {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let result = if pause {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        match result {
+            Ok(()) => {
+                self.paused = pause;
+                if pause {
+                    log::info!("writers are behind; fetching paused");
+                } else {
+                    log::info!("writers caught up; fetching resumed");
+                }
+            }
+            Err(e) => log::warn!(
+                "cannot {} fetching: {e}",
+                if pause { "pause" } else { "resume" }
+            ),
+        }
+    }
+
+    /// Serves rebalances and the poll-interval deadline while fetching is
+    /// paused. A message fetched before the pause took effect is not lost:
+    /// its partition is rewound to it, so it is fetched again on resume.
+    fn poll_while_paused(&mut self) {
+        let before = self.consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        if let Some(Ok(msg)) = self.consumer.poll(Duration::ZERO) {
+            let (p, o) = (msg.partition(), msg.offset());
+            drop(msg);
+            if let Err(e) = self.consumer.seek(
+                &self.settings.topic,
+                p,
+                Offset::Offset(o),
+                Duration::from_secs(5),
+            ) {
+                log::warn!("cannot rewind partition {p} to {o} while paused: {e}");
+            }
+        }
+        // A rebalance hands out partitions unpaused; pause them too.
+        let after = self.consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        if self.paused && after != before {
+            self.set_paused(true);
+        }
+    }
+
+    /// What a message asks for: an upsert, a delete (tombstone) or a reject.
+    fn to_op(&self, decoder: &mut Decoder, key: Option<&[u8]>, payload: Option<&[u8]>) -> Op {
+        let Some(payload) = payload else {
+            return match key.map(std::str::from_utf8) {
+                Some(Ok(id)) if !id.is_empty() => Op::Delete(id.to_owned()),
+                _ if !self.settings.delete_on_tombstone => Op::Delete(String::new()),
+                _ => Op::Reject("tombstone without a UTF-8 key to delete by".into()),
+            };
+        };
+        if payload.len() > self.settings.max_payload_bytes {
+            return Op::Reject(format!(
+                "payload of {} bytes exceeds sink.max_payload_bytes ({}); stored truncated",
+                payload.len(),
+                self.settings.max_payload_bytes
+            ));
+        }
+        match decoder.decode(payload) {
+            Ok(row) => Op::Upsert(row),
+            Err(e) => Op::Reject(e.to_string()),
+        }
     }
 
     fn take_acks(&self, acks: &Receiver<Ack>) {

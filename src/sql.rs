@@ -116,6 +116,12 @@ impl AsRow for Row {
     }
 }
 
+impl<T: AsRow> AsRow for &T {
+    fn as_row(&self) -> &Row {
+        (*self).as_row()
+    }
+}
+
 /// Why a statement could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
@@ -253,6 +259,41 @@ pub fn push_str_literal(buf: &mut String, s: &str) {
     }
 }
 
+/// Appends raw bytes as a binary hex literal, or NULL.
+pub fn push_bytes_literal(buf: &mut String, bytes: Option<&[u8]>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let Some(bytes) = bytes else {
+        buf.push_str("NULL");
+        return;
+    };
+    buf.reserve(bytes.len() * 2 + 3);
+    buf.push_str("X'");
+    for b in bytes {
+        buf.push(HEX[(b >> 4) as usize] as char);
+        buf.push(HEX[(b & 15) as usize] as char);
+    }
+    buf.push('\'');
+}
+
+/// The dead-letter table: one row per message that could not be written,
+/// unique on its Kafka coordinates so a redelivered message is stored once.
+pub fn create_dlq_table(db: &str, table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+    `dlq_id` BIGINT AUTO_INCREMENT PRIMARY KEY,
+    `topic` VARCHAR(249) NOT NULL,
+    `kafka_partition` INT NOT NULL,
+    `kafka_offset` BIGINT NOT NULL,
+    `message_key` VARBINARY(1024) NULL,
+    `payload` LONGBLOB NULL,
+    `error` TEXT NOT NULL,
+    `failed_at` TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    UNIQUE KEY `uq_source` (`topic`, `kafka_partition`, `kafka_offset`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+        qualified(db, table)
+    )
+}
+
 /// Appends `s` as a plain quoted literal (for use in hand-written queries).
 pub fn str_literal(s: &str) -> String {
     let mut out = String::new();
@@ -360,6 +401,12 @@ mod tests {
         assert_eq!(str_literal("a'b"), "_utf8mb4 X'612762'");
         assert_eq!(str_literal("a\\b"), "_utf8mb4 X'615C62'");
         assert_eq!(str_literal("\0"), "_utf8mb4 X'00'");
+        let mut b = String::new();
+        push_bytes_literal(&mut b, Some(b"\x00'z"));
+        assert_eq!(b, "X'00277A'");
+        b.clear();
+        push_bytes_literal(&mut b, None);
+        assert_eq!(b, "NULL");
         assert_eq!(num_literal(Num::Float(49.99)), "49.99");
         assert_eq!(num_literal(Num::Float(0.1)), "0.1");
         assert_eq!(num_literal(Num::Float(5.0)), "5.0");

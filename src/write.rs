@@ -2,12 +2,18 @@
 //!
 //! Each writer owns one channel and one batch. A batch is written when it is
 //! full or when its oldest row has waited `flush_interval`, whichever comes
-//! first. A failed batch is retried with capped exponential backoff (with
-//! jitter, so writers do not hammer a recovering server in lockstep) and the
-//! writer takes nothing new meanwhile: rows of one key always go to the same
-//! writer, so holding the line is what keeps versions of a key in order.
-//! Only after a batch is durable are its offsets acknowledged to the consumer.
+//! first. Rows of one key always go to the same writer, which keeps the line:
+//! a batch that fails transiently is retried (see [`crate::retry`]) and the
+//! writer takes nothing new meanwhile, so versions of a key stay in order.
+//!
+//! A batch that fails on its data is split in halves, recursively, until the
+//! rows MySQL refuses are found: every other row is written, each refused row
+//! goes to the dead-letter destination with the server's error, and the cost
+//! of one bad row in a batch of n is about 2·log2(n) extra statements.
+//! Only after all of that is durable are the batch's offsets acknowledged to
+//! the consumer.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -16,62 +22,176 @@ use mysql::prelude::Queryable;
 use crate::db::Pool;
 use crate::decode::Row;
 use crate::metrics::Metrics;
+use crate::retry::{classify, Backoff, ErrorClass};
+use crate::route;
 use crate::shutdown::Shutdown;
-use crate::sql::{AsRow, BuildError, UpsertBuilder};
+use crate::sql::{self, BuildError, UpsertBuilder};
 
-/// A row with the Kafka coordinates it came from.
-#[derive(Debug, Clone)]
+/// What a message asks of the table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Insert or update the row.
+    Upsert(Row),
+    /// A tombstone: delete the row with this `id`.
+    Delete(String),
+    /// The message is not an order; it goes to the dead-letter destination
+    /// with this reason.
+    Reject(String),
+}
+
+/// A message on its way to MySQL, with the Kafka coordinates it came from.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     pub partition: i32,
     pub offset: i64,
-    pub row: Row,
+    pub op: Op,
+    /// The message key and payload, kept for the dead-letter destination
+    /// (left empty when dead letters are only logged).
+    pub key: Option<Box<[u8]>>,
+    pub payload: Option<Box<[u8]>>,
 }
 
-impl AsRow for Envelope {
-    fn as_row(&self) -> &Row {
-        &self.row
+impl Envelope {
+    /// A plain upsert with no raw message attached.
+    pub fn upsert(partition: i32, offset: i64, row: Row) -> Envelope {
+        Envelope {
+            partition,
+            offset,
+            op: Op::Upsert(row),
+            key: None,
+            payload: None,
+        }
+    }
+
+    /// The writer this message belongs to: by `id` for upserts and deletes,
+    /// so versions of a key stay in order; by position for rejects, which
+    /// have no usable key.
+    pub fn writer(&self, writers: usize) -> usize {
+        match &self.op {
+            Op::Upsert(row) => route::writer_for(&row.id, writers),
+            Op::Delete(id) => route::writer_for(id, writers),
+            Op::Reject(_) => (self.offset.unsigned_abs() % writers as u64) as usize,
+        }
     }
 }
 
 /// Offsets made durable by one batch, sent back to the consumer.
 pub type Ack = Vec<(i32, i64)>;
 
-/// Why a batch was not written.
+/// Why a write did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("no MySQL connection available: {0}")]
     Pool(#[from] r2d2::Error),
-    #[error("MySQL rejected the batch: {0}")]
+    #[error("MySQL refused the statement: {0}")]
     Mysql(#[from] mysql::Error),
     #[error(transparent)]
     Build(#[from] BuildError),
 }
 
-/// Where a writer sends its batches; MySQL in production, something cheaper
-/// in benchmarks of the pipeline itself.
+/// A message that could not be written, and why.
+pub struct DeadLetter<'a> {
+    pub env: &'a Envelope,
+    pub error: String,
+}
+
+/// Where a writer sends its work; MySQL in production, something cheaper in
+/// benchmarks of the pipeline itself.
 pub trait BatchSink: Send {
-    fn write(&mut self, rows: &[Envelope]) -> Result<(), WriteError>;
+    /// Applies `items`, which are all upserts or all deletes, in order.
+    fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError>;
+    /// Stores messages that cannot be written. Must be idempotent.
+    fn dead_letter(&mut self, letters: &[DeadLetter<'_>]) -> Result<(), WriteError>;
+}
+
+/// How dead letters are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DlqTarget {
+    /// Rows in this (already quoted, qualified) table.
+    Table(String),
+    /// Logged and counted only: the seed's behaviour.
+    Skip,
 }
 
 /// Writes batches as multi-row upserts over a pooled connection.
 pub struct MysqlSink {
     pool: Pool,
     builder: UpsertBuilder,
+    table: String,
     budget: usize,
+    topic: String,
+    dlq: DlqTarget,
+    buf: String,
 }
 
 impl MysqlSink {
-    pub fn new(pool: Pool, builder: UpsertBuilder, statement_budget: usize) -> MysqlSink {
+    pub fn new(
+        pool: Pool,
+        builder: UpsertBuilder,
+        table: String,
+        statement_budget: usize,
+        topic: String,
+        dlq: DlqTarget,
+    ) -> MysqlSink {
         MysqlSink {
             pool,
             builder,
+            table,
             budget: statement_budget,
+            topic,
+            dlq,
+            buf: String::new(),
         }
+    }
+
+    fn delete(&mut self, ids: &[&str]) -> Result<(), WriteError> {
+        let mut conn = self.pool.get()?;
+        let mut start = 0;
+        while start < ids.len() {
+            self.buf.clear();
+            self.buf.push_str("DELETE FROM ");
+            self.buf.push_str(&self.table);
+            self.buf.push_str(" WHERE `id` IN (");
+            let mut n = 0;
+            for id in &ids[start..] {
+                let mark = self.buf.len();
+                if n > 0 {
+                    self.buf.push(',');
+                }
+                sql::push_str_literal(&mut self.buf, id);
+                if self.buf.len() + 1 > self.budget && n > 0 {
+                    self.buf.truncate(mark);
+                    break;
+                }
+                n += 1;
+            }
+            self.buf.push(')');
+            conn.query_drop(&self.buf)?;
+            start += n;
+        }
+        Ok(())
     }
 }
 
 impl BatchSink for MysqlSink {
-    fn write(&mut self, rows: &[Envelope]) -> Result<(), WriteError> {
+    fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError> {
+        let rows: Vec<&Row> = items
+            .iter()
+            .filter_map(|e| match &e.op {
+                Op::Upsert(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        if rows.is_empty() {
+            let ids: Vec<&str> = items
+                .iter()
+                .filter_map(|e| match &e.op {
+                    Op::Delete(id) => Some(id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            return self.delete(&ids);
+        }
         let mut conn = self.pool.get()?;
         let mut start = 0;
         // Usually one statement; more only when the batch would exceed
@@ -81,6 +201,56 @@ impl BatchSink for MysqlSink {
             let (n, sql) = self.builder.build(&rows[start..], self.budget)?;
             conn.query_drop(sql)?;
             start += n;
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, letters: &[DeadLetter<'_>]) -> Result<(), WriteError> {
+        let table = match &self.dlq {
+            DlqTarget::Skip => {
+                for l in letters {
+                    log::warn!(
+                        "skipping message {}/{}@{}: {}",
+                        self.topic,
+                        l.env.partition,
+                        l.env.offset,
+                        l.error
+                    );
+                }
+                return Ok(());
+            }
+            DlqTarget::Table(t) => t.clone(),
+        };
+        let mut conn = self.pool.get()?;
+        for chunk in letters.chunks(100) {
+            self.buf.clear();
+            // IGNORE: a redelivered dead letter is already there (unique on
+            // its coordinates), and no value of ours may fail the insert.
+            self.buf.push_str("INSERT IGNORE INTO ");
+            self.buf.push_str(&table);
+            self.buf.push_str(
+                " (`topic`,`kafka_partition`,`kafka_offset`,`message_key`,`payload`,`error`) VALUES ",
+            );
+            for (i, l) in chunk.iter().enumerate() {
+                if i > 0 {
+                    self.buf.push(',');
+                }
+                self.buf.push('(');
+                sql::push_str_literal(&mut self.buf, &self.topic);
+                self.buf.push(',');
+                self.buf
+                    .push_str(itoa::Buffer::new().format(l.env.partition));
+                self.buf.push(',');
+                self.buf.push_str(itoa::Buffer::new().format(l.env.offset));
+                self.buf.push(',');
+                sql::push_bytes_literal(&mut self.buf, l.env.key.as_deref());
+                self.buf.push(',');
+                sql::push_bytes_literal(&mut self.buf, l.env.payload.as_deref());
+                self.buf.push(',');
+                sql::push_str_literal(&mut self.buf, &l.error);
+                self.buf.push(')');
+            }
+            conn.query_drop(&self.buf)?;
         }
         Ok(())
     }
@@ -103,8 +273,11 @@ pub struct Writer<S> {
     pub sink: S,
     pub settings: WriterSettings,
     pub shutdown: Shutdown,
-    pub metrics: std::sync::Arc<Metrics>,
+    pub metrics: Arc<Metrics>,
 }
+
+/// A failure that should be retried as a whole.
+struct Transient(WriteError);
 
 impl<S: BatchSink> Writer<S> {
     /// Runs until the channel is closed and drained.
@@ -156,18 +329,24 @@ impl<S: BatchSink> Writer<S> {
             self.settings.retry_max,
             self.id as u64,
         );
+        let mut dead: Vec<(usize, String)> = Vec::new();
         loop {
-            match self.sink.write(batch) {
-                Ok(()) => {
-                    Metrics::add(&self.metrics.rows_written, batch.len() as u64);
-                    Metrics::add(&self.metrics.batches, 1);
+            dead.clear();
+            let result = self
+                .apply(batch, &mut dead)
+                .and_then(|applied| self.store_dead(batch, &dead).map(|()| applied));
+            match result {
+                Ok(applied) => {
+                    Metrics::add(&self.metrics.rows_written, applied.upserts);
+                    Metrics::add(&self.metrics.rows_deleted, applied.deletes);
+                    Metrics::add(&self.metrics.dead_lettered, dead.len() as u64);
                     let ack: Ack = batch.iter().map(|e| (e.partition, e.offset)).collect();
                     // The consumer outlives the writers; if it is gone the
                     // process is exiting and the offsets stay uncommitted.
                     let _ = self.acks.send(ack);
                     break;
                 }
-                Err(e) => {
+                Err(Transient(e)) => {
                     if self.shutdown.drain_expired(self.settings.shutdown_timeout) {
                         log::error!(
                             "writer {}: giving up a batch of {} rows at shutdown: {e}; \
@@ -192,6 +371,110 @@ impl<S: BatchSink> Writer<S> {
         batch.clear();
     }
 
+    /// Applies the batch in order: runs of upserts and runs of deletes as
+    /// statements, rejects straight to `dead`. Data errors are isolated;
+    /// a transient error aborts the attempt (the whole batch is retried,
+    /// which is safe because every statement is idempotent).
+    fn apply(
+        &mut self,
+        batch: &[Envelope],
+        dead: &mut Vec<(usize, String)>,
+    ) -> Result<Applied, Transient> {
+        let mut applied = Applied::default();
+        let mut i = 0;
+        while i < batch.len() {
+            let kind = std::mem::discriminant(&batch[i].op);
+            let j = i + batch[i..]
+                .iter()
+                .take_while(|e| std::mem::discriminant(&e.op) == kind)
+                .count();
+            match &batch[i].op {
+                Op::Reject(reason) => {
+                    for (k, e) in batch[i..j].iter().enumerate() {
+                        let reason = match &e.op {
+                            Op::Reject(r) => r.clone(),
+                            _ => reason.clone(),
+                        };
+                        dead.push((i + k, reason));
+                    }
+                }
+                Op::Upsert(_) => {
+                    let before = dead.len();
+                    self.isolate(&batch[i..j], i, dead)?;
+                    applied.upserts += (j - i - (dead.len() - before)) as u64;
+                }
+                Op::Delete(_) => {
+                    let before = dead.len();
+                    self.isolate(&batch[i..j], i, dead)?;
+                    applied.deletes += (j - i - (dead.len() - before)) as u64;
+                }
+            }
+            i = j;
+        }
+        Ok(applied)
+    }
+
+    fn isolate(
+        &mut self,
+        items: &[Envelope],
+        base: usize,
+        dead: &mut Vec<(usize, String)>,
+    ) -> Result<(), Transient> {
+        Metrics::add(&self.metrics.statements, 1);
+        match self.sink.write(items) {
+            Ok(()) => {
+                Metrics::add(&self.metrics.batches, 1);
+                Ok(())
+            }
+            Err(e) => match classify(&e) {
+                ErrorClass::Transient => Err(Transient(e)),
+                ErrorClass::Data if items.len() == 1 => {
+                    dead.push((base, e.to_string()));
+                    Ok(())
+                }
+                ErrorClass::Data => {
+                    let mid = items.len() / 2;
+                    self.isolate(&items[..mid], base, dead)?;
+                    self.isolate(&items[mid..], base + mid, dead)
+                }
+            },
+        }
+    }
+
+    fn store_dead(
+        &mut self,
+        batch: &[Envelope],
+        dead: &[(usize, String)],
+    ) -> Result<(), Transient> {
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let letters: Vec<DeadLetter<'_>> = dead
+            .iter()
+            .map(|(i, error)| DeadLetter {
+                env: &batch[*i],
+                error: error.clone(),
+            })
+            .collect();
+        match self.sink.dead_letter(&letters) {
+            Ok(()) => Ok(()),
+            Err(e) if classify(&e) == ErrorClass::Transient => Err(Transient(e)),
+            Err(e) => {
+                // The dead-letter table itself refused them: nothing better
+                // is left than the log, which keeps every coordinate.
+                for l in &letters {
+                    log::error!(
+                        "dead letter {}@{} could not be stored ({e}); it was: {}",
+                        l.env.partition,
+                        l.env.offset,
+                        l.error
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Sleeps in short steps so an expiring shutdown is noticed promptly.
     fn sleep_unless_expired(&self, delay: Duration) {
         let until = Instant::now() + delay;
@@ -204,37 +487,15 @@ impl<S: BatchSink> Writer<S> {
     }
 }
 
-/// Capped exponential backoff with "equal jitter": half the delay is fixed,
-/// the other half random, so retries spread out but never collapse to zero.
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-    rng: u64,
+#[derive(Default)]
+struct Applied {
+    upserts: u64,
+    deletes: u64,
 }
 
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration, seed: u64) -> Backoff {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64)
-            .unwrap_or(0);
-        Backoff {
-            next: initial,
-            max,
-            rng: (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ nanos) | 1,
-        }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        // xorshift64: plenty for jitter, no dependency.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let base = self.next;
-        let half = base / 2;
-        let jitter = half.mul_f64((self.rng % 1_000_000) as f64 / 1_000_000.0);
-        self.next = (base * 2).min(self.max);
-        half + jitter
+impl std::fmt::Display for Transient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -242,37 +503,62 @@ impl Backoff {
 mod tests {
     use super::*;
     use crate::decode::Num;
-    use std::sync::{Arc, Mutex};
+    use std::collections::HashSet;
+    use std::sync::Mutex;
 
+    /// Records what it is asked to write; refuses rows whose id is in `bad`
+    /// (a data error) and fails the first `transient` calls.
     #[derive(Clone, Default)]
     struct Recorder {
-        batches: Arc<Mutex<Vec<Vec<i64>>>>,
-        fail_first: Arc<Mutex<u32>>,
+        written: Arc<Mutex<Vec<i64>>>,
+        dead: Arc<Mutex<Vec<(i64, String)>>>,
+        bad: Arc<HashSet<i64>>,
+        transient: Arc<Mutex<u32>>,
+        calls: Arc<Mutex<u32>>,
+    }
+
+    fn data_error() -> WriteError {
+        WriteError::Build(BuildError::RowTooLarge {
+            needed: 1,
+            limit: 0,
+        })
+    }
+
+    fn transient_error() -> WriteError {
+        WriteError::Mysql(mysql::Error::IoError(std::io::Error::other("gone away")))
     }
 
     impl BatchSink for Recorder {
-        fn write(&mut self, rows: &[Envelope]) -> Result<(), WriteError> {
-            let mut fail = self.fail_first.lock().unwrap();
-            if *fail > 0 {
-                *fail -= 1;
-                return Err(WriteError::Build(BuildError::RowTooLarge {
-                    needed: 1,
-                    limit: 0,
-                }));
+        fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError> {
+            *self.calls.lock().unwrap() += 1;
+            let mut t = self.transient.lock().unwrap();
+            if *t > 0 {
+                *t -= 1;
+                return Err(transient_error());
             }
-            self.batches
+            if items.iter().any(|e| self.bad.contains(&e.offset)) {
+                return Err(data_error());
+            }
+            self.written
                 .lock()
                 .unwrap()
-                .push(rows.iter().map(|e| e.offset).collect());
+                .extend(items.iter().map(|e| e.offset));
+            Ok(())
+        }
+        fn dead_letter(&mut self, letters: &[DeadLetter<'_>]) -> Result<(), WriteError> {
+            self.dead
+                .lock()
+                .unwrap()
+                .extend(letters.iter().map(|l| (l.env.offset, l.error.clone())));
             Ok(())
         }
     }
 
     fn env(offset: i64) -> Envelope {
-        Envelope {
-            partition: 0,
+        Envelope::upsert(
+            0,
             offset,
-            row: Row {
+            Row {
                 id: format!("id-{offset}"),
                 order_id: "o".into(),
                 quantity: Num::Int(1),
@@ -280,7 +566,7 @@ mod tests {
                 total_value: Num::Int(0),
                 processed_at: None,
             },
-        }
+        )
     }
 
     fn settings(batch_size: usize, flush_ms: u64) -> WriterSettings {
@@ -293,12 +579,10 @@ mod tests {
         }
     }
 
-    fn spawn(
-        sink: Recorder,
-        s: WriterSettings,
-    ) -> (Sender<Envelope>, Receiver<Ack>, std::thread::JoinHandle<()>) {
-        let (tx, rx) = crossbeam_channel::bounded(10_000);
+    fn run(sink: Recorder, s: WriterSettings, items: Vec<Envelope>) -> (Vec<Ack>, Arc<Metrics>) {
+        let (tx, rx) = crossbeam_channel::bounded(100_000);
         let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
+        let metrics = Arc::new(Metrics::default());
         let w = Writer {
             id: 0,
             rx,
@@ -306,62 +590,108 @@ mod tests {
             sink,
             settings: s,
             shutdown: Shutdown::new(),
-            metrics: Arc::new(Metrics::default()),
+            metrics: metrics.clone(),
         };
-        let h = std::thread::spawn(move || w.run());
-        (tx, ack_rx, h)
+        for e in items {
+            tx.send(e).unwrap();
+        }
+        drop(tx);
+        w.run();
+        (ack_rx.try_iter().collect(), metrics)
     }
 
     #[test]
     fn full_batches_and_a_final_partial_one_in_order() {
         let rec = Recorder::default();
-        // A flush interval far longer than the test: only size and close flush.
-        let (tx, acks, h) = spawn(rec.clone(), settings(4, 600_000));
-        for o in 0..10 {
-            tx.send(env(o)).unwrap();
-        }
-        drop(tx);
-        h.join().unwrap();
-        let batches = rec.batches.lock().unwrap().clone();
-        let flat: Vec<i64> = batches.iter().flatten().copied().collect();
-        assert_eq!(flat, (0..10).collect::<Vec<_>>());
-        assert!(batches.iter().all(|b| b.len() <= 4));
-        let acked: Vec<i64> = acks.try_iter().flatten().map(|(_, o)| o).collect();
+        let (acks, _) = run(
+            rec.clone(),
+            settings(4, 600_000),
+            (0..10).map(env).collect(),
+        );
+        assert_eq!(*rec.written.lock().unwrap(), (0..10).collect::<Vec<_>>());
+        assert!(acks.iter().all(|a| a.len() <= 4));
+        let acked: Vec<i64> = acks.into_iter().flatten().map(|(_, o)| o).collect();
         assert_eq!(acked, (0..10).collect::<Vec<_>>());
     }
 
     #[test]
     fn partial_batch_flushes_after_the_interval() {
         let rec = Recorder::default();
-        let (tx, acks, h) = spawn(rec.clone(), settings(1000, 20));
+        let (tx, rx) = crossbeam_channel::bounded(10);
+        let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
+        let w = Writer {
+            id: 0,
+            rx,
+            acks: ack_tx,
+            sink: rec,
+            settings: settings(1000, 20),
+            shutdown: Shutdown::new(),
+            metrics: Arc::new(Metrics::default()),
+        };
+        let h = std::thread::spawn(move || w.run());
         tx.send(env(1)).unwrap();
         tx.send(env(2)).unwrap();
         // The channel stays open: only the interval can flush this batch.
-        let ack = acks.recv_timeout(Duration::from_secs(30)).unwrap();
+        let ack = ack_rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!(ack, vec![(0, 1), (0, 2)]);
         drop(tx);
         h.join().unwrap();
     }
 
     #[test]
-    fn failed_batch_is_retried_and_acked_once() {
+    fn transient_failures_are_retried_and_acked_once() {
         let rec = Recorder::default();
-        *rec.fail_first.lock().unwrap() = 3;
-        let (tx, acks, h) = spawn(rec.clone(), settings(2, 600_000));
-        tx.send(env(0)).unwrap();
-        tx.send(env(1)).unwrap();
-        drop(tx);
-        h.join().unwrap();
-        assert_eq!(rec.batches.lock().unwrap().clone(), vec![vec![0, 1]]);
-        assert_eq!(acks.try_iter().count(), 1);
+        *rec.transient.lock().unwrap() = 3;
+        let (acks, m) = run(rec.clone(), settings(2, 600_000), vec![env(0), env(1)]);
+        assert_eq!(*rec.written.lock().unwrap(), vec![0, 1]);
+        assert_eq!(acks, vec![vec![(0, 0), (0, 1)]]);
+        assert_eq!(m.snapshot().retries, 3);
+        assert!(rec.dead.lock().unwrap().is_empty());
     }
 
     #[test]
-    fn backoff_grows_and_is_capped() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000), 1);
-        let d: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
-        assert!(d[0] >= Duration::from_millis(50) && d[0] <= Duration::from_millis(100));
-        assert!(d[3] >= Duration::from_millis(400));
-        assert!(d.iter().all(|x| *x <= Duration::from_millis(1000)));
+    fn bad_rows_are_isolated_in_about_log2_statements() {
+        let bad: HashSet<i64> = [137].into_iter().collect();
+        let rec = Recorder {
+            bad: Arc::new(bad),
+            ..Default::default()
+        };
+        let (acks, m) = run(
+            rec.clone(),
+            settings(1000, 600_000),
+            (0..1000).map(env).collect(),
+        );
+        let written = rec.written.lock().unwrap().clone();
+        assert_eq!(written, (0..1000).filter(|&o| o != 137).collect::<Vec<_>>());
+        let dead = rec.dead.lock().unwrap().clone();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].0, 137);
+        // the first attempt, then two halves per level down to one row
+        let calls = *rec.calls.lock().unwrap();
+        assert!(calls <= 1 + 2 * 10, "{calls} statements");
+        assert_eq!(acks.into_iter().flatten().count(), 1000);
+        let s = m.snapshot();
+        assert_eq!((s.rows_written, s.dead_lettered), (999, 1));
+    }
+
+    #[test]
+    fn several_bad_rows_and_rejects_keep_order() {
+        let bad: HashSet<i64> = [0, 5, 6, 99].into_iter().collect();
+        let rec = Recorder {
+            bad: Arc::new(bad),
+            ..Default::default()
+        };
+        let mut items: Vec<Envelope> = (0..100).map(env).collect();
+        items[50].op = Op::Reject("not json".into());
+        let (_, m) = run(rec.clone(), settings(100, 600_000), items);
+        let written = rec.written.lock().unwrap().clone();
+        let want: Vec<i64> = (0..100)
+            .filter(|o| ![0, 5, 6, 99, 50].contains(o))
+            .collect();
+        assert_eq!(written, want);
+        let mut dead: Vec<i64> = rec.dead.lock().unwrap().iter().map(|d| d.0).collect();
+        dead.sort();
+        assert_eq!(dead, vec![0, 5, 6, 50, 99]);
+        assert_eq!(m.snapshot().dead_lettered, 5);
     }
 }

@@ -10,8 +10,11 @@ use kafka_mysql_sink::db::{self, DbError};
 use kafka_mysql_sink::decode::{Num, Row};
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::shutdown::Shutdown;
+use kafka_mysql_sink::sql::qualified;
 use kafka_mysql_sink::sql::{Dialect, UpsertBuilder};
-use kafka_mysql_sink::write::{BatchSink, Envelope, MysqlSink, Writer, WriterSettings};
+use kafka_mysql_sink::write::{
+    BatchSink, DlqTarget, Envelope, MysqlSink, Op, Writer, WriterSettings,
+};
 use mysql::prelude::Queryable;
 use mysql::Conn;
 use r2d2_mysql::MySqlConnectionManager;
@@ -164,19 +167,18 @@ fn strings_round_trip_byte_for_byte_under_any_sql_mode() {
         let mut sink = MysqlSink::new(
             pool_with_sql_mode(mode),
             UpsertBuilder::new(&db_name, "orders", Dialect::ValuesFunction),
+            qualified(&db_name, "orders"),
             1 << 20,
+            "enriched_orders".into(),
+            DlqTarget::Skip,
         );
         let rows: Vec<Envelope> = NASTY
             .iter()
             .enumerate()
-            .map(|(n, s)| Envelope {
-                partition: 0,
-                offset: n as i64,
+            .map(|(n, s)| {
                 // ids are at most 36 characters: keep a prefix of the string
-                row: row(
-                    &format!("{n:02}{}", s.chars().take(20).collect::<String>()),
-                    s,
-                ),
+                let id = format!("{n:02}{}", s.chars().take(20).collect::<String>());
+                Envelope::upsert(0, n as i64, row(&id, s))
             })
             .collect();
         sink.write(&rows)
@@ -192,11 +194,9 @@ fn strings_round_trip_byte_for_byte_under_any_sql_mode() {
             .unwrap();
         let mut want: Vec<(Vec<u8>, Vec<u8>)> = rows
             .iter()
-            .map(|e| {
-                (
-                    e.row.id.clone().into_bytes(),
-                    e.row.order_id.clone().into_bytes(),
-                )
+            .map(|e| match &e.op {
+                Op::Upsert(r) => (r.id.clone().into_bytes(), r.order_id.clone().into_bytes()),
+                other => panic!("unexpected {other:?}"),
             })
             .collect();
         want.sort();
@@ -225,7 +225,10 @@ fn decimals_are_exact_and_batches_split_under_a_small_packet_budget() {
         sink: MysqlSink::new(
             pool_with_sql_mode("STRICT_TRANS_TABLES"),
             UpsertBuilder::new(&db_name, "orders", info.dialect),
+            qualified(&db_name, "orders"),
             4096,
+            "enriched_orders".into(),
+            DlqTarget::Skip,
         ),
         settings: WriterSettings {
             batch_size: 2000,
@@ -250,12 +253,7 @@ fn decimals_are_exact_and_batches_split_under_a_small_packet_budget() {
     for i in 0..2000 {
         let mut r = row(&format!("id-{i:05}"), &format!("ORD-{i}"));
         r.unit_price = prices[i % prices.len()].0;
-        tx.send(Envelope {
-            partition: 0,
-            offset: i as i64,
-            row: r,
-        })
-        .unwrap();
+        tx.send(Envelope::upsert(0, i as i64, r)).unwrap();
     }
     drop(tx);
     h.join().unwrap();

@@ -129,6 +129,14 @@ fn invalid_messages_are_skipped_counted_and_do_not_block_commits() {
     expected.sort();
     assert_eq!(table_rows(&mut conn, &db, "orders"), expected);
     assert_eq!(summary.counters.skipped, 6 * 6 + 1);
+    assert_eq!(summary.counters.dead_lettered, 0);
+    let dlq_tables: u64 = mysql::prelude::Queryable::query_first(
+        &mut conn,
+        format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}' AND TABLE_NAME = 'orders_dlq'"),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(dlq_tables, 0, "skip mode creates no dead-letter table");
     assert_eq!(
         committed(&brokers, group, topic, 1),
         vec![payloads.len() as i64]

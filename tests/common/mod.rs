@@ -266,13 +266,159 @@ pub fn table_rows(conn: &mut Conn, db: &str, table: &str) -> Vec<Expected> {
     .expect("read table")
 }
 
+/// Rows in the table; 0 while the sink has not created it yet.
 pub fn count(conn: &mut Conn, db: &str, table: &str) -> u64 {
-    conn.query_first(format!("SELECT COUNT(*) FROM `{db}`.`{table}`"))
-        .expect("count")
-        .unwrap_or(0)
+    match conn.query_first(format!("SELECT COUNT(*) FROM `{db}`.`{table}`")) {
+        Ok(n) => n.unwrap_or(0),
+        Err(mysql::Error::MySqlError(e)) if e.code == 1146 || e.code == 1049 => 0,
+        Err(e) => panic!("count: {e}"),
+    }
 }
 
 /// The partition a key lands in, the way the tests spread records.
 pub fn partition_of(i: u64, partitions: i32) -> i32 {
     (i % partitions as u64) as i32
+}
+
+/// Records `(partition, key, payload)` where key and payload may be absent
+/// (a tombstone has no payload).
+pub fn produce_raw(
+    brokers: &str,
+    topic: &str,
+    records: Vec<(i32, Option<Vec<u8>>, Option<Vec<u8>>)>,
+) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    for (partition, key, payload) in &records {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(*partition);
+        if let Some(k) = key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(p) = payload {
+            record = record.payload(p.as_slice());
+        }
+        producer.send(record).map_err(|(e, _)| e).expect("produce");
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// The sink binary as a child process, with its log in a file.
+pub struct SinkProcess {
+    pub child: std::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_kafka-mysql-sink");
+
+/// Starts the binary with the seed's environment variables pointing at the
+/// test's brokers and database; `extra_env` may override any of them.
+pub fn spawn_sink(
+    config: &std::path::Path,
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    db: &str,
+    log: std::path::PathBuf,
+    args: &[&str],
+    extra_env: &[(&str, String)],
+) -> SinkProcess {
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("KAFKA_BROKERS", brokers)
+        .env("SOURCE_TOPIC", topic)
+        .env("SINK_GROUP_ID", group)
+        .env("MYSQL_HOST", "127.0.0.1")
+        .env("MYSQL_PORT", mysql_port().to_string())
+        .env("MYSQL_USER", "root")
+        .env("MYSQL_PASSWORD", "root")
+        .env("MYSQL_DATABASE", db)
+        .env("MYSQL_TABLE", "orders");
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .expect("start the sink binary");
+    SinkProcess { child, log }
+}
+
+impl SinkProcess {
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!(
+                    "the sink did not exit within {limit:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for SinkProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch directory for one test.
+pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "kms-{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every committed offset is durable: for each partition, every generated
+/// order `i` (spread as `partition_of(i)`, offset `i / partitions`) below the
+/// committed offset has its row.
+pub fn assert_committed_is_durable(conn: &mut Conn, db: &str, committed: &[i64], n: u64) {
+    let parts = committed.len() as i32;
+    let present: std::collections::HashSet<String> = conn
+        .query(format!("SELECT id FROM `{db}`.`orders`"))
+        .unwrap()
+        .into_iter()
+        .collect();
+    for i in 0..n {
+        let (p, offset) = (partition_of(i, parts), (i / parts as u64) as i64);
+        if offset < committed[p as usize] {
+            assert!(
+                present.contains(&order(i, 0).1.id),
+                "offset {offset} of partition {p} is committed but its row is missing"
+            );
+        }
+    }
 }
