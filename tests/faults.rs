@@ -153,7 +153,7 @@ fn undecodable_messages_of_every_kind_are_dead_lettered() {
         "p".repeat(2000)
     );
     let good = |i: u64| (0, Some(b"k".to_vec()), Some(order(i, 0).0.into_bytes()));
-    let records: Vec<(i32, Option<Vec<u8>>, Option<Vec<u8>>)> = vec![
+    let records: Vec<RawRecord> = vec![
         good(0),
         (0, Some(b"k1".to_vec()), Some(b"not json".to_vec())),
         (0, None, Some(br#"{"order_id":"no id"}"#.to_vec())),

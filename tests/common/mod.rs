@@ -282,11 +282,9 @@ pub fn partition_of(i: u64, partitions: i32) -> i32 {
 
 /// Records `(partition, key, payload)` where key and payload may be absent
 /// (a tombstone has no payload).
-pub fn produce_raw(
-    brokers: &str,
-    topic: &str,
-    records: Vec<(i32, Option<Vec<u8>>, Option<Vec<u8>>)>,
-) {
+pub type RawRecord = (i32, Option<Vec<u8>>, Option<Vec<u8>>);
+
+pub fn produce_raw(brokers: &str, topic: &str, records: Vec<RawRecord>) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -313,18 +311,29 @@ pub struct SinkProcess {
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_kafka-mysql-sink");
 
+/// Where a sink process reads and writes.
+pub struct Target {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    pub db: String,
+}
+
 /// Starts the binary with the seed's environment variables pointing at the
 /// test's brokers and database; `extra_env` may override any of them.
 pub fn spawn_sink(
+    target: &Target,
     config: &std::path::Path,
-    brokers: &str,
-    topic: &str,
-    group: &str,
-    db: &str,
     log: std::path::PathBuf,
     args: &[&str],
     extra_env: &[(&str, String)],
 ) -> SinkProcess {
+    let Target {
+        brokers,
+        topic,
+        group,
+        db,
+    } = target;
     let file = std::fs::File::create(&log).unwrap();
     let mut cmd = std::process::Command::new(BIN);
     cmd.args(["run", "--config"])

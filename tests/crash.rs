@@ -1,0 +1,290 @@
+//! Crashes and outages with the real binary: SIGKILL, a group member dying,
+//! MariaDB going away for longer than `max.poll.interval.ms`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("sink.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+const SLOW: &str = "[kafka]\ncommit_interval_ms = 100\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
+                    [mysql]\npool_size = 2\n[sink]\nbatch_size = 50\nwriters = 1\nflush_interval_ms = 20\n";
+
+fn expected(n: u64) -> Vec<Expected> {
+    let mut e: Vec<Expected> = (0..n).map(|i| order(i, 0).1).collect();
+    e.sort();
+    e
+}
+
+#[test]
+fn sigkill_at_a_random_moment_then_restart_is_exact() {
+    let Some(mut conn) = mysql() else { return };
+    let (parts, n) = (8, 60_000u64);
+    let cluster = mock_cluster("enriched_orders", parts);
+    let dir = scratch_dir("sigkill");
+    let t = Target {
+        brokers: cluster.bootstrap_servers(),
+        topic: "enriched_orders".into(),
+        group: "sigkill-group".into(),
+        db: fresh_db(&mut conn, "sigkill"),
+    };
+    produce(
+        &t.brokers,
+        &t.topic,
+        (0..n).map(|i| {
+            (
+                partition_of(i, parts),
+                b"k".to_vec(),
+                order(i, 0).0.into_bytes(),
+            )
+        }),
+    );
+    let config = write_config(&dir, SLOW);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let kill_at = 1000 + nanos % 30_000;
+    eprintln!("killing after {kill_at} rows");
+
+    let mut first = spawn_sink(&t, &config, dir.join("first.log"), &[], &[]);
+    assert!(
+        wait_for(Duration::from_secs(120), || count(
+            &mut conn, &t.db, "orders"
+        ) >= kill_at),
+        "{}",
+        first.log_text()
+    );
+    first.signal("KILL");
+    first.wait(Duration::from_secs(10));
+
+    // No committed offset is ahead of MySQL.
+    let at_kill = committed(&t.brokers, &t.group, &t.topic, parts);
+    assert_committed_is_durable(&mut conn, &t.db, &at_kill, n);
+
+    let mut second = spawn_sink(
+        &t,
+        &config,
+        dir.join("second.log"),
+        &["--until-caught-up"],
+        &[],
+    );
+    let status = second.wait(Duration::from_secs(300));
+    assert!(status.success(), "{}", second.log_text());
+    assert_eq!(table_rows(&mut conn, &t.db, "orders"), expected(n));
+    assert_eq!(
+        committed(&t.brokers, &t.group, &t.topic, parts),
+        end_offsets(&t.brokers, &t.topic, parts)
+    );
+    drop_db(&mut conn, &t.db);
+}
+
+#[test]
+fn two_instances_split_the_partitions_and_the_survivor_finishes() {
+    let Some(mut conn) = mysql() else { return };
+    let (parts, n) = (8, 60_000u64);
+    let cluster = mock_cluster("enriched_orders", parts);
+    let dir = scratch_dir("pair");
+    let t = Target {
+        brokers: cluster.bootstrap_servers(),
+        topic: "enriched_orders".into(),
+        group: "pair-group".into(),
+        db: fresh_db(&mut conn, "pair"),
+    };
+    // Tiny batches: the backlog must outlast the time the group takes to split.
+    produce(
+        &t.brokers,
+        &t.topic,
+        (0..n).map(|i| {
+            (
+                partition_of(i, parts),
+                b"k".to_vec(),
+                order(i, 0).0.into_bytes(),
+            )
+        }),
+    );
+    let config = write_config(&dir, &SLOW.replace("batch_size = 50", "batch_size = 10"));
+    // Started together, both join the group's first generation and each
+    // gets a share.
+    let mut a = spawn_sink(&t, &config, dir.join("a.log"), &[], &[]);
+    let mut b = spawn_sink(&t, &config, dir.join("b.log"), &[], &[]);
+    let has_share = |p: &SinkProcess| {
+        p.log_text()
+            .lines()
+            .any(|l| l.contains("partitions assigned: [") && !l.contains("assigned: []"))
+    };
+    let split = wait_for(Duration::from_secs(90), || has_share(&a) && has_share(&b));
+    assert!(
+        split,
+        "the group never split:\n{}\n---\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    assert!(wait_for(Duration::from_secs(60), || count(
+        &mut conn, &t.db, "orders"
+    ) >= 5_000));
+    assert!(
+        count(&mut conn, &t.db, "orders") < n,
+        "the backlog was done before the kill"
+    );
+
+    a.signal("KILL");
+    a.wait(Duration::from_secs(10));
+    let done = wait_caught_up(
+        &t.brokers,
+        &t.group,
+        &t.topic,
+        parts,
+        Duration::from_secs(240),
+    );
+    assert!(done, "the survivor did not finish:\n{}", b.log_text());
+    b.signal("TERM");
+    assert!(
+        b.wait(Duration::from_secs(60)).success(),
+        "{}",
+        b.log_text()
+    );
+    assert_eq!(table_rows(&mut conn, &t.db, "orders"), expected(n));
+    drop_db(&mut conn, &t.db);
+}
+
+/// A second MariaDB of our own, so stopping it does not disturb other tests.
+struct OwnMariaDb {
+    port: u16,
+    dir: PathBuf,
+}
+
+impl OwnMariaDb {
+    fn script(&self, action: &str) -> bool {
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mariadb-local.sh"))
+            .arg(action)
+            .env("KMS_MYSQL_PORT", self.port.to_string())
+            .env("KMS_MYSQL_DIR", &self.dir)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    fn conn(&self) -> mysql::Conn {
+        mysql::Conn::new(mysql::Opts::from(mysql_opts().tcp_port(self.port))).unwrap()
+    }
+}
+
+impl Drop for OwnMariaDb {
+    fn drop(&mut self) {
+        self.script("clean");
+    }
+}
+
+#[test]
+fn mariadb_down_longer_than_max_poll_interval_loses_nothing_and_keeps_the_group() {
+    // The shared server's presence decides whether MariaDB tests run at all.
+    let Some(_) = mysql() else { return };
+    let own = OwnMariaDb {
+        port: 3309,
+        dir: std::env::temp_dir().join(format!("kms-mariadb-outage-{}", std::process::id())),
+    };
+    assert!(
+        own.script("start"),
+        "cannot start a second MariaDB on port 3309"
+    );
+    let mut conn = own.conn();
+    let (parts, n) = (8, 100_000u64);
+    let cluster = mock_cluster("enriched_orders", parts);
+    let dir = scratch_dir("outage");
+    let t = Target {
+        brokers: cluster.bootstrap_servers(),
+        topic: "enriched_orders".into(),
+        group: "outage-group".into(),
+        db: fresh_db(&mut conn, "outage"),
+    };
+    produce(
+        &t.brokers,
+        &t.topic,
+        (0..n).map(|i| {
+            (
+                partition_of(i, parts),
+                b"k".to_vec(),
+                order(i, 0).0.into_bytes(),
+            )
+        }),
+    );
+    let config = write_config(
+        &dir,
+        "[kafka]\ncommit_interval_ms = 200\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
+         \"max.poll.interval.ms\" = \"10000\"\n\
+         [mysql]\ntimeout_ms = 3000\n[sink]\nbatch_size = 200\nwriters = 2\nchannel_capacity = 500\n\
+         flush_interval_ms = 20\nretry_initial_ms = 50\nretry_max_ms = 1000\n",
+    );
+    let mut sink = spawn_sink(
+        &t,
+        &config,
+        dir.join("outage.log"),
+        &[],
+        &[("MYSQL_PORT", own.port.to_string())],
+    );
+    assert!(
+        wait_for(Duration::from_secs(120), || count(
+            &mut conn, &t.db, "orders"
+        ) >= 5_000),
+        "{}",
+        sink.log_text()
+    );
+    drop(conn);
+    assert!(own.script("stop"));
+    // Longer than max.poll.interval.ms: a consumer that stopped polling
+    // would be thrown out of its group by now.
+    std::thread::sleep(Duration::from_secs(15));
+    let during = sink.log_text();
+    assert!(own.script("start"), "cannot restart the second MariaDB");
+    let done = wait_caught_up(
+        &t.brokers,
+        &t.group,
+        &t.topic,
+        parts,
+        Duration::from_secs(300),
+    );
+    assert!(
+        done,
+        "did not finish after the outage:\n{}",
+        sink.log_text()
+    );
+    sink.signal("TERM");
+    assert!(
+        sink.wait(Duration::from_secs(60)).success(),
+        "{}",
+        sink.log_text()
+    );
+
+    let mut conn = own.conn();
+    assert_eq!(table_rows(&mut conn, &t.db, "orders"), expected(n));
+    let log = sink.log_text();
+    assert!(
+        during.contains("fetching paused"),
+        "back-pressure never paused fetching:\n{during}"
+    );
+    assert!(
+        during.contains("retrying"),
+        "the outage was never seen:\n{during}"
+    );
+    assert_eq!(
+        log.matches("partitions assigned").count(),
+        1,
+        "rejoined the group:\n{log}"
+    );
+    assert!(!log.contains("maximum poll interval"), "{log}");
+    let revoked = log.find("partitions revoked").unwrap_or(usize::MAX);
+    let drained = log.find("draining").unwrap_or(0);
+    assert!(
+        revoked > drained,
+        "partitions were revoked before shutdown:\n{log}"
+    );
+}
