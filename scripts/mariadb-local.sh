@@ -10,7 +10,8 @@
 # Idempotent: start on a running instance only prints the URL. The server
 # listens on 127.0.0.1 only, with user root / password root (the seed's
 # defaults). Settings: KMS_MYSQL_PORT (default 3307), KMS_MYSQL_DIR
-# (default /tmp/kms-mariadb).
+# (default /tmp/kms-mariadb), KMS_MYSQL_EXTRA_ARGS (more mariadbd options,
+# e.g. --ssl-cert=... for the TLS tests).
 set -euo pipefail
 
 PORT="${KMS_MYSQL_PORT:-3307}"
@@ -76,7 +77,7 @@ start() {
             --port="$PORT" --bind-address=127.0.0.1 --skip-name-resolve \
             --max-connections=500 --innodb-buffer-pool-size=512M \
             --innodb-log-file-size=256M --max-allowed-packet=64M \
-            --log-error="$LOG" >/dev/null 2>&1 &
+            --log-error="$LOG" ${KMS_MYSQL_EXTRA_ARGS:-} >/dev/null 2>&1 &
     fi
     for _ in $(seq 1 120); do
         if [ -S "$SOCK" ] && client -e "SELECT 1" >/dev/null 2>&1; then break; fi

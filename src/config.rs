@@ -51,17 +51,21 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeadLetterConfig {
-    /// `table` (rows in a table next to the target), or `skip` (log and
-    /// count only, as the original Python sink did).
+    /// `table` (rows in a table next to the target), `topic` (messages on a
+    /// Kafka topic with the error in headers), or `skip` (log and count
+    /// only, as the original Python sink did).
     pub mode: DlqMode,
     /// The table for `table` mode; empty means `<mysql.table>_dlq`.
     pub table: String,
+    /// The topic for `topic` mode; empty means `<kafka.topic>_dlq`.
+    pub topic: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum DlqMode {
     Table,
+    Topic,
     Skip,
 }
 
@@ -70,15 +74,27 @@ impl Default for DeadLetterConfig {
         DeadLetterConfig {
             mode: DlqMode::Table,
             table: String::new(),
+            topic: String::new(),
         }
     }
 }
 
 impl Config {
+    /// The dead-letter topic's name, when dead letters go to a topic.
+    pub fn dlq_topic(&self) -> Option<String> {
+        match self.dead_letter.mode {
+            DlqMode::Topic if self.dead_letter.topic.is_empty() => {
+                Some(format!("{}_dlq", self.kafka.topic))
+            }
+            DlqMode::Topic => Some(self.dead_letter.topic.clone()),
+            _ => None,
+        }
+    }
+
     /// The dead-letter table's name, when dead letters go to a table.
     pub fn dlq_table(&self) -> Option<String> {
         match self.dead_letter.mode {
-            DlqMode::Skip => None,
+            DlqMode::Skip | DlqMode::Topic => None,
             DlqMode::Table if self.dead_letter.table.is_empty() => {
                 Some(format!("{}_dlq", self.mysql.table))
             }
@@ -127,6 +143,22 @@ pub struct MysqlConfig {
     /// Statements run on every new connection, after `SET NAMES utf8mb4`
     /// (e.g. `SET SESSION innodb_lock_wait_timeout = 5`).
     pub init_sql: Vec<String>,
+    /// TLS to MySQL: `disabled`, `required` (encrypted, certificate not
+    /// checked), `verify_ca` (signed by `ssl_ca`), `verify_identity`
+    /// (`verify_ca` plus the host name).
+    pub ssl_mode: SslMode,
+    /// PEM file of the CA that signed the server's certificate; without it
+    /// the system's roots are used.
+    pub ssl_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SslMode {
+    Disabled,
+    Required,
+    VerifyCa,
+    VerifyIdentity,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -183,6 +215,8 @@ impl Default for MysqlConfig {
             connect_retry_delay_ms: 5000,
             timeout_ms: 30_000,
             init_sql: Vec::new(),
+            ssl_mode: SslMode::Disabled,
+            ssl_ca: None,
         }
     }
 }
@@ -219,6 +253,8 @@ impl fmt::Debug for MysqlConfig {
             .field("connect_retry_delay_ms", &self.connect_retry_delay_ms)
             .field("timeout_ms", &self.timeout_ms)
             .field("init_sql", &self.init_sql)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_ca", &self.ssl_ca)
             .finish()
     }
 }
@@ -373,6 +409,17 @@ impl Config {
         if let Err(reason) = crate::sql::check_identifier(&m.table) {
             return invalid("mysql.table", reason);
         }
+        if let Some(ca) = &m.ssl_ca {
+            if m.ssl_mode == SslMode::Disabled {
+                return invalid("mysql.ssl_ca", "is set but mysql.ssl_mode is \"disabled\"");
+            }
+            if !ca.is_file() {
+                return invalid(
+                    "mysql.ssl_ca",
+                    format!("{} is not a readable file", ca.display()),
+                );
+            }
+        }
         if m.connect_retries == 0 {
             return invalid("mysql.connect_retries", "must be at least 1");
         }
@@ -417,6 +464,9 @@ impl Config {
                 return invalid("dead_letter.table", "must differ from mysql.table");
             }
         }
+        if self.dlq_topic().is_some_and(|t| t == k.topic) {
+            return invalid("dead_letter.topic", "must differ from kafka.topic");
+        }
         if s.retry_initial_ms == 0 {
             return invalid("sink.retry_initial_ms", "must be at least 1");
         }
@@ -452,8 +502,11 @@ impl Config {
             self.sink.flush_interval_ms,
             self.sink.writers,
             self.sink.channel_capacity,
-            self.dlq_table()
-                .map_or("skip".to_string(), |t| format!("table `{t}`")),
+            match (self.dlq_table(), self.dlq_topic()) {
+                (Some(t), _) => format!("table `{t}`"),
+                (_, Some(t)) => format!("topic {t}"),
+                _ => "skip".to_string(),
+            },
         )
     }
 }
@@ -618,6 +671,8 @@ mod tests {
             ("[mysql]\ntable = \"a b c d e f g h i j k l m n o p q r s t u v w x y z 0 1 2 3 4 5\"", "mysql.table"),
             ("[mysql]\ndatabase = \"bad`name\"", "mysql.database"),
             ("[mysql]\nconnect_retries = 0", "mysql.connect_retries"),
+            ("[mysql]\nssl_ca = \"/etc/hostname\"", "mysql.ssl_ca"),
+            ("[mysql]\nssl_mode = \"required\"\nssl_ca = \"/nonexistent.pem\"", "mysql.ssl_ca"),
             ("[mysql]\ntimeout_ms = 0", "mysql.timeout_ms"),
             ("[kafka]\nbrokers = \" \"", "kafka.brokers"),
             ("[kafka]\ntopic = \"\"", "kafka.topic"),
@@ -628,6 +683,7 @@ mod tests {
             ("[sink]\nmax_payload_bytes = 0", "sink.max_payload_bytes"),
             ("[dead_letter]\ntable = \"orders\"", "dead_letter.table"),
             ("[dead_letter]\ntable = \"bad name\"", "dead_letter.table"),
+            ("[dead_letter]\nmode = \"topic\"\ntopic = \"enriched_orders\"", "dead_letter.topic"),
         ];
         for (text, key) in cases {
             assert_eq!(invalid_key(text), key, "for {text:?}");

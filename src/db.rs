@@ -6,10 +6,10 @@ use std::thread;
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder};
+use mysql::{Conn, Opts, OptsBuilder, SslOpts};
 use r2d2_mysql::MySqlConnectionManager;
 
-use crate::config::MysqlConfig;
+use crate::config::{MysqlConfig, SslMode};
 use crate::sql::{self, Dialect};
 
 pub type Pool = r2d2::Pool<MySqlConnectionManager>;
@@ -63,7 +63,26 @@ impl ServerInfo {
 /// create the database when it is missing.
 pub fn opts(cfg: &MysqlConfig) -> OptsBuilder {
     let timeout = Some(Duration::from_millis(cfg.timeout_ms));
+    let tls = |ca: &Option<std::path::PathBuf>| {
+        let opts = SslOpts::default();
+        match ca {
+            Some(path) => opts.with_root_cert_path(Some(path.clone())),
+            None => opts,
+        }
+    };
+    let ssl = match cfg.ssl_mode {
+        SslMode::Disabled => None,
+        // Encrypted, but like MySQL's REQUIRED the certificate is not checked.
+        SslMode::Required => Some(
+            SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        ),
+        SslMode::VerifyCa => Some(tls(&cfg.ssl_ca).with_danger_skip_domain_validation(true)),
+        SslMode::VerifyIdentity => Some(tls(&cfg.ssl_ca)),
+    };
     OptsBuilder::new()
+        .ssl_opts(ssl)
         .ip_or_hostname(Some(cfg.host.clone()))
         .tcp_port(cfg.port)
         .user(Some(cfg.user.clone()))

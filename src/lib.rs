@@ -10,6 +10,7 @@
 pub mod config;
 pub mod db;
 pub mod decode;
+pub mod dlq;
 pub mod gen;
 pub mod metrics;
 pub mod offsets;

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::db::{self, DbError};
+use crate::dlq::{DlqTarget, TopicDlq};
 use crate::metrics::{Metrics, Snapshot};
 use crate::route::Router;
 use crate::shutdown::Shutdown;
 use crate::source::{Source, SourceError};
 use crate::sql::UpsertBuilder;
-use crate::write::{DlqTarget, MysqlSink, Writer, WriterSettings};
+use crate::write::{MysqlSink, Writer, WriterSettings};
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,8 @@ pub enum SinkError {
     Source(#[from] SourceError),
     #[error("cannot start writer thread: {0}")]
     Spawn(std::io::Error),
+    #[error("{0}")]
+    Dlq(String),
 }
 
 /// How a run should end.
@@ -64,12 +67,16 @@ pub fn run(
         info.max_allowed_packet
     );
     db::ensure_table(&mut conn, &m.database, &m.table)?;
-    let dlq = match config.dlq_table() {
-        Some(t) => {
+    let dlq = match (config.dlq_table(), config.dlq_topic()) {
+        (Some(t), _) => {
             db::ensure_dlq_table(&mut conn, &m.database, &t)?;
             DlqTarget::Table(crate::sql::qualified(&m.database, &t))
         }
-        None => DlqTarget::Skip,
+        (_, Some(topic)) => DlqTarget::Topic(Arc::new(
+            TopicDlq::new(&config.kafka, &topic, Duration::from_millis(m.timeout_ms))
+                .map_err(SinkError::Dlq)?,
+        )),
+        _ => DlqTarget::Skip,
     };
     drop(conn);
     let pool = db::pool(m);

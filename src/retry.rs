@@ -88,6 +88,8 @@ pub fn classify(err: &WriteError) -> ErrorClass {
         WriteError::Mysql(_) => ErrorClass::Transient,
         // No connection could be had from the pool in time.
         WriteError::Pool(_) => ErrorClass::Transient,
+        // The dead-letter topic is unreachable: wait for it.
+        WriteError::Kafka(_) => ErrorClass::Transient,
         // One row alone does not fit in a statement: it never will.
         WriteError::Build(BuildError::RowTooLarge { .. }) => ErrorClass::Data,
     }

@@ -202,7 +202,7 @@ impl Source {
         until_caught_up: bool,
     ) -> Result<Source, SourceError> {
         let cfg = &config.kafka;
-        let dlq_table = config.dlq_table().is_some();
+        let dlq_keeps = config.dlq_table().is_some() || config.dlq_topic().is_some();
         let tracker: Tracker = Arc::new(Mutex::new(OffsetTracker::new()));
         let held = Arc::new(Mutex::new(None));
         let context = SinkContext {
@@ -233,8 +233,8 @@ impl Source {
                 commit_interval: Duration::from_millis(cfg.commit_interval_ms),
                 stats_interval_ms: config.sink.stats_interval_ms,
                 until_caught_up,
-                keep_raw: dlq_table,
-                reject_to_writers: dlq_table,
+                keep_raw: dlq_keeps,
+                reject_to_writers: dlq_keeps,
                 delete_on_tombstone: config.sink.delete_on_tombstone,
                 max_payload_bytes: config.sink.max_payload_bytes,
             },

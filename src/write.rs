@@ -21,6 +21,7 @@ use mysql::prelude::Queryable;
 
 use crate::db::Pool;
 use crate::decode::Row;
+use crate::dlq::{self, DlqTarget};
 use crate::metrics::Metrics;
 use crate::retry::{classify, Backoff, ErrorClass};
 use crate::route;
@@ -87,6 +88,8 @@ pub enum WriteError {
     Mysql(#[from] mysql::Error),
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error("Kafka: {0}")]
+    Kafka(String),
 }
 
 /// A message that could not be written, and why.
@@ -102,15 +105,6 @@ pub trait BatchSink: Send {
     fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError>;
     /// Stores messages that cannot be written. Must be idempotent.
     fn dead_letter(&mut self, letters: &[DeadLetter<'_>]) -> Result<(), WriteError>;
-}
-
-/// How dead letters are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DlqTarget {
-    /// Rows in this (already quoted, qualified) table.
-    Table(String),
-    /// Logged and counted only: the seed's behaviour.
-    Skip,
 }
 
 /// Writes batches as multi-row upserts over a pooled connection.
@@ -220,36 +214,12 @@ impl BatchSink for MysqlSink {
                 return Ok(());
             }
             DlqTarget::Table(t) => t.clone(),
+            DlqTarget::Topic(t) => return t.send(letters),
         };
         let mut conn = self.pool.get()?;
         for chunk in letters.chunks(100) {
             self.buf.clear();
-            // IGNORE: a redelivered dead letter is already there (unique on
-            // its coordinates), and no value of ours may fail the insert.
-            self.buf.push_str("INSERT IGNORE INTO ");
-            self.buf.push_str(&table);
-            self.buf.push_str(
-                " (`topic`,`kafka_partition`,`kafka_offset`,`message_key`,`payload`,`error`) VALUES ",
-            );
-            for (i, l) in chunk.iter().enumerate() {
-                if i > 0 {
-                    self.buf.push(',');
-                }
-                self.buf.push('(');
-                sql::push_str_literal(&mut self.buf, &self.topic);
-                self.buf.push(',');
-                self.buf
-                    .push_str(itoa::Buffer::new().format(l.env.partition));
-                self.buf.push(',');
-                self.buf.push_str(itoa::Buffer::new().format(l.env.offset));
-                self.buf.push(',');
-                sql::push_bytes_literal(&mut self.buf, l.env.key.as_deref());
-                self.buf.push(',');
-                sql::push_bytes_literal(&mut self.buf, l.env.payload.as_deref());
-                self.buf.push(',');
-                sql::push_str_literal(&mut self.buf, &l.error);
-                self.buf.push(')');
-            }
+            dlq::push_table_insert(&mut self.buf, &table, &self.topic, chunk);
             conn.query_drop(&self.buf)?;
         }
         Ok(())

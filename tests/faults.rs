@@ -387,3 +387,101 @@ fn broker_down_and_commit_errors_lose_nothing_and_never_go_back() {
     assert_eq!(table_rows(&mut conn, &db, "orders"), want);
     drop_db(&mut conn, &db);
 }
+
+#[test]
+fn dead_letters_can_go_to_a_kafka_topic_with_headers() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+
+    let Some(mut conn) = mysql() else { return };
+    let db = fresh_db(&mut conn, "dlqtopic");
+    let (topic, group) = ("enriched_orders", "dlqtopic-group");
+    let cluster = mock_cluster(topic, 1);
+    cluster.create_topic("enriched_orders_dlq", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let long = format!(r#"{{"id":"too-long","order_id":"{}"}}"#, "L".repeat(300));
+    produce_raw(
+        &brokers,
+        topic,
+        vec![
+            (0, Some(b"k0".to_vec()), Some(order(0, 0).0.into_bytes())),
+            (0, Some(b"k1".to_vec()), Some(b"{not json".to_vec())),
+            (0, Some(b"k2".to_vec()), Some(long.clone().into_bytes())),
+            (0, Some(b"k3".to_vec()), Some(order(3, 0).0.into_bytes())),
+        ],
+    );
+    let mut config = test_config(&brokers, topic, group, &db);
+    config.dead_letter.mode = kafka_mysql_sink::config::DlqMode::Topic;
+    let summary = start_sink(
+        config,
+        RunOptions {
+            until_caught_up: true,
+        },
+    )
+    .handle
+    .join()
+    .unwrap()
+    .unwrap();
+    assert_eq!(summary.counters.dead_lettered, 2);
+    assert_eq!(count(&mut conn, &db, "orders"), 2);
+
+    let reader: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    reader.subscribe(&["enriched_orders_dlq"]).unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while got.len() < 2 && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(200)) {
+            let headers: Vec<(String, String)> = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_string(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            got.push((
+                m.key().map(<[u8]>::to_vec),
+                m.payload().map(<[u8]>::to_vec),
+                headers,
+            ));
+        }
+    }
+    assert_eq!(got.len(), 2, "dead letters on the topic: {got:?}");
+    // Different writers may publish them in either order.
+    got.sort_by_key(|(_, _, h)| {
+        h.iter()
+            .find(|(k, _)| k == "dlq.source.offset")
+            .map(|(_, v)| v.clone())
+    });
+    assert_eq!(got[0].0.as_deref(), Some(&b"k1"[..]));
+    assert_eq!(got[0].1.as_deref(), Some(&b"{not json"[..]));
+    assert_eq!(got[1].1.as_deref(), Some(long.as_bytes()));
+    let header = |i: usize, k: &str| {
+        got[i]
+            .2
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(header(0, "dlq.source.topic"), "enriched_orders");
+    assert_eq!(header(0, "dlq.source.partition"), "0");
+    assert_eq!(header(0, "dlq.source.offset"), "1");
+    assert_eq!(header(1, "dlq.source.offset"), "2");
+    assert!(
+        header(1, "dlq.error").contains("Data too long"),
+        "{:?}",
+        got[1].2
+    );
+    drop_db(&mut conn, &db);
+}

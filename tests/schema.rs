@@ -8,13 +8,12 @@ use std::time::Duration;
 use common::*;
 use kafka_mysql_sink::db::{self, DbError};
 use kafka_mysql_sink::decode::{Num, Row};
+use kafka_mysql_sink::dlq::DlqTarget;
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::shutdown::Shutdown;
 use kafka_mysql_sink::sql::qualified;
 use kafka_mysql_sink::sql::{Dialect, UpsertBuilder};
-use kafka_mysql_sink::write::{
-    BatchSink, DlqTarget, Envelope, MysqlSink, Op, Writer, WriterSettings,
-};
+use kafka_mysql_sink::write::{BatchSink, Envelope, MysqlSink, Op, Writer, WriterSettings};
 use mysql::prelude::Queryable;
 use mysql::Conn;
 use r2d2_mysql::MySqlConnectionManager;

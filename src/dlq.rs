@@ -1,0 +1,214 @@
+//! The dead-letter destination: where messages go that cannot become rows.
+//!
+//! A dead letter is durable before its offset counts as done, exactly like a
+//! row: the writer that found it stores it (and retries while the
+//! destination is unavailable) before acknowledging its batch.
+//!
+//! - `table`: a row in `<table>_dlq` next to the target table, unique on the
+//!   message's Kafka coordinates, so a redelivered message is stored once.
+//! - `topic`: the raw message re-published to a Kafka topic, with the error
+//!   and the source coordinates as headers (a redelivered message may appear
+//!   twice there: Kafka has no upsert).
+//! - `skip`: logged and counted, the original Python sink's behaviour.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+
+use crate::config::KafkaConfig;
+use crate::sql;
+use crate::write::{DeadLetter, WriteError};
+
+/// Where dead letters go.
+#[derive(Clone)]
+pub enum DlqTarget {
+    /// Rows in this (already quoted, qualified) table.
+    Table(String),
+    /// Messages on a Kafka topic.
+    Topic(Arc<TopicDlq>),
+    /// Logged and counted only.
+    Skip,
+}
+
+impl std::fmt::Debug for DlqTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DlqTarget::Table(t) => write!(f, "table {t}"),
+            DlqTarget::Topic(t) => write!(f, "topic {}", t.topic),
+            DlqTarget::Skip => f.write_str("skip"),
+        }
+    }
+}
+
+/// Appends the `INSERT` that stores `letters` in the dead-letter table.
+pub fn push_table_insert(
+    buf: &mut String,
+    table: &str,
+    source_topic: &str,
+    letters: &[DeadLetter<'_>],
+) {
+    // IGNORE: a redelivered dead letter is already there (unique on its
+    // coordinates), and no value of ours may fail the insert.
+    buf.push_str("INSERT IGNORE INTO ");
+    buf.push_str(table);
+    buf.push_str(
+        " (`topic`,`kafka_partition`,`kafka_offset`,`message_key`,`payload`,`error`) VALUES ",
+    );
+    for (i, l) in letters.iter().enumerate() {
+        if i > 0 {
+            buf.push(',');
+        }
+        buf.push('(');
+        sql::push_str_literal(buf, source_topic);
+        buf.push(',');
+        buf.push_str(itoa::Buffer::new().format(l.env.partition));
+        buf.push(',');
+        buf.push_str(itoa::Buffer::new().format(l.env.offset));
+        buf.push(',');
+        sql::push_bytes_literal(buf, l.env.key.as_deref());
+        buf.push(',');
+        sql::push_bytes_literal(buf, l.env.payload.as_deref());
+        buf.push(',');
+        sql::push_str_literal(buf, &l.error);
+        buf.push(')');
+    }
+}
+
+/// Counts failed deliveries, so a flush can tell whether all of its
+/// messages arrived.
+#[derive(Default)]
+pub struct DeliveryCounter {
+    failed: AtomicU64,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            log::warn!("dead letter not delivered: {e}");
+            self.failed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Publishes dead letters to a Kafka topic and waits until they are acked.
+pub struct TopicDlq {
+    pub topic: String,
+    source_topic: String,
+    timeout: Duration,
+    // Writers dead-letter rarely; one producer behind a lock is plenty, and
+    // the lock makes "these letters were all delivered" easy to tell.
+    producer: Mutex<BaseProducer<DeliveryCounter>>,
+}
+
+impl TopicDlq {
+    pub fn new(kafka: &KafkaConfig, topic: &str, timeout: Duration) -> Result<TopicDlq, String> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &kafka.brokers)
+            .set("client.id", "kafka-mysql-sink-dlq")
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", timeout.as_millis().to_string());
+        // The same security settings as the consumer; consumer-only ones
+        // are left out so librdkafka does not warn about each of them.
+        for (k, v) in &kafka.properties {
+            if is_shared_property(k) {
+                cfg.set(k, v);
+            }
+        }
+        let producer = cfg
+            .create_with_context(DeliveryCounter::default())
+            .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
+        Ok(TopicDlq {
+            topic: topic.to_string(),
+            source_topic: kafka.topic.clone(),
+            timeout,
+            producer: Mutex::new(producer),
+        })
+    }
+
+    pub fn send(&self, letters: &[DeadLetter<'_>]) -> Result<(), WriteError> {
+        let producer = self.producer.lock().unwrap_or_else(|p| p.into_inner());
+        let before = producer.context().failed.load(Ordering::SeqCst);
+        for l in letters {
+            let partition = l.env.partition.to_string();
+            let offset = l.env.offset.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "dlq.error",
+                    value: Some(l.error.as_str()),
+                })
+                .insert(Header {
+                    key: "dlq.source.topic",
+                    value: Some(self.source_topic.as_str()),
+                })
+                .insert(Header {
+                    key: "dlq.source.partition",
+                    value: Some(partition.as_str()),
+                })
+                .insert(Header {
+                    key: "dlq.source.offset",
+                    value: Some(offset.as_str()),
+                });
+            let mut record: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(&self.topic).headers(headers);
+            if let Some(k) = l.env.key.as_deref() {
+                record = record.key(k);
+            }
+            if let Some(p) = l.env.payload.as_deref() {
+                record = record.payload(p);
+            }
+            let mut record = record;
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((e, back)) => {
+                        if e.rdkafka_error_code()
+                            != Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                        {
+                            return Err(WriteError::Kafka(e.to_string()));
+                        }
+                        record = back;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+        producer
+            .flush(self.timeout)
+            .map_err(|e| WriteError::Kafka(format!("dead letters not acknowledged: {e}")))?;
+        let failed = producer.context().failed.load(Ordering::SeqCst) - before;
+        if failed > 0 {
+            return Err(WriteError::Kafka(format!(
+                "{failed} dead letter(s) not delivered to {}",
+                self.topic
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// librdkafka properties that concern the connection (security, timeouts)
+/// rather than consuming.
+fn is_shared_property(name: &str) -> bool {
+    [
+        "security.",
+        "sasl.",
+        "ssl.",
+        "socket.",
+        "client.",
+        "broker.",
+        "metadata.",
+        "reconnect.",
+        "debug",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
