@@ -89,14 +89,7 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::default());
     let shutdown = Shutdown::new();
     shutdown.install_signal_handlers()?;
-    let summary = pipeline::run(
-        &config,
-        RunOptions {
-            until_caught_up: true,
-        },
-        &shutdown,
-        metrics,
-    )?;
+    let summary = pipeline::run(&config, RunOptions::until_caught_up(), &shutdown, metrics)?;
     let c = summary.counters;
 
     let (rows, revenue): (u64, String) = conn

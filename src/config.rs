@@ -45,6 +45,16 @@ pub struct Config {
     pub mysql: MysqlConfig,
     pub sink: SinkConfig,
     pub dead_letter: DeadLetterConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// The operations endpoint.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port` for `/metrics`, `/healthz` and `/readyz`; empty (the
+    /// default) turns the endpoint off.
+    pub listen: String,
 }
 
 /// Where messages go that cannot become rows.
@@ -346,6 +356,7 @@ impl Config {
         text("MYSQL_PASSWORD", &mut self.mysql.password);
         text("MYSQL_DATABASE", &mut self.mysql.database);
         text("MYSQL_TABLE", &mut self.mysql.table);
+        text("METRICS_ADDR", &mut self.metrics.listen);
         number(env, "MYSQL_PORT", &mut self.mysql.port)?;
         number(env, "SINK_BATCH_SIZE", &mut self.sink.batch_size)?;
         number(
@@ -466,6 +477,14 @@ impl Config {
         }
         if self.dlq_topic().is_some_and(|t| t == k.topic) {
             return invalid("dead_letter.topic", "must differ from kafka.topic");
+        }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return invalid(
+                "metrics.listen",
+                "must be host:port with a numeric host, e.g. 0.0.0.0:9187",
+            );
         }
         if s.retry_initial_ms == 0 {
             return invalid("sink.retry_initial_ms", "must be at least 1");
@@ -681,6 +700,7 @@ mod tests {
             ("[kafka]\ncommit_interval_ms = 0", "kafka.commit_interval_ms"),
             ("[kafka.properties]\n\"group.id\" = \"x\"", "kafka.properties"),
             ("[sink]\nmax_payload_bytes = 0", "sink.max_payload_bytes"),
+            ("[metrics]\nlisten = \"localhost\"", "metrics.listen"),
             ("[dead_letter]\ntable = \"orders\"", "dead_letter.table"),
             ("[dead_letter]\ntable = \"bad name\"", "dead_letter.table"),
             ("[dead_letter]\nmode = \"topic\"\ntopic = \"enriched_orders\"", "dead_letter.topic"),

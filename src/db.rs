@@ -146,23 +146,24 @@ pub fn server_info(conn: &mut Conn) -> Result<ServerInfo, DbError> {
     })
 }
 
-/// Creates the database and the table when missing; when the table exists,
-/// checks that every column the sink writes is there.
-pub fn ensure_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbError> {
+/// What start-up finds of the target table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableState {
+    /// There, with every column the sink writes.
+    Ready,
+    /// Not there (nor, maybe, its database): start-up creates it.
+    Missing { database_exists: bool },
+}
+
+/// Looks at the target table without changing anything; fails when it
+/// exists without the columns the sink writes.
+pub fn inspect_table(conn: &mut Conn, db: &str, table: &str) -> Result<TableState, DbError> {
     let db_exists: Option<String> = conn
         .exec_first(
             "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
             (db,),
         )
         .map_err(query_err("looking up the database"))?;
-    if db_exists.is_none() {
-        log::info!("creating database {}", sql::quote_ident(db));
-        conn.query_drop(format!(
-            "CREATE DATABASE IF NOT EXISTS {} DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
-            sql::quote_ident(db)
-        ))
-        .map_err(query_err("creating the database"))?;
-    }
     let columns: Vec<String> = conn
         .exec(
             "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
@@ -171,10 +172,9 @@ pub fn ensure_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbErro
         )
         .map_err(query_err("reading the table's columns"))?;
     if columns.is_empty() {
-        log::info!("creating table {}", sql::qualified(db, table));
-        conn.query_drop(sql::create_table(db, table))
-            .map_err(query_err("creating the table"))?;
-        return Ok(());
+        return Ok(TableState::Missing {
+            database_exists: db_exists.is_some(),
+        });
     }
     let missing: Vec<String> = sql::COLUMNS
         .iter()
@@ -187,11 +187,28 @@ pub fn ensure_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbErro
             missing,
         });
     }
-    Ok(())
+    Ok(TableState::Ready)
 }
 
-/// The writers' pool. Connections are checked when returned (r2d2_mysql pings
-/// in `has_broken`), so a connection that failed a statement is not reused.
+/// Creates the database and the table when missing; when the table exists,
+/// checks that every column the sink writes is there.
+pub fn ensure_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbError> {
+    let TableState::Missing { database_exists } = inspect_table(conn, db, table)? else {
+        return Ok(());
+    };
+    if !database_exists {
+        log::info!("creating database {}", sql::quote_ident(db));
+        conn.query_drop(format!(
+            "CREATE DATABASE IF NOT EXISTS {} DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+            sql::quote_ident(db)
+        ))
+        .map_err(query_err("creating the database"))?;
+    }
+    log::info!("creating table {}", sql::qualified(db, table));
+    conn.query_drop(sql::create_table(db, table))
+        .map_err(query_err("creating the table"))
+}
+
 /// Creates the dead-letter table when missing.
 pub fn ensure_dlq_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbError> {
     conn.query_drop(sql::create_dlq_table(db, table))

@@ -7,14 +7,17 @@
 //! consumer, whose tracker ([`offsets`]) commits each partition's contiguous
 //! done prefix. [`pipeline`] wires one run together.
 
+pub mod check;
 pub mod config;
 pub mod db;
 pub mod decode;
 pub mod dlq;
 pub mod gen;
+pub mod http;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
+pub mod progress;
 pub mod retry;
 pub mod route;
 pub mod shutdown;

@@ -1,21 +1,29 @@
 //! Command line: parse, set up logging and signals, run.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use indicatif::MultiProgress;
 
 use kafka_mysql_sink::config::Config;
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::pipeline::{self, RunOptions};
 use kafka_mysql_sink::shutdown::Shutdown;
+use kafka_mysql_sink::{check, progress};
+
+/// Exit status for a configuration the sink cannot use.
+const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
 #[command(
     name = "kafka-mysql-sink",
     version,
-    about = "Drains JSON order events from Kafka into MySQL with batched, idempotent upserts"
+    about = "Drains JSON order events from Kafka into MySQL with batched, idempotent upserts",
+    after_help = "Exit codes: 0 clean stop, 1 failure (one line on stderr), 2 invalid configuration, \
+                  130 second signal during the drain."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -24,7 +32,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Consume the topic and write rows until SIGINT/SIGTERM.
+    /// Consume the topic and write rows until SIGINT/SIGTERM (or, with
+    /// --until-caught-up, until the backlog is done).
     Run {
         /// TOML settings file; environment variables override it. Without it,
         /// built-in defaults plus the environment are used.
@@ -34,41 +43,105 @@ enum Command {
         #[arg(long)]
         until_caught_up: bool,
     },
+    /// Validate the settings and reach Kafka and MySQL, one line per check;
+    /// exit non-zero on the first failure. Changes nothing.
+    Check {
+        /// TOML settings file; environment variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Sends log records around the progress bar, so neither garbles the other.
+struct BarLogger {
+    inner: env_logger::Logger,
+    bars: MultiProgress,
+}
+
+impl log::Log for BarLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.inner.enabled(metadata)
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.inner.matches(record) {
+            self.bars.suspend(|| self.inner.log(record));
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn init_logging() -> MultiProgress {
+    let bars = MultiProgress::new();
+    let inner =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let level = inner.filter();
+    if log::set_boxed_logger(Box::new(BarLogger {
+        inner,
+        bars: bars.clone(),
+    }))
+    .is_ok()
+    {
+        log::set_max_level(level);
+    }
+    bars
+}
+
+fn load(config: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::load_from_process_env(config.as_deref()).map_err(|e| {
+        eprintln!("kafka-mysql-sink: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let bars = init_logging();
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
             config,
             until_caught_up,
-        } => run(config, until_caught_up),
+        } => match load(config) {
+            Ok(c) => run(c, until_caught_up, bars),
+            Err(code) => code,
+        },
+        Command::Check { config } => match load(config) {
+            Ok(c) => match check::run(&c, &mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    println!("FAIL {e}");
+                    eprintln!("kafka-mysql-sink: check failed: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(code) => code,
+        },
     }
 }
 
-fn run(config: Option<PathBuf>, until_caught_up: bool) -> ExitCode {
-    let config = match Config::load_from_process_env(config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("kafka-mysql-sink: {e}");
-            return ExitCode::from(2);
-        }
-    };
+fn run(config: Config, until_caught_up: bool, bars: MultiProgress) -> ExitCode {
     log::info!("starting with {}", config.summary());
     let shutdown = Shutdown::new();
     if let Err(e) = shutdown.install_signal_handlers() {
         eprintln!("kafka-mysql-sink: cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
+    let progress = std::io::stderr()
+        .is_terminal()
+        .then(|| bars.add(progress::bar()));
+    let options = RunOptions {
+        until_caught_up,
+        progress,
+    };
     let metrics = Arc::new(Metrics::default());
-    match pipeline::run(&config, RunOptions { until_caught_up }, &shutdown, metrics) {
+    match pipeline::run(&config, options, &shutdown, metrics) {
         Ok(summary) => {
             let c = summary.counters;
             log::info!(
-                "stopped: rows_written={} skipped={} consumed={} batches={} seconds={:.1} rows/s={:.0}",
+                "stopped: rows_written={} skipped={} dead_lettered={} deleted={} consumed={} batches={} seconds={:.1} rows/s={:.0}",
                 c.rows_written,
                 c.skipped,
+                c.dead_lettered,
+                c.rows_deleted,
                 c.consumed,
                 c.batches,
                 summary.elapsed.as_secs_f64(),

@@ -1,58 +1,191 @@
-//! Counters shared by the consumer and the writers.
+//! Counters and gauges, shared by the consumer, the writers and the
+//! Prometheus endpoint.
 //!
-//! Plain relaxed atomics: they are read for the stats line and the run
-//! summary, never used to make decisions that need ordering.
+//! The prometheus-client types are the storage (each is an atomic behind an
+//! `Arc`), so the run summary, the progress line and `/metrics` all read the
+//! same numbers.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    pub partition: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabel {
+    /// `transient` (the batch is retried) or `data` (the batch is split).
+    pub class: &'static str,
+}
+
+#[derive(Debug)]
 pub struct Metrics {
     /// Messages read from Kafka.
-    pub consumed: AtomicU64,
+    pub consumed: Counter,
     /// Rows durable in MySQL (a row updated twice counts twice).
-    pub rows_written: AtomicU64,
+    pub rows_written: Counter,
     /// Statements that succeeded.
-    pub batches: AtomicU64,
+    pub batches: Counter,
     /// Statements attempted (more than `batches` when rows are isolated).
-    pub statements: AtomicU64,
+    pub statements: Counter,
     /// Rows deleted by tombstones.
-    pub rows_deleted: AtomicU64,
+    pub rows_deleted: Counter,
     /// Messages stored in (or, in skip mode, logged to) the dead-letter destination.
-    pub dead_lettered: AtomicU64,
+    pub dead_lettered: Counter,
     /// Messages passed over without a write: undecodable ones in skip mode,
     /// and tombstones when deletes are off.
-    pub skipped: AtomicU64,
-    /// Failed statement attempts that were retried.
-    pub retries: AtomicU64,
+    pub skipped: Counter,
+    /// Failed statements, by error class.
+    pub retries: Family<ClassLabel, Counter>,
     /// Offset commits Kafka confirmed.
-    pub commits: AtomicU64,
+    pub commits: Counter,
     /// Offset commits Kafka refused (they are retried).
-    pub commit_failures: AtomicU64,
+    pub commit_failures: Counter,
+    /// Seconds from a batch's first write attempt to its acknowledgement.
+    pub batch_seconds: Histogram,
+    pub committed_offset: Family<PartitionLabel, Gauge>,
+    pub consumer_lag: Family<PartitionLabel, Gauge>,
+    /// Rows queued in the writers' channels.
+    pub channel_depth: Gauge,
+    /// MySQL connections checked out of the pool.
+    pub pool_in_use: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            consumed: Counter::default(),
+            rows_written: Counter::default(),
+            batches: Counter::default(),
+            statements: Counter::default(),
+            rows_deleted: Counter::default(),
+            dead_lettered: Counter::default(),
+            skipped: Counter::default(),
+            retries: Family::default(),
+            commits: Counter::default(),
+            commit_failures: Counter::default(),
+            // 1 ms to ~65 s.
+            batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            committed_offset: Family::default(),
+            consumer_lag: Family::default(),
+            channel_depth: Gauge::default(),
+            pool_in_use: Gauge::default(),
+        }
+    }
 }
 
 impl Metrics {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    pub fn add(counter: &Counter, n: u64) {
+        counter.inc_by(n);
     }
 
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    pub fn get(counter: &Counter) -> u64 {
+        counter.get()
+    }
+
+    pub fn retry(&self, class: &'static str) {
+        self.retries.get_or_create(&ClassLabel { class }).inc();
+    }
+
+    fn retries_of(&self, class: &'static str) -> u64 {
+        self.retries.get_or_create(&ClassLabel { class }).get()
     }
 
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            consumed: Metrics::get(&self.consumed),
-            rows_written: Metrics::get(&self.rows_written),
-            batches: Metrics::get(&self.batches),
-            statements: Metrics::get(&self.statements),
-            rows_deleted: Metrics::get(&self.rows_deleted),
-            dead_lettered: Metrics::get(&self.dead_lettered),
-            skipped: Metrics::get(&self.skipped),
-            retries: Metrics::get(&self.retries),
-            commits: Metrics::get(&self.commits),
-            commit_failures: Metrics::get(&self.commit_failures),
+            consumed: self.consumed.get(),
+            rows_written: self.rows_written.get(),
+            batches: self.batches.get(),
+            statements: self.statements.get(),
+            rows_deleted: self.rows_deleted.get(),
+            dead_lettered: self.dead_lettered.get(),
+            skipped: self.skipped.get(),
+            retries: self.retries_of("transient"),
+            commits: self.commits.get(),
+            commit_failures: self.commit_failures.get(),
         }
+    }
+
+    /// A registry exposing these metrics (sharing their storage).
+    pub fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("kafka_mysql_sink");
+        r.register(
+            "messages_consumed",
+            "Messages read from Kafka",
+            self.consumed.clone(),
+        );
+        r.register(
+            "rows_written",
+            "Rows upserted into MySQL",
+            self.rows_written.clone(),
+        );
+        r.register(
+            "rows_deleted",
+            "Rows deleted by tombstones",
+            self.rows_deleted.clone(),
+        );
+        r.register("batches", "Statements that succeeded", self.batches.clone());
+        r.register(
+            "statements",
+            "Statements attempted",
+            self.statements.clone(),
+        );
+        r.register(
+            "skipped",
+            "Messages skipped without a write",
+            self.skipped.clone(),
+        );
+        r.register(
+            "dead_lettered",
+            "Messages sent to the dead-letter destination",
+            self.dead_lettered.clone(),
+        );
+        r.register(
+            "retries",
+            "Failed statements by error class",
+            self.retries.clone(),
+        );
+        r.register(
+            "commits",
+            "Offset commits confirmed by Kafka",
+            self.commits.clone(),
+        );
+        r.register(
+            "commit_failures",
+            "Offset commits refused by Kafka (retried)",
+            self.commit_failures.clone(),
+        );
+        r.register(
+            "batch_duration_seconds",
+            "Time from a batch's first write attempt to its acknowledgement",
+            self.batch_seconds.clone(),
+        );
+        r.register(
+            "committed_offset",
+            "Last offset committed to Kafka, per partition",
+            self.committed_offset.clone(),
+        );
+        r.register(
+            "consumer_lag",
+            "Messages between the committed offset and the high watermark, per partition",
+            self.consumer_lag.clone(),
+        );
+        r.register(
+            "channel_depth",
+            "Rows queued for the writers",
+            self.channel_depth.clone(),
+        );
+        r.register(
+            "pool_connections_in_use",
+            "MySQL connections checked out of the pool",
+            self.pool_in_use.clone(),
+        );
+        r
     }
 }
 
@@ -66,50 +199,8 @@ pub struct Snapshot {
     pub rows_deleted: u64,
     pub dead_lettered: u64,
     pub skipped: u64,
+    /// Transient failures that were retried.
     pub retries: u64,
     pub commits: u64,
     pub commit_failures: u64,
-}
-
-/// Logs a stats line at a fixed interval, with the rate since the last one.
-pub struct StatsLine {
-    interval: Option<Duration>,
-    last_at: Instant,
-    last: Snapshot,
-}
-
-impl StatsLine {
-    pub fn new(interval_ms: u64) -> StatsLine {
-        StatsLine {
-            interval: (interval_ms > 0).then(|| Duration::from_millis(interval_ms)),
-            last_at: Instant::now(),
-            last: Snapshot::default(),
-        }
-    }
-
-    pub fn tick(&mut self, metrics: &Metrics, in_flight: usize) {
-        let Some(interval) = self.interval else {
-            return;
-        };
-        let elapsed = self.last_at.elapsed();
-        if elapsed < interval {
-            return;
-        }
-        let now = metrics.snapshot();
-        let rate = (now.rows_written - self.last.rows_written) as f64 / elapsed.as_secs_f64();
-        log::info!(
-            "stats: rows_written={} rows/s={:.0} consumed={} skipped={} dead_lettered={} batches={} retries={} in_flight={} commits={}",
-            now.rows_written,
-            rate,
-            now.consumed,
-            now.skipped,
-            now.dead_lettered,
-            now.batches,
-            now.retries,
-            in_flight,
-            now.commits,
-        );
-        self.last = now;
-        self.last_at = Instant::now();
-    }
 }

@@ -1,6 +1,7 @@
 //! Wiring one run of the sink: MySQL ready, writers started, consumer run,
 //! writers joined.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::db::{self, DbError};
 use crate::dlq::{DlqTarget, TopicDlq};
+use crate::http::{self, Readiness};
 use crate::metrics::{Metrics, Snapshot};
 use crate::route::Router;
 use crate::shutdown::Shutdown;
@@ -26,13 +28,27 @@ pub enum SinkError {
     Spawn(std::io::Error),
     #[error("{0}")]
     Dlq(String),
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
 }
 
-/// How a run should end.
-#[derive(Debug, Clone, Copy, Default)]
+/// How a run should go.
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Exit once the backlog present at assignment is written and committed.
     pub until_caught_up: bool,
+    /// A progress bar to drive (when stderr is a terminal).
+    pub progress: Option<indicatif::ProgressBar>,
+}
+
+impl RunOptions {
+    /// Run until the backlog present at assignment is done.
+    pub fn until_caught_up() -> RunOptions {
+        RunOptions {
+            until_caught_up: true,
+            progress: None,
+        }
+    }
 }
 
 /// What a run did.
@@ -82,7 +98,13 @@ pub fn run(
     let pool = db::pool(m);
 
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
-    let mut source = Source::new(config, metrics.clone(), ack_rx, options.until_caught_up)?;
+    let mut source = Source::new(
+        config,
+        metrics.clone(),
+        ack_rx,
+        options.until_caught_up,
+        options.progress.clone(),
+    )?;
 
     let s = &config.sink;
     let settings = WriterSettings {
@@ -123,7 +145,22 @@ pub fn run(
     // writer exits, which is how the consumer knows the drain is over.
     drop(ack_tx);
 
+    let running = Arc::new(AtomicBool::new(false));
+    let _endpoint = if config.metrics.listen.is_empty() {
+        None
+    } else {
+        Some(http::start(
+            &config.metrics.listen,
+            metrics.clone(),
+            Readiness {
+                running: running.clone(),
+                pool: pool.clone(),
+            },
+        )?)
+    };
+    running.store(true, Ordering::SeqCst);
     let result = source.run(Router::new(senders), shutdown);
+    running.store(false, Ordering::SeqCst);
     for h in handles {
         if h.join().is_err() {
             log::error!("a writer thread panicked");

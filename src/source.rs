@@ -19,8 +19,9 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::config::{Config, KafkaConfig};
 use crate::decode::Decoder;
-use crate::metrics::{Metrics, StatsLine};
+use crate::metrics::{Metrics, PartitionLabel};
 use crate::offsets::OffsetTracker;
+use crate::progress::Reporter;
 use crate::route::{RouteError, Router};
 use crate::shutdown::Shutdown;
 use crate::write::{Ack, Envelope, Op};
@@ -142,6 +143,32 @@ impl ConsumerContext for SinkContext {
     }
 }
 
+/// The partition's watermarks as the fetcher last saw them, without a round
+/// trip to the broker (rdkafka exposes only the round-trip variant, so this
+/// calls librdkafka directly).
+fn cached_watermarks(
+    consumer: &BaseConsumer<SinkContext>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid for as long as `consumer` lives,
+    // `topic` is a NUL-terminated string that outlives the call, and librdkafka
+    // only writes the two out-parameters, which are valid i64s.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR)
+        .then_some((low, high))
+}
+
 fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
     tpl.elements().iter().map(|e| e.partition()).collect()
 }
@@ -171,6 +198,11 @@ pub struct Source {
     held: Arc<Mutex<Option<(i32, i64)>>>,
     /// Whether fetching is paused because the writers are behind.
     paused: bool,
+    /// The progress bar, when stderr is a terminal.
+    bar: Option<indicatif::ProgressBar>,
+    /// Per partition, the committed offset when it was assigned: where its
+    /// lag is counted from until a message of it has been read.
+    start_offsets: HashMap<i32, i64>,
     metrics: Arc<Metrics>,
     settings: SourceSettings,
     /// Per partition: the high watermark to reach in until-caught-up mode,
@@ -200,6 +232,7 @@ impl Source {
         metrics: Arc<Metrics>,
         acks: Receiver<Ack>,
         until_caught_up: bool,
+        bar: Option<indicatif::ProgressBar>,
     ) -> Result<Source, SourceError> {
         let cfg = &config.kafka;
         let dlq_keeps = config.dlq_table().is_some() || config.dlq_topic().is_some();
@@ -227,6 +260,8 @@ impl Source {
             acks,
             held,
             paused: false,
+            bar,
+            start_offsets: HashMap::new(),
             metrics,
             settings: SourceSettings {
                 topic: cfg.topic.clone(),
@@ -249,6 +284,7 @@ impl Source {
     pub fn run(&mut self, router: Router, shutdown: &Shutdown) -> Result<(), SourceError> {
         let acks = self.acks.clone();
         let result = self.consume(&router, &acks, shutdown);
+        // The final figures go into the summary line; the bar is done.
         shutdown.start_drain();
         drop(router);
         self.drain(&acks);
@@ -262,7 +298,7 @@ impl Source {
         shutdown: &Shutdown,
     ) -> Result<(), SourceError> {
         let mut decoder = Decoder::new();
-        let mut stats = StatsLine::new(self.settings.stats_interval_ms);
+        let mut stats = Reporter::new(self.settings.stats_interval_ms, self.bar.take());
         let mut last_commit = Instant::now();
         // Fetching resumes once the channels are half empty again, so a
         // pause is not undone by the very next row.
@@ -275,7 +311,7 @@ impl Source {
             if last_commit.elapsed() >= self.settings.commit_interval {
                 self.commit();
                 last_commit = Instant::now();
-                stats.tick(&self.metrics, lock(&self.tracker).in_flight());
+                self.report(&mut stats, router);
                 if self.settings.until_caught_up && self.caught_up() {
                     log::info!("caught up with the backlog; stopping");
                     shutdown.request();
@@ -351,7 +387,7 @@ impl Source {
                         if last_commit.elapsed() >= self.settings.commit_interval {
                             self.commit();
                             last_commit = Instant::now();
-                            stats.tick(&self.metrics, lock(&self.tracker).in_flight());
+                            self.report(&mut stats, router);
                         }
                         if shutdown.is_requested() {
                             // Registered but never written: it stays in
@@ -372,6 +408,72 @@ impl Source {
             }
         }
         Ok(())
+    }
+
+    /// Updates the gauges and the progress report.
+    fn report(&mut self, stats: &mut Reporter, router: &Router) {
+        self.metrics.channel_depth.set(router.queued() as i64);
+        let in_flight = lock(&self.tracker).in_flight();
+        let lag = self.lag();
+        stats.tick(&self.metrics, in_flight, || lag);
+    }
+
+    /// Consumer lag per assigned partition: high watermark (as last seen by
+    /// the fetcher, no round trip) less the next offset to read. Also sets
+    /// the per-partition gauges.
+    fn lag(&mut self) -> Vec<(i32, i64)> {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return Vec::new();
+        };
+        let position = self.consumer.position().ok();
+        let parts = partitions_of(&assignment);
+        let unknown: Vec<i32> = parts
+            .iter()
+            .copied()
+            .filter(|p| !self.start_offsets.contains_key(p))
+            .collect();
+        if !unknown.is_empty() {
+            if let Ok(committed) = self.consumer.committed(Duration::from_secs(5)) {
+                for p in unknown {
+                    let start = match committed
+                        .find_partition(&self.settings.topic, p)
+                        .map(|e| e.offset())
+                    {
+                        Some(Offset::Offset(o)) => o,
+                        _ => -1,
+                    };
+                    self.start_offsets.insert(p, start);
+                }
+            }
+        }
+        let t = lock(&self.tracker);
+        let mut out = Vec::with_capacity(parts.len());
+        for p in parts {
+            let Some((low, high)) = cached_watermarks(&self.consumer, &self.settings.topic, p)
+            else {
+                continue;
+            };
+            if high < 0 {
+                continue;
+            }
+            let next = position
+                .as_ref()
+                .and_then(|pos| pos.find_partition(&self.settings.topic, p))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .or_else(|| self.start_offsets.get(&p).copied().filter(|o| *o >= 0))
+                .unwrap_or(low.max(0));
+            let lag = (high - next).max(0);
+            out.push((p, lag));
+            let label = PartitionLabel { partition: p };
+            self.metrics.consumer_lag.get_or_create(&label).set(lag);
+            if let Some(c) = t.committed(p) {
+                self.metrics.committed_offset.get_or_create(&label).set(c);
+            }
+        }
+        out
     }
 
     /// Pauses or resumes fetching for every assigned partition.

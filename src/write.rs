@@ -300,6 +300,7 @@ impl<S: BatchSink> Writer<S> {
             self.id as u64,
         );
         let mut dead: Vec<(usize, String)> = Vec::new();
+        let started = Instant::now();
         loop {
             dead.clear();
             let result = self
@@ -310,6 +311,9 @@ impl<S: BatchSink> Writer<S> {
                     Metrics::add(&self.metrics.rows_written, applied.upserts);
                     Metrics::add(&self.metrics.rows_deleted, applied.deletes);
                     Metrics::add(&self.metrics.dead_lettered, dead.len() as u64);
+                    self.metrics
+                        .batch_seconds
+                        .observe(started.elapsed().as_secs_f64());
                     let ack: Ack = batch.iter().map(|e| (e.partition, e.offset)).collect();
                     // The consumer outlives the writers; if it is gone the
                     // process is exiting and the offsets stay uncommitted.
@@ -326,7 +330,7 @@ impl<S: BatchSink> Writer<S> {
                         );
                         break;
                     }
-                    Metrics::add(&self.metrics.retries, 1);
+                    self.metrics.retry("transient");
                     let delay = backoff.next_delay();
                     log::warn!(
                         "writer {}: batch of {} rows failed: {e}; retrying in {} ms",
@@ -399,10 +403,12 @@ impl<S: BatchSink> Writer<S> {
             Err(e) => match classify(&e) {
                 ErrorClass::Transient => Err(Transient(e)),
                 ErrorClass::Data if items.len() == 1 => {
+                    self.metrics.retry("data");
                     dead.push((base, e.to_string()));
                     Ok(())
                 }
                 ErrorClass::Data => {
+                    self.metrics.retry("data");
                     let mid = items.len() / 2;
                     self.isolate(&items[..mid], base, dead)?;
                     self.isolate(&items[mid..], base + mid, dead)

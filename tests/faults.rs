@@ -209,16 +209,11 @@ fn undecodable_messages_of_every_kind_are_dead_lettered() {
     // A restart reads nothing again and stores nothing twice.
     let mut config = test_config(&brokers, topic, group, &db);
     config.sink.max_payload_bytes = 1000;
-    let summary = start_sink(
-        config,
-        RunOptions {
-            until_caught_up: true,
-        },
-    )
-    .handle
-    .join()
-    .unwrap()
-    .unwrap();
+    let summary = start_sink(config, RunOptions::until_caught_up())
+        .handle
+        .join()
+        .unwrap()
+        .unwrap();
     assert_eq!(summary.counters.consumed, 0);
     assert_eq!(dead_letters(&mut conn, &db).len(), 7);
     drop_db(&mut conn, &db);
@@ -247,16 +242,11 @@ fn tombstones_delete_by_key_or_are_skipped() {
 
         let mut config = test_config(&brokers, topic, group, &db);
         config.sink.delete_on_tombstone = delete;
-        let summary = start_sink(
-            config,
-            RunOptions {
-                until_caught_up: true,
-            },
-        )
-        .handle
-        .join()
-        .unwrap()
-        .unwrap();
+        let summary = start_sink(config, RunOptions::until_caught_up())
+            .handle
+            .join()
+            .unwrap()
+            .unwrap();
         let rows = table_rows(&mut conn, &db, "orders");
         if delete {
             let mut want: Vec<Expected> = (40..100u64).map(|i| order(i, 0).1).collect();
@@ -412,16 +402,11 @@ fn dead_letters_can_go_to_a_kafka_topic_with_headers() {
     );
     let mut config = test_config(&brokers, topic, group, &db);
     config.dead_letter.mode = kafka_mysql_sink::config::DlqMode::Topic;
-    let summary = start_sink(
-        config,
-        RunOptions {
-            until_caught_up: true,
-        },
-    )
-    .handle
-    .join()
-    .unwrap()
-    .unwrap();
+    let summary = start_sink(config, RunOptions::until_caught_up())
+        .handle
+        .join()
+        .unwrap()
+        .unwrap();
     assert_eq!(summary.counters.dead_lettered, 2);
     assert_eq!(count(&mut conn, &db, "orders"), 2);
 

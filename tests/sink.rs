@@ -153,10 +153,8 @@ fn until_caught_up_exits_by_itself_and_on_an_empty_topic() {
     let brokers = cluster.bootstrap_servers();
 
     // Empty topic: returns on its own with nothing written.
-    let options = RunOptions {
-        until_caught_up: true,
-    };
-    let sink = start_sink(test_config(&brokers, topic, group, &db), options);
+    let options = RunOptions::until_caught_up();
+    let sink = start_sink(test_config(&brokers, topic, group, &db), options.clone());
     let summary = sink.handle.join().unwrap().unwrap();
     assert_eq!(summary.counters.rows_written, 0);
 

@@ -192,12 +192,7 @@ fn tls_modes_encrypt_verify_and_refuse_as_configured() {
         database: dbname.clone(),
         ..cfg(server.port, SslMode::VerifyIdentity, Some(ca))
     };
-    let run = start_sink(
-        config,
-        RunOptions {
-            until_caught_up: true,
-        },
-    );
+    let run = start_sink(config, RunOptions::until_caught_up());
     let summary = run.handle.join().unwrap().unwrap();
     assert_eq!(summary.counters.rows_written, 500);
     assert_eq!(count(&mut conn, &dbname, "orders"), 500);

@@ -1,0 +1,104 @@
+//! `kafka-mysql-sink check`: a pre-flight before a backfill.
+//!
+//! Each check prints one line; the first failure stops the run with a
+//! message that names the problem. Nothing is created or committed.
+
+use std::io::Write;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::config::Config;
+use crate::db::{self, TableState};
+use crate::source::client_config;
+
+/// The first check that failed, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{check}: {reason}")]
+pub struct CheckFailed {
+    pub check: &'static str,
+    pub reason: String,
+}
+
+fn fail(check: &'static str, reason: impl Into<String>) -> CheckFailed {
+    CheckFailed {
+        check,
+        reason: reason.into(),
+    }
+}
+
+/// Runs every check, writing a line for each to `out`.
+pub fn run(config: &Config, out: &mut dyn Write) -> Result<(), CheckFailed> {
+    let mut line = |text: String| {
+        let _ = writeln!(out, "{text}");
+    };
+    line(format!("ok   config: {}", config.summary()));
+
+    let k = &config.kafka;
+    let consumer: BaseConsumer = client_config(k).create().map_err(|e| {
+        fail(
+            "kafka",
+            format!("cannot create a client for {}: {e}", k.brokers),
+        )
+    })?;
+    let metadata = consumer
+        .fetch_metadata(Some(&k.topic), Duration::from_secs(10))
+        .map_err(|e| fail("kafka", format!("cannot reach Kafka at {}: {e}", k.brokers)))?;
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == k.topic)
+        .ok_or_else(|| {
+            fail(
+                "kafka",
+                format!("topic {} not in the metadata from {}", k.topic, k.brokers),
+            )
+        })?;
+    if let Some(e) = topic.error() {
+        return Err(fail(
+            "kafka",
+            format!(
+                "topic {} at {}: {:?}",
+                k.topic,
+                k.brokers,
+                rdkafka::error::RDKafkaErrorCode::from(e)
+            ),
+        ));
+    }
+    line(format!(
+        "ok   kafka: topic {} has {} partition(s) at {}",
+        k.topic,
+        topic.partitions().len(),
+        k.brokers
+    ));
+
+    let m = &config.mysql;
+    let once = crate::config::MysqlConfig {
+        connect_retries: 1,
+        ..m.clone()
+    };
+    let mut conn = db::connect_with_retry(&once).map_err(|e| fail("mysql", e.to_string()))?;
+    let info = db::server_info(&mut conn).map_err(|e| fail("mysql", e.to_string()))?;
+    line(format!(
+        "ok   mysql: logged in as {} at {}:{} ({}, max_allowed_packet {} bytes)",
+        m.user, m.host, m.port, info.version, info.max_allowed_packet
+    ));
+
+    let table = crate::sql::qualified(&m.database, &m.table);
+    match db::inspect_table(&mut conn, &m.database, &m.table)
+        .map_err(|e| fail("table", e.to_string()))?
+    {
+        TableState::Ready => line(format!(
+            "ok   table: {table} has every column the sink writes"
+        )),
+        TableState::Missing { database_exists } => line(format!(
+            "ok   table: {table} is missing{}; it will be created at start-up",
+            if database_exists {
+                ""
+            } else {
+                " (with its database)"
+            }
+        )),
+    }
+    Ok(())
+}

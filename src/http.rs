@@ -1,0 +1,140 @@
+//! The operations endpoint: `/metrics` (Prometheus text format), `/healthz`
+//! (the process is alive) and `/readyz` (the consumer is running and MySQL
+//! answers), for scrapers and container orchestrators.
+//!
+//! A single thread with a blocking server is enough: scrapes and probes are
+//! rare and cheap, and nothing here is on the data path.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tiny_http::{Header, Response, Server};
+
+use crate::db::Pool;
+use crate::metrics::Metrics;
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} for metrics: {reason} (check metrics.listen / METRICS_ADDR)")]
+pub struct HttpError {
+    pub addr: String,
+    pub reason: String,
+}
+
+/// The running endpoint; stops when dropped.
+pub struct Endpoint {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+    pub addr: String,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// What `/readyz` needs to know.
+#[derive(Clone)]
+pub struct Readiness {
+    /// Set once start-up is over and the consumer loop runs.
+    pub running: Arc<AtomicBool>,
+    pub pool: Pool,
+}
+
+impl Readiness {
+    fn check(&self) -> Result<(), String> {
+        if !self.running.load(Ordering::SeqCst) {
+            return Err("starting".into());
+        }
+        let mut conn = self
+            .pool
+            .get_timeout(Duration::from_secs(2))
+            .map_err(|e| format!("MySQL unreachable: {e}"))?;
+        conn.ping().map_err(|e| format!("MySQL unreachable: {e}"))
+    }
+}
+
+pub fn start(addr: &str, metrics: Arc<Metrics>, ready: Readiness) -> Result<Endpoint, HttpError> {
+    let server = Server::http(addr).map_err(|e| HttpError {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    })?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .map_or_else(|| addr.to_string(), |a| a.to_string());
+    let registry = metrics.registry();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || serve(server, registry, metrics, ready, flag))
+        .map_err(|e| HttpError {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
+    log::info!("metrics and health endpoints on http://{bound}/metrics, /healthz, /readyz");
+    Ok(Endpoint {
+        stop,
+        handle: Some(handle),
+        addr: bound,
+    })
+}
+
+fn serve(
+    server: Server,
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    ready: Readiness,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let request = match server.recv_timeout(Duration::from_millis(200)) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                log::warn!("metrics endpoint: {e}");
+                continue;
+            }
+        };
+        let path = request.url().split('?').next().unwrap_or("").to_string();
+        let response = match path.as_str() {
+            "/metrics" => {
+                let state = ready.pool.state();
+                metrics
+                    .pool_in_use
+                    .set(i64::from(state.connections - state.idle_connections));
+                let mut body = String::new();
+                match prometheus_client::encoding::text::encode(&mut body, &registry) {
+                    Ok(()) => {
+                        let response = Response::from_string(body);
+                        match Header::from_bytes(
+                            &b"Content-Type"[..],
+                            &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
+                        ) {
+                            Ok(h) => response.with_header(h),
+                            Err(()) => response,
+                        }
+                    }
+                    Err(e) => Response::from_string(e.to_string()).with_status_code(500),
+                }
+            }
+            "/healthz" => Response::from_string("ok\n"),
+            "/readyz" => match ready.check() {
+                Ok(()) => Response::from_string("ready\n"),
+                Err(why) => {
+                    Response::from_string(format!("not ready: {why}\n")).with_status_code(503)
+                }
+            },
+            _ => Response::from_string("not found\n").with_status_code(404),
+        };
+        let _ = request.respond(response);
+    }
+}

@@ -1,0 +1,109 @@
+//! How far along the sink is: a progress bar on a terminal, a log line
+//! otherwise.
+//!
+//! "Done" counts messages read and finished (written, dead-lettered or
+//! skipped); the backlog is done plus the consumer lag of every assigned
+//! partition, so the bar's end moves while new messages keep arriving.
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::metrics::{Metrics, Snapshot};
+
+/// Reports progress every tick: the bar at once, the log line every
+/// `interval`.
+pub struct Reporter {
+    interval: Option<Duration>,
+    bar: Option<ProgressBar>,
+    last_log: Instant,
+    last: Snapshot,
+    last_done: u64,
+}
+
+/// A progress bar styled for the sink.
+pub fn bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} msgs {per_sec} ETA {eta} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+impl Reporter {
+    pub fn new(interval_ms: u64, bar: Option<ProgressBar>) -> Reporter {
+        Reporter {
+            interval: (interval_ms > 0).then(|| Duration::from_millis(interval_ms)),
+            bar,
+            last_log: Instant::now(),
+            last: Snapshot::default(),
+            last_done: 0,
+        }
+    }
+
+    /// `lag` is called only when a report is due: it may ask the consumer
+    /// for watermarks.
+    pub fn tick(
+        &mut self,
+        metrics: &Metrics,
+        in_flight: usize,
+        lag: impl FnOnce() -> Vec<(i32, i64)>,
+    ) {
+        let log_due = self.interval.is_some_and(|i| self.last_log.elapsed() >= i);
+        if self.bar.is_none() && !log_due {
+            return;
+        }
+        let now = metrics.snapshot();
+        let done = now.consumed.saturating_sub(in_flight as u64);
+        let lag = lag();
+        let remaining: i64 = lag.iter().map(|(_, l)| (*l).max(0)).sum();
+        if let Some(bar) = &self.bar {
+            bar.set_length(done + remaining as u64);
+            bar.set_position(done);
+            bar.set_message(format!(
+                "rows {} skipped {} dead {}",
+                now.rows_written, now.skipped, now.dead_lettered
+            ));
+        }
+        if log_due {
+            let secs = self.last_log.elapsed().as_secs_f64().max(1e-9);
+            let rate = (done - self.last_done.min(done)) as f64 / secs;
+            let rows_rate = (now.rows_written - self.last.rows_written) as f64 / secs;
+            let eta = if rate > 0.0 {
+                format!("{:.0}s", remaining as f64 / rate)
+            } else if remaining == 0 {
+                "0s".into()
+            } else {
+                "unknown".into()
+            };
+            let lags: Vec<String> = lag.iter().map(|(p, l)| format!("{p}:{l}")).collect();
+            log::info!(
+                "progress: done={done} backlog={} rows_written={} rows/s={rows_rate:.0} msgs/s={rate:.0} \
+                 eta={eta} skipped={} dead_lettered={} retries={} in_flight={in_flight} lag=[{}]",
+                done + remaining as u64,
+                now.rows_written,
+                now.skipped,
+                now.dead_lettered,
+                now.retries,
+                lags.join(" "),
+            );
+            self.last = now;
+            self.last_done = done;
+            self.last_log = Instant::now();
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,292 @@
+//! Operations: run-to-end mode, the metrics and health endpoints, `check`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("sink.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+const FAST: &str =
+    "[kafka]\ncommit_interval_ms = 200\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
+                    [sink]\nflush_interval_ms = 50\nstats_interval_ms = 500\n";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.0 GET: (status, body), or None while nothing listens.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// The value of one sample line, e.g. `kafka_mysql_sink_rows_written_total`.
+fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn until_caught_up_exits_with_a_summary_and_promptly_on_an_empty_topic() {
+    let Some(mut conn) = mysql() else { return };
+    let parts = 4;
+    let cluster = mock_cluster("enriched_orders", parts);
+    let dir = scratch_dir("caughtup-bin");
+    let t = Target {
+        brokers: cluster.bootstrap_servers(),
+        topic: "enriched_orders".into(),
+        group: "caughtup-bin".into(),
+        db: fresh_db(&mut conn, "caughtupbin"),
+    };
+    let config = write_config(&dir, FAST);
+
+    let mut empty = spawn_sink(
+        &t,
+        &config,
+        dir.join("empty.log"),
+        &["--until-caught-up"],
+        &[],
+    );
+    let status = empty.wait(Duration::from_secs(90));
+    assert!(status.success(), "{}", empty.log_text());
+    assert!(
+        empty
+            .log_text()
+            .contains("stopped: rows_written=0 skipped=0 dead_lettered=0"),
+        "{}",
+        empty.log_text()
+    );
+
+    let n = 30_000u64;
+    produce(
+        &t.brokers,
+        &t.topic,
+        (0..n).map(|i| {
+            (
+                partition_of(i, parts),
+                b"k".to_vec(),
+                order(i, 0).0.into_bytes(),
+            )
+        }),
+    );
+    let mut run = spawn_sink(
+        &t,
+        &config,
+        dir.join("run.log"),
+        &["--until-caught-up"],
+        &[],
+    );
+    let status = run.wait(Duration::from_secs(300));
+    let log = run.log_text();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("stopped: rows_written=30000 skipped=0 dead_lettered=0"),
+        "{log}"
+    );
+    assert!(log.contains("rows/s="), "{log}");
+    // Not a terminal: progress comes as log lines with the lag per partition.
+    assert!(log.contains("progress: done="), "{log}");
+    let mut want: Vec<Expected> = (0..n).map(|i| order(i, 0).1).collect();
+    want.sort();
+    assert_eq!(table_rows(&mut conn, &t.db, "orders"), want);
+    drop_db(&mut conn, &t.db);
+}
+
+#[test]
+fn metrics_count_what_was_written_and_readyz_turns_ready() {
+    let Some(mut conn) = mysql() else { return };
+    let parts = 4;
+    let cluster = mock_cluster("enriched_orders", parts);
+    let dir = scratch_dir("metrics");
+    let t = Target {
+        brokers: cluster.bootstrap_servers(),
+        topic: "enriched_orders".into(),
+        group: "metrics-group".into(),
+        db: fresh_db(&mut conn, "metrics"),
+    };
+    let config = write_config(&dir, FAST);
+    let port = free_port();
+    let mut sink = spawn_sink(
+        &t,
+        &config,
+        dir.join("metrics.log"),
+        &[],
+        &[("METRICS_ADDR", format!("127.0.0.1:{port}"))],
+    );
+    assert!(
+        wait_for(Duration::from_secs(60), || get(port, "/healthz")
+            .is_some_and(|(s, _)| s == 200)),
+        "no /healthz:\n{}",
+        sink.log_text()
+    );
+    assert!(
+        wait_for(Duration::from_secs(60), || get(port, "/readyz")
+            .is_some_and(|(s, _)| s == 200)),
+        "never ready:\n{}",
+        sink.log_text()
+    );
+    let n = 20_000u64;
+    produce(
+        &t.brokers,
+        &t.topic,
+        (0..n).map(|i| {
+            (
+                partition_of(i, parts),
+                b"k".to_vec(),
+                order(i, 0).0.into_bytes(),
+            )
+        }),
+    );
+    produce_payloads(&t.brokers, &t.topic, 0, &[b"not json"]);
+    assert!(wait_caught_up(
+        &t.brokers,
+        &t.group,
+        &t.topic,
+        parts,
+        Duration::from_secs(240)
+    ));
+    let end = end_offsets(&t.brokers, &t.topic, parts);
+    // Gauges follow at the next commit tick.
+    let mut body = String::new();
+    let settled = wait_for(Duration::from_secs(30), || {
+        body = get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
+        (0..parts).all(|p| {
+            sample(
+                &body,
+                &format!("kafka_mysql_sink_committed_offset{{partition=\"{p}\"}}"),
+            ) == Some(end[p as usize] as f64)
+        })
+    });
+    assert!(settled, "committed offsets not exported:\n{body}");
+    assert_eq!(
+        sample(&body, "kafka_mysql_sink_rows_written_total"),
+        Some(n as f64),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "kafka_mysql_sink_messages_consumed_total"),
+        Some(n as f64 + 1.0)
+    );
+    assert_eq!(
+        sample(&body, "kafka_mysql_sink_dead_lettered_total"),
+        Some(1.0)
+    );
+    assert!(
+        body.contains("kafka_mysql_sink_batch_duration_seconds_bucket"),
+        "{body}"
+    );
+    assert!(
+        body.contains("kafka_mysql_sink_consumer_lag{partition=\"0\"} 0"),
+        "{body}"
+    );
+    assert!(body.contains("kafka_mysql_sink_channel_depth"), "{body}");
+    assert!(
+        body.contains("kafka_mysql_sink_pool_connections_in_use"),
+        "{body}"
+    );
+    assert_eq!(count(&mut conn, &t.db, "orders"), n);
+    sink.signal("TERM");
+    assert!(sink.wait(Duration::from_secs(60)).success());
+    drop_db(&mut conn, &t.db);
+}
+
+fn check(env: &[(&str, String)]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .arg("check")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn check_passes_when_all_is_reachable_and_names_the_problem_otherwise() {
+    let Some(mut conn) = mysql() else { return };
+    let cluster = mock_cluster("enriched_orders", 3);
+    let db = fresh_db(&mut conn, "check");
+    let base = vec![
+        ("KAFKA_BROKERS", cluster.bootstrap_servers()),
+        ("MYSQL_HOST", "127.0.0.1".to_string()),
+        ("MYSQL_PORT", mysql_port().to_string()),
+        ("MYSQL_DATABASE", db.clone()),
+        ("RUST_LOG", "off".to_string()),
+    ];
+    let (ok, text) = check(&base);
+    assert!(ok, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("ok ")).count(),
+        4,
+        "{text}"
+    );
+    assert!(
+        text.contains("topic enriched_orders has 3 partition(s)"),
+        "{text}"
+    );
+    assert!(text.contains("will be created"), "{text}");
+    assert!(!text.contains("password=root"), "{text}");
+
+    let mut wrong_password = base.clone();
+    wrong_password.push(("MYSQL_PASSWORD", "not-the-password".into()));
+    let (ok, text) = check(&wrong_password);
+    assert!(!ok);
+    assert!(
+        text.contains("FAIL mysql") && text.contains("Access denied"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-password"), "{text}");
+
+    let mut no_broker = base.clone();
+    no_broker[0] = ("KAFKA_BROKERS", format!("127.0.0.1:{}", free_port()));
+    let (ok, text) = check(&no_broker);
+    assert!(!ok);
+    assert!(
+        text.contains("FAIL kafka") && text.contains("cannot reach Kafka at 127.0.0.1:"),
+        "{text}"
+    );
+
+    let mut no_topic = base.clone();
+    no_topic.push(("SOURCE_TOPIC", "no_such_topic".into()));
+    let (ok, text) = check(&no_topic);
+    assert!(!ok);
+    assert!(
+        text.contains("FAIL kafka") && text.contains("no_such_topic"),
+        "{text}"
+    );
+
+    let mut bad_config = base;
+    bad_config.push(("SINK_BATCH_SIZE", "lots".into()));
+    let out = Command::new(BIN)
+        .arg("check")
+        .envs(bad_config.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SINK_BATCH_SIZE"));
+}
