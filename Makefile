@@ -26,6 +26,11 @@ run: build ## run the sink with config/sink.toml (environment variables override
 bench: ## criterion benchmarks (decode, statement build, offset tracker, pipeline)
 	$(CARGO) bench --bench sink
 
+bench-e2e: ## end to end: ceiling vs the sink over BENCH_ORDERS (default 1000000) orders
+	$(MARIADB) start
+	$(CARGO) build --release --bin kafka-mysql-sink --example bench_e2e
+	./target/release/examples/bench_e2e
+
 lint: ## formatting check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use indicatif::MultiProgress;
 
 use kafka_mysql_sink::config::Config;
-use kafka_mysql_sink::metrics::Metrics;
+use kafka_mysql_sink::metrics::{Metrics, ProcessUsage};
 use kafka_mysql_sink::pipeline::{self, RunOptions};
 use kafka_mysql_sink::shutdown::Shutdown;
 use kafka_mysql_sink::{check, progress};
@@ -136,8 +136,9 @@ fn run(config: Config, until_caught_up: bool, bars: MultiProgress) -> ExitCode {
     match pipeline::run(&config, options, &shutdown, metrics) {
         Ok(summary) => {
             let c = summary.counters;
+            let usage = ProcessUsage::read();
             log::info!(
-                "stopped: rows_written={} skipped={} dead_lettered={} deleted={} consumed={} batches={} seconds={:.1} rows/s={:.0}",
+                "stopped: rows_written={} skipped={} dead_lettered={} deleted={} consumed={} batches={} seconds={:.1} active_seconds={:.3} rows/s={:.0} cpu_seconds={:.2} peak_rss_mib={:.1}",
                 c.rows_written,
                 c.skipped,
                 c.dead_lettered,
@@ -145,7 +146,10 @@ fn run(config: Config, until_caught_up: bool, bars: MultiProgress) -> ExitCode {
                 c.consumed,
                 c.batches,
                 summary.elapsed.as_secs_f64(),
-                summary.rows_per_sec()
+                summary.active.as_secs_f64(),
+                summary.rows_per_sec(),
+                usage.cpu_seconds,
+                usage.peak_rss_mib,
             );
             ExitCode::SUCCESS
         }

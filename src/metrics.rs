@@ -204,3 +204,45 @@ pub struct Snapshot {
     pub commits: u64,
     pub commit_failures: u64,
 }
+
+/// What the process itself used, for the summary line and benchmarks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessUsage {
+    /// User plus system CPU seconds.
+    pub cpu_seconds: f64,
+    /// Peak resident memory (VmHWM) in MiB.
+    pub peak_rss_mib: f64,
+}
+
+impl ProcessUsage {
+    /// Reads the figures (Linux; zero elsewhere).
+    pub fn read() -> ProcessUsage {
+        // VmHWM rather than getrusage's ru_maxrss: the latter also counts the
+        // parent's memory between fork and exec.
+        let peak_kib = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+            .unwrap_or(0.0);
+        // utime and stime are fields 14 and 15 of /proc/self/stat, in clock
+        // ticks; the command name (field 2) may hold spaces, so count from
+        // the closing parenthesis.
+        let cpu = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+                Some(ticks / 100.0)
+            })
+            .unwrap_or(0.0);
+        ProcessUsage {
+            cpu_seconds: cpu,
+            peak_rss_mib: peak_kib / 1024.0,
+        }
+    }
+}

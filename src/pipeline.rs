@@ -55,12 +55,16 @@ impl RunOptions {
 #[derive(Debug, Clone, Copy)]
 pub struct Summary {
     pub counters: Snapshot,
+    /// The whole run, start-up included.
     pub elapsed: Duration,
+    /// From the first message read to the end of the drain.
+    pub active: Duration,
 }
 
 impl Summary {
+    /// Rows written per second of active time.
     pub fn rows_per_sec(&self) -> f64 {
-        self.counters.rows_written as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        self.counters.rows_written as f64 / self.active.as_secs_f64().max(1e-9)
     }
 }
 
@@ -168,9 +172,10 @@ pub fn run(
     }
     // Leave the group before reporting, so a restart gets a clean assignment.
     drop(source);
-    result?;
+    let active = result?;
     Ok(Summary {
         counters: metrics.snapshot(),
         elapsed: started.elapsed(),
+        active,
     })
 }

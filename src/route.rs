@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crossbeam_channel::{SendTimeoutError, Sender};
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 
 use crate::write::Envelope;
 
@@ -50,6 +50,12 @@ impl Router {
     #[allow(clippy::result_large_err)]
     pub fn route(&self, env: Envelope, wait: Duration) -> Result<(), RouteError> {
         let w = env.writer(self.senders.len());
+        // The common case, room in the channel, without reading the clock.
+        let env = match self.senders[w].try_send(env) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Disconnected(_)) => return Err(RouteError::WriterGone(w)),
+            Err(TrySendError::Full(env)) => env,
+        };
         match self.senders[w].send_timeout(env, wait) {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::Timeout(env)) => Err(RouteError::Full(env)),

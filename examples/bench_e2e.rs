@@ -1,0 +1,331 @@
+//! `make bench-e2e`: the sink end to end against what MySQL can take.
+//!
+//! 1. Starts librdkafka's mock cluster (in this process) with enough
+//!    partitions for the volume and produces N generated orders.
+//! 2. Ceiling: the same rows, decoded beforehand, written by the sink's own
+//!    writer code (router, writers, multi-row upserts, same settings) into a
+//!    fresh table, with no Kafka in the path.
+//! 3. The sink binary, as a separate process (so its CPU and memory are its
+//!    own), drains the topic into another fresh table with --until-caught-up.
+//!
+//! Both tables are checked for exactness. Printed: rows/s of each, their
+//! ratio, the sink's CPU seconds per million rows and its peak RSS.
+//!
+//! Environment: BENCH_ORDERS (default 1000000), BENCH_CONFIG (default
+//! config/sink.toml), plus the sink's usual variables (SINK_WRITERS...).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_mysql_sink::config::Config;
+use kafka_mysql_sink::db;
+use kafka_mysql_sink::decode::Decoder;
+use kafka_mysql_sink::dlq::DlqTarget;
+use kafka_mysql_sink::gen;
+use kafka_mysql_sink::metrics::Metrics;
+use kafka_mysql_sink::route::{RouteError, Router};
+use kafka_mysql_sink::shutdown::Shutdown;
+use kafka_mysql_sink::sql::{qualified, UpsertBuilder};
+use kafka_mysql_sink::write::{Envelope, MysqlSink, Writer, WriterSettings};
+use mysql::prelude::Queryable;
+use rdkafka::config::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+type BoxError = Box<dyn std::error::Error>;
+
+fn main() -> ExitCode {
+    match bench() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-e2e failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench() -> Result<(), BoxError> {
+    let n: u64 = std::env::var("BENCH_ORDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let config_path =
+        PathBuf::from(std::env::var("BENCH_CONFIG").unwrap_or("config/sink.toml".into()));
+    let env = |name: &str| match name {
+        "MYSQL_HOST" => std::env::var(name).ok().or(Some("127.0.0.1".into())),
+        "MYSQL_PORT" => std::env::var(name).ok().or(Some("3307".into())),
+        "MYSQL_DATABASE" => std::env::var(name).ok().or(Some("kms_bench".into())),
+        _ => std::env::var(name).ok(),
+    };
+    let config = Config::load(Some(&config_path), &env)?;
+    // ~200 bytes a message; the mock keeps about 5 MB per partition.
+    let partitions = 8.max(n.div_ceil(20_000)) as i32;
+
+    let cluster = MockCluster::new(1)?;
+    cluster.create_topic(&config.kafka.topic, partitions, 1)?;
+    let brokers = cluster.bootstrap_servers();
+    eprintln!("producing {n} orders over {partitions} partitions ...");
+    let t = Instant::now();
+    produce(&brokers, &config.kafka.topic, n, partitions)?;
+    eprintln!("produced in {:.1}s", t.elapsed().as_secs_f64());
+
+    let m = &config.mysql;
+    let mut conn = mysql::Conn::new(mysql::Opts::from(db::opts(m)))?;
+    let info = db::server_info(&mut conn)?;
+    let (ceiling_table, sink_table) = ("orders_ceiling", "orders_sink");
+    for t in [ceiling_table, sink_table] {
+        conn.query_drop(format!(
+            "DROP TABLE IF EXISTS {}",
+            qualified(&m.database, t)
+        ))?;
+        db::ensure_table(&mut conn, &m.database, t)?;
+    }
+
+    // (a) the ceiling: the sink's writers, fed from memory.
+    let mut decoder = Decoder::new();
+    let rows: Vec<Envelope> = (0..n)
+        .map(|i| {
+            let row = decoder.decode(gen::order(i, 0).0.as_bytes())?;
+            Ok(Envelope::upsert(
+                (i % partitions as u64) as i32,
+                (i / partitions as u64) as i64,
+                row,
+            ))
+        })
+        .collect::<Result<_, kafka_mysql_sink::decode::DecodeError>>()?;
+    eprintln!("ceiling: writing {n} rows with the sink's writers ...");
+    let ceiling = write_direct(&config, &info, ceiling_table, rows)?;
+    verify(&mut conn, &m.database, ceiling_table, n)?;
+
+    // (b) the sink binary, end to end.
+    eprintln!("sink: draining the topic ...");
+    let bin = sink_binary()?;
+    let log_path = std::env::temp_dir().join("kms-bench-e2e-sink.log");
+    let log = std::fs::File::create(&log_path)?;
+    // BENCH_SINK_WRAPPER runs the sink under a profiler, e.g.
+    // "perf record -e cpu-clock -g -o /tmp/perf.data --".
+    let wrapper = std::env::var("BENCH_SINK_WRAPPER").unwrap_or_default();
+    let mut words: Vec<String> = wrapper.split_whitespace().map(String::from).collect();
+    words.push(bin.display().to_string());
+    let status = Command::new(&words[0])
+        .args(&words[1..])
+        .args(["run", "--until-caught-up", "--config"])
+        .arg(&config_path)
+        .env("KAFKA_BROKERS", &brokers)
+        .env("MYSQL_HOST", &m.host)
+        .env("MYSQL_PORT", m.port.to_string())
+        .env("MYSQL_DATABASE", &m.database)
+        .env("MYSQL_TABLE", sink_table)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()?;
+    let text = std::fs::read_to_string(&log_path)?;
+    if !status.success() {
+        return Err(format!("the sink failed ({status}); log in {}", log_path.display()).into());
+    }
+    let active = field(&text, "active_seconds=")
+        .ok_or_else(|| format!("no summary line in {}", log_path.display()))?;
+    let e2e = n as f64 / active;
+    verify(&mut conn, &m.database, sink_table, n)?;
+    same_rows(&mut conn, &m.database, ceiling_table, sink_table, n)?;
+
+    let cpu = field(&text, "cpu_seconds=").unwrap_or(f64::NAN);
+    let peak_mib = field(&text, "peak_rss_mib=").unwrap_or(f64::NAN);
+    println!();
+    println!(
+        "== bench-e2e: {n} orders, {partitions} partitions, MySQL {} ==",
+        info.version
+    );
+    println!(
+        "settings: batch_size={} flush_interval_ms={} writers={} pool_size={} channel_capacity={}",
+        config.sink.batch_size,
+        config.sink.flush_interval_ms,
+        config.sink.writers,
+        config.mysql.pool_size,
+        config.sink.channel_capacity
+    );
+    println!("ceiling (sink writers, no Kafka) : {ceiling:>10.0} rows/s");
+    println!("sink end to end                   : {e2e:>10.0} rows/s");
+    println!(
+        "ratio                             : {:>10.1} %",
+        100.0 * e2e / ceiling
+    );
+    println!(
+        "sink CPU per million rows         : {:>10.2} s",
+        cpu / n as f64 * 1e6
+    );
+    println!("sink peak RSS                     : {:>10.1} MiB", peak_mib);
+    println!("both tables exact: {n} rows, values verified");
+    Ok(())
+}
+
+fn produce(brokers: &str, topic: &str, n: u64, partitions: i32) -> Result<(), BoxError> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    for i in 0..n {
+        let (payload, exp) = gen::order(i, 0);
+        let mut record = BaseRecord::to(topic)
+            .partition((i % partitions as u64) as i32)
+            .key(exp.id.as_str())
+            .payload(payload.as_str());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    Ok(())
+}
+
+/// Writes `rows` through the sink's router and writers; returns rows/s from
+/// the first row handed over to the last acknowledgement.
+fn write_direct(
+    config: &Config,
+    info: &db::ServerInfo,
+    table: &str,
+    rows: Vec<Envelope>,
+) -> Result<f64, BoxError> {
+    let m = &config.mysql;
+    let s = &config.sink;
+    let pool = db::pool(m);
+    let metrics = Arc::new(Metrics::default());
+    let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
+    let mut senders = Vec::new();
+    let mut handles = Vec::new();
+    for id in 0..s.writers {
+        let (tx, rx) = crossbeam_channel::bounded(s.channel_capacity);
+        senders.push(tx);
+        let w = Writer {
+            id,
+            rx,
+            acks: ack_tx.clone(),
+            sink: MysqlSink::new(
+                pool.clone(),
+                UpsertBuilder::new(&m.database, table, info.dialect),
+                qualified(&m.database, table),
+                info.statement_budget(),
+                config.kafka.topic.clone(),
+                DlqTarget::Skip,
+            ),
+            settings: WriterSettings {
+                batch_size: s.batch_size,
+                flush_interval: s.flush_interval(),
+                retry_initial: Duration::from_millis(s.retry_initial_ms),
+                retry_max: Duration::from_millis(s.retry_max_ms),
+                shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
+            },
+            shutdown: Shutdown::new(),
+            metrics: metrics.clone(),
+        };
+        handles.push(std::thread::spawn(move || w.run()));
+    }
+    drop(ack_tx);
+    let n = rows.len();
+    let router = Router::new(senders);
+    let start = Instant::now();
+    for env in rows {
+        let mut env = env;
+        loop {
+            match router.route(env, Duration::from_secs(1)) {
+                Ok(()) => break,
+                Err(RouteError::Full(back)) => env = back,
+                Err(RouteError::WriterGone(w)) => return Err(format!("writer {w} died").into()),
+            }
+        }
+    }
+    drop(router);
+    let acked: usize = ack_rx.iter().map(|a| a.len()).sum();
+    let elapsed = start.elapsed();
+    for h in handles {
+        let _ = h.join();
+    }
+    if acked != n {
+        return Err(format!("ceiling: {acked} of {n} rows acknowledged").into());
+    }
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+/// Count, distinct ids and exact sums against what the generator produced.
+fn verify(conn: &mut mysql::Conn, db: &str, table: &str, n: u64) -> Result<(), BoxError> {
+    let (mut qty, mut price_cents, mut total_cents) = (0i64, 0i64, 0i64);
+    for i in 0..n {
+        let e = gen::order(i, 0).1;
+        qty += e.quantity;
+        price_cents += cents(&e.unit_price);
+        total_cents += cents(&e.total_value);
+    }
+    let (count, ids, q, p, t): (u64, u64, i64, String, String) = conn
+        .query_first(format!(
+            "SELECT COUNT(*), COUNT(DISTINCT id), SUM(quantity), CAST(SUM(unit_price) AS CHAR), \
+             CAST(SUM(total_value) AS CHAR) FROM {}",
+            qualified(db, table)
+        ))?
+        .ok_or("no result")?;
+    let want = (n, n, qty, price_cents, total_cents);
+    let got = (count, ids, q, cents(&p), cents(&t));
+    if got != want {
+        return Err(format!("{table} is not exact: got {got:?}, want {want:?}").into());
+    }
+    Ok(())
+}
+
+/// Row by row, the two tables hold the same values.
+fn same_rows(conn: &mut mysql::Conn, db: &str, a: &str, b: &str, n: u64) -> Result<(), BoxError> {
+    let matching: u64 = conn
+        .query_first(format!(
+            "SELECT COUNT(*) FROM {} a JOIN {} b USING (id) WHERE a.order_id = b.order_id \
+             AND a.quantity = b.quantity AND a.unit_price = b.unit_price \
+             AND a.total_value = b.total_value AND a.processed_at <=> b.processed_at",
+            qualified(db, a),
+            qualified(db, b)
+        ))?
+        .unwrap_or(0);
+    if matching != n {
+        return Err(format!("only {matching} of {n} rows match between {a} and {b}").into());
+    }
+    Ok(())
+}
+
+fn cents(decimal: &str) -> i64 {
+    let (whole, frac) = decimal.split_once('.').unwrap_or((decimal, "0"));
+    let frac: String = frac.chars().chain("00".chars()).take(2).collect();
+    whole.parse::<i64>().unwrap_or(0) * 100 + frac.parse::<i64>().unwrap_or(0)
+}
+
+fn field(text: &str, key: &str) -> Option<f64> {
+    let start = text.rfind(key)? + key.len();
+    text[start..].split_whitespace().next()?.parse().ok()
+}
+
+/// The sink binary next to this example (target/<profile>/kafka-mysql-sink).
+fn sink_binary() -> Result<PathBuf, BoxError> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot locate the target directory")?;
+    let bin = dir.join("kafka-mysql-sink");
+    if !bin.exists() {
+        return Err(format!(
+            "{} is missing: run `cargo build --release` first",
+            bin.display()
+        )
+        .into());
+    }
+    Ok(bin)
+}
