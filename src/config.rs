@@ -234,7 +234,7 @@ impl Default for MysqlConfig {
 impl Default for SinkConfig {
     fn default() -> Self {
         SinkConfig {
-            batch_size: 1000,
+            batch_size: 500,
             flush_interval_ms: 200,
             writers: 4,
             channel_capacity: 8192,
@@ -603,6 +603,13 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sink.toml");
         let c = Config::load(Some(&path), &env_of(&[])).unwrap();
         assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn backfill_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/backfill.toml");
+        let c = Config::load(Some(&path), &env_of(&[])).unwrap();
+        assert_eq!((c.sink.batch_size, c.sink.writers), (250, 2));
     }
 
     #[test]
