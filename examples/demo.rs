@@ -34,8 +34,8 @@ fn env_num(name: &str, default: u64) -> u64 {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match demo() {
+    let bars = kafka_mysql_sink::progress::init_logging();
+    match demo(&bars) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("demo failed: {e}");
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn demo() -> Result<(), Box<dyn std::error::Error>> {
+fn demo(bars: &indicatif::MultiProgress) -> Result<(), Box<dyn std::error::Error>> {
     let orders = env_num("DEMO_ORDERS", 200_000);
     // The mock cluster keeps only ~5 MB per partition and silently drops
     // older data past that, so spread larger volumes over more partitions.
@@ -89,7 +89,11 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::default());
     let shutdown = Shutdown::new();
     shutdown.install_signal_handlers()?;
-    let summary = pipeline::run(&config, RunOptions::until_caught_up(), &shutdown, metrics)?;
+    let options = RunOptions {
+        until_caught_up: true,
+        progress: kafka_mysql_sink::progress::bar_if_terminal(bars),
+    };
+    let summary = pipeline::run(&config, options, &shutdown, metrics)?;
     let c = summary.counters;
 
     let (rows, revenue): (u64, String) = conn
@@ -104,8 +108,9 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
     println!("skipped           : {}", c.skipped);
     println!("batches           : {}", c.batches);
     println!(
-        "time              : {:.1}s ({:.0} rows/s)",
+        "time              : {:.1}s in all, {:.1}s moving rows ({:.0} rows/s)",
         summary.elapsed.as_secs_f64(),
+        summary.active.as_secs_f64(),
         summary.rows_per_sec()
     );
     println!("rows in {table} : {rows} (total revenue {revenue})");

@@ -1,6 +1,5 @@
 //! Command line: parse, set up logging and signals, run.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -52,40 +51,6 @@ enum Command {
     },
 }
 
-/// Sends log records around the progress bar, so neither garbles the other.
-struct BarLogger {
-    inner: env_logger::Logger,
-    bars: MultiProgress,
-}
-
-impl log::Log for BarLogger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        self.inner.enabled(metadata)
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if self.inner.matches(record) {
-            self.bars.suspend(|| self.inner.log(record));
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn init_logging() -> MultiProgress {
-    let bars = MultiProgress::new();
-    let inner =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
-    let level = inner.filter();
-    if log::set_boxed_logger(Box::new(BarLogger {
-        inner,
-        bars: bars.clone(),
-    }))
-    .is_ok()
-    {
-        log::set_max_level(level);
-    }
-    bars
-}
-
 fn load(config: Option<PathBuf>) -> Result<Config, ExitCode> {
     Config::load_from_process_env(config.as_deref()).map_err(|e| {
         eprintln!("kafka-mysql-sink: {e}");
@@ -94,7 +59,7 @@ fn load(config: Option<PathBuf>) -> Result<Config, ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let bars = init_logging();
+    let bars = progress::init_logging();
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
@@ -125,9 +90,7 @@ fn run(config: Config, until_caught_up: bool, bars: MultiProgress) -> ExitCode {
         eprintln!("kafka-mysql-sink: cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
-    let progress = std::io::stderr()
-        .is_terminal()
-        .then(|| bars.add(progress::bar()));
+    let progress = progress::bar_if_terminal(&bars);
     let options = RunOptions {
         until_caught_up,
         progress,

@@ -7,9 +7,52 @@
 
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::metrics::{Metrics, Snapshot};
+
+/// Sends log records around the progress bar, so neither garbles the other.
+struct BarLogger {
+    inner: env_logger::Logger,
+    bars: MultiProgress,
+}
+
+impl log::Log for BarLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.inner.enabled(metadata)
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.inner.matches(record) {
+            self.bars.suspend(|| self.inner.log(record));
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Installs env_logger (`RUST_LOG`, `info` by default) behind a progress-bar
+/// aware logger; bars added to the returned `MultiProgress` never collide
+/// with log lines.
+pub fn init_logging() -> MultiProgress {
+    let bars = MultiProgress::new();
+    let inner =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let level = inner.filter();
+    if log::set_boxed_logger(Box::new(BarLogger {
+        inner,
+        bars: bars.clone(),
+    }))
+    .is_ok()
+    {
+        log::set_max_level(level);
+    }
+    bars
+}
+
+/// A bar for `run`, when stderr is a terminal.
+pub fn bar_if_terminal(bars: &MultiProgress) -> Option<ProgressBar> {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal().then(|| bars.add(bar()))
+}
 
 /// Reports progress every tick: the bar at once, the log line every
 /// `interval`.
@@ -19,13 +62,15 @@ pub struct Reporter {
     last_log: Instant,
     last: Snapshot,
     last_done: u64,
+    /// Messages per second over the last second (bar only).
+    rate: f64,
 }
 
 /// A progress bar styled for the sink.
 pub fn bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
     let style = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} msgs {per_sec} ETA {eta} {msg}",
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} msgs, ETA {eta}, {msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
@@ -40,6 +85,7 @@ impl Reporter {
             last_log: Instant::now(),
             last: Snapshot::default(),
             last_done: 0,
+            rate: 0.0,
         }
     }
 
@@ -60,11 +106,17 @@ impl Reporter {
         let lag = lag();
         let remaining: i64 = lag.iter().map(|(_, l)| (*l).max(0)).sum();
         if let Some(bar) = &self.bar {
+            let secs = self.last_log.elapsed().as_secs_f64();
+            if secs >= 1.0 {
+                self.rate = (done - self.last_done.min(done)) as f64 / secs;
+                self.last_done = done;
+                self.last_log = Instant::now();
+            }
             bar.set_length(done + remaining as u64);
             bar.set_position(done);
             bar.set_message(format!(
-                "rows {} skipped {} dead {}",
-                now.rows_written, now.skipped, now.dead_lettered
+                "{:.0} msgs/s, rows {} skipped {} dead {}",
+                self.rate, now.rows_written, now.skipped, now.dead_lettered
             ));
         }
         if log_due {

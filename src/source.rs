@@ -204,6 +204,7 @@ pub struct Source {
     /// lag is counted from until a message of it has been read.
     start_offsets: HashMap<i32, i64>,
     first_message_at: Option<Instant>,
+    last_pause_log: Option<Instant>,
     metrics: Arc<Metrics>,
     settings: SourceSettings,
     /// Per partition: the high watermark to reach in until-caught-up mode,
@@ -264,6 +265,7 @@ impl Source {
             bar,
             start_offsets: HashMap::new(),
             first_message_at: None,
+            last_pause_log: None,
             metrics,
             settings: SourceSettings {
                 topic: cfg.topic.clone(),
@@ -511,10 +513,23 @@ impl Source {
         match result {
             Ok(()) => {
                 self.paused = pause;
-                if pause {
-                    log::info!("writers are behind; fetching paused");
+                // Pauses come and go every second at full speed; say so once
+                // a minute at most unless debugging.
+                let loud = self
+                    .last_pause_log
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+                let level = if loud {
+                    log::Level::Info
                 } else {
-                    log::info!("writers caught up; fetching resumed");
+                    log::Level::Debug
+                };
+                if pause {
+                    log::log!(level, "writers are behind; fetching paused");
+                    if loud {
+                        self.last_pause_log = Some(Instant::now());
+                    }
+                } else {
+                    log::log!(level, "writers caught up; fetching resumed");
                 }
             }
             Err(e) => log::warn!(
