@@ -15,7 +15,7 @@ use kafka_mysql_sink::route::Router;
 use kafka_mysql_sink::shutdown::Shutdown;
 use kafka_mysql_sink::sql::{Dialect, UpsertBuilder};
 use kafka_mysql_sink::write::{
-    BatchSink, DeadLetter, Envelope, Op, WriteError, Writer, WriterSettings,
+    upsert_rows, BatchSink, DeadLetter, Envelope, WriteError, Writer, WriterSettings,
 };
 
 fn payloads(n: u64) -> Vec<Vec<u8>> {
@@ -122,14 +122,7 @@ struct Discard(UpsertBuilder);
 
 impl BatchSink for Discard {
     fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError> {
-        let rows: Vec<&Row> = items
-            .iter()
-            .filter_map(|e| match &e.op {
-                Op::Upsert(r) => Some(r),
-                _ => None,
-            })
-            .collect();
-        let (_, sql) = self.0.build(&rows, usize::MAX)?;
+        let (_, sql) = self.0.build(&upsert_rows(items), usize::MAX)?;
         std::hint::black_box(sql.len());
         Ok(())
     }

@@ -25,15 +25,13 @@ use kafka_mysql_sink::decode::Decoder;
 use kafka_mysql_sink::dlq::DlqTarget;
 use kafka_mysql_sink::gen;
 use kafka_mysql_sink::metrics::Metrics;
-use kafka_mysql_sink::route::{RouteError, Router};
+use kafka_mysql_sink::pipeline::{self, WriterTarget};
+use kafka_mysql_sink::route::RouteError;
 use kafka_mysql_sink::shutdown::Shutdown;
-use kafka_mysql_sink::sql::{qualified, UpsertBuilder};
-use kafka_mysql_sink::write::{Envelope, MysqlSink, Writer, WriterSettings};
+use kafka_mysql_sink::sql::qualified;
+use kafka_mysql_sink::write::Envelope;
 use mysql::prelude::Queryable;
-use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -69,7 +67,7 @@ fn bench() -> Result<(), BoxError> {
     let brokers = cluster.bootstrap_servers();
     eprintln!("producing {n} orders over {partitions} partitions ...");
     let t = Instant::now();
-    produce(&brokers, &config.kafka.topic, n, partitions)?;
+    gen::produce_orders(&brokers, &config.kafka.topic, n, partitions)?;
     eprintln!("produced in {:.1}s", t.elapsed().as_secs_f64());
 
     let m = &config.mysql;
@@ -164,34 +162,6 @@ fn bench() -> Result<(), BoxError> {
     Ok(())
 }
 
-fn produce(brokers: &str, topic: &str, n: u64, partitions: i32) -> Result<(), BoxError> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()?;
-    for i in 0..n {
-        let (payload, exp) = gen::order(i, 0);
-        let mut record = BaseRecord::to(topic)
-            .partition((i % partitions as u64) as i32)
-            .key(exp.id.as_str())
-            .payload(payload.as_str());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(300))?;
-    Ok(())
-}
-
 /// Writes `rows` through the sink's router and writers; returns rows/s from
 /// the first row handed over to the last acknowledgement.
 fn write_direct(
@@ -200,43 +170,22 @@ fn write_direct(
     table: &str,
     rows: Vec<Envelope>,
 ) -> Result<f64, BoxError> {
-    let m = &config.mysql;
-    let s = &config.sink;
-    let pool = db::pool(m);
+    let pool = db::pool(&config.mysql);
     let metrics = Arc::new(Metrics::default());
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
-    let mut senders = Vec::new();
-    let mut handles = Vec::new();
-    for id in 0..s.writers {
-        let (tx, rx) = crossbeam_channel::bounded(s.channel_capacity);
-        senders.push(tx);
-        let w = Writer {
-            id,
-            rx,
-            acks: ack_tx.clone(),
-            sink: MysqlSink::new(
-                pool.clone(),
-                UpsertBuilder::new(&m.database, table, info.dialect),
-                qualified(&m.database, table),
-                info.statement_budget(),
-                config.kafka.topic.clone(),
-                DlqTarget::Skip,
-            ),
-            settings: WriterSettings {
-                batch_size: s.batch_size,
-                flush_interval: s.flush_interval(),
-                retry_initial: Duration::from_millis(s.retry_initial_ms),
-                retry_max: Duration::from_millis(s.retry_max_ms),
-                shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
-            },
-            shutdown: Shutdown::new(),
-            metrics: metrics.clone(),
-        };
-        handles.push(std::thread::spawn(move || w.run()));
-    }
-    drop(ack_tx);
+    let (router, writers) = pipeline::spawn_writers(
+        config,
+        &WriterTarget {
+            pool: &pool,
+            info,
+            table,
+            dlq: &DlqTarget::Skip,
+        },
+        ack_tx,
+        &Shutdown::new(),
+        &metrics,
+    )?;
     let n = rows.len();
-    let router = Router::new(senders);
     let start = Instant::now();
     for env in rows {
         let mut env = env;
@@ -251,9 +200,7 @@ fn write_direct(
     drop(router);
     let acked: usize = ack_rx.iter().map(|a| a.len()).sum();
     let elapsed = start.elapsed();
-    for h in handles {
-        let _ = h.join();
-    }
+    writers.join();
     if acked != n {
         return Err(format!("ceiling: {acked} of {n} rows acknowledged").into());
     }

@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kafka_mysql_sink::config::Config;
 use kafka_mysql_sink::gen;
@@ -21,10 +21,7 @@ use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::pipeline::{self, RunOptions};
 use kafka_mysql_sink::shutdown::Shutdown;
 use mysql::prelude::Queryable;
-use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -73,7 +70,7 @@ fn demo(bars: &indicatif::MultiProgress) -> Result<(), Box<dyn std::error::Error
         config.kafka.topic
     );
     let t = Instant::now();
-    produce(
+    gen::produce_orders(
         &config.kafka.brokers,
         &config.kafka.topic,
         orders,
@@ -133,38 +130,5 @@ fn demo(bars: &indicatif::MultiProgress) -> Result<(), Box<dyn std::error::Error
     if rows != orders {
         return Err(format!("expected {orders} rows, found {rows}").into());
     }
-    Ok(())
-}
-
-fn produce(
-    brokers: &str,
-    topic: &str,
-    orders: u64,
-    partitions: i32,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("queue.buffering.max.messages", "500000")
-        .create()?;
-    for i in 0..orders {
-        let (payload, exp) = gen::order(i, 0);
-        let partition = (i % partitions as u64) as i32;
-        let mut record = BaseRecord::to(topic)
-            .partition(partition)
-            .key(exp.id.as_str())
-            .payload(payload.as_str());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(20));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(120))?;
     Ok(())
 }

@@ -51,6 +51,46 @@ pub fn order(i: u64, version: u64) -> (String, Expected) {
     (payload, exp)
 }
 
+/// Produces orders `0..n` (version 0) to `topic`, order `i` to partition
+/// `i % partitions` keyed by its `id`, and waits until all are acknowledged.
+/// For the demo and the benchmarks, against the mock cluster.
+pub fn produce_orders(
+    brokers: &str,
+    topic: &str,
+    n: u64,
+    partitions: i32,
+) -> rdkafka::error::KafkaResult<()> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::types::RDKafkaErrorCode;
+    use std::time::Duration;
+
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    for i in 0..n {
+        let (payload, exp) = order(i, 0);
+        let mut record = BaseRecord::to(topic)
+            .partition((i % partitions.max(1) as u64) as i32)
+            .key(exp.id.as_str())
+            .payload(payload.as_str());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(300))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,44 +110,18 @@ pub fn run(
         options.progress.clone(),
     )?;
 
-    let s = &config.sink;
-    let settings = WriterSettings {
-        batch_size: s.batch_size,
-        flush_interval: s.flush_interval(),
-        retry_initial: Duration::from_millis(s.retry_initial_ms),
-        retry_max: Duration::from_millis(s.retry_max_ms),
-        shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
-    };
-    let mut senders = Vec::with_capacity(s.writers);
-    let mut handles = Vec::with_capacity(s.writers);
-    for id in 0..s.writers {
-        let (tx, rx) = crossbeam_channel::bounded(s.channel_capacity);
-        senders.push(tx);
-        let writer = Writer {
-            id,
-            rx,
-            acks: ack_tx.clone(),
-            sink: MysqlSink::new(
-                pool.clone(),
-                UpsertBuilder::new(&m.database, &m.table, info.dialect),
-                crate::sql::qualified(&m.database, &m.table),
-                info.statement_budget(),
-                config.kafka.topic.clone(),
-                dlq.clone(),
-            ),
-            settings: settings.clone(),
-            shutdown: shutdown.clone(),
-            metrics: metrics.clone(),
-        };
-        let handle = thread::Builder::new()
-            .name(format!("writer-{id}"))
-            .spawn(move || writer.run())
-            .map_err(SinkError::Spawn)?;
-        handles.push(handle);
-    }
-    // Only the writers hold senders now: the ack channel closes when the last
-    // writer exits, which is how the consumer knows the drain is over.
-    drop(ack_tx);
+    let (router, writers) = spawn_writers(
+        config,
+        &WriterTarget {
+            pool: &pool,
+            info: &info,
+            table: &m.table,
+            dlq: &dlq,
+        },
+        ack_tx,
+        shutdown,
+        &metrics,
+    )?;
 
     let running = Arc::new(AtomicBool::new(false));
     let _endpoint = if config.metrics.listen.is_empty() {
@@ -163,13 +137,9 @@ pub fn run(
         )?)
     };
     running.store(true, Ordering::SeqCst);
-    let result = source.run(Router::new(senders), shutdown);
+    let result = source.run(router, shutdown);
     running.store(false, Ordering::SeqCst);
-    for h in handles {
-        if h.join().is_err() {
-            log::error!("a writer thread panicked");
-        }
-    }
+    writers.join();
     // Leave the group before reporting, so a restart gets a clean assignment.
     drop(source);
     let active = result?;
@@ -178,4 +148,76 @@ pub fn run(
         elapsed: started.elapsed(),
         active,
     })
+}
+
+/// Where the writers write.
+pub struct WriterTarget<'a> {
+    pub pool: &'a db::Pool,
+    pub info: &'a db::ServerInfo,
+    /// The table, in `config.mysql.database`.
+    pub table: &'a str,
+    pub dlq: &'a DlqTarget,
+}
+
+/// Running writer threads.
+pub struct Writers(Vec<thread::JoinHandle<()>>);
+
+impl Writers {
+    /// Waits for every writer to finish (drop their router first, or this
+    /// waits forever).
+    pub fn join(self) {
+        for h in self.0 {
+            if h.join().is_err() {
+                log::error!("a writer thread panicked");
+            }
+        }
+    }
+}
+
+/// Starts `sink.writers` writer threads, each with its bounded channel, that
+/// acknowledge on `acks`; returns the router that feeds them. Only the writers keep `acks`: the channel closes
+/// when the last writer exits, which is how the consumer knows a drain is over.
+pub fn spawn_writers(
+    config: &Config,
+    target: &WriterTarget<'_>,
+    acks: crossbeam_channel::Sender<crate::write::Ack>,
+    shutdown: &Shutdown,
+    metrics: &Arc<Metrics>,
+) -> Result<(Router, Writers), SinkError> {
+    let (s, m) = (&config.sink, &config.mysql);
+    let settings = WriterSettings {
+        batch_size: s.batch_size,
+        flush_interval: s.flush_interval(),
+        retry_initial: Duration::from_millis(s.retry_initial_ms),
+        retry_max: Duration::from_millis(s.retry_max_ms),
+        shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
+    };
+    let mut senders = Vec::with_capacity(s.writers);
+    let mut handles = Vec::with_capacity(s.writers);
+    for id in 0..s.writers {
+        let (tx, rx) = crossbeam_channel::bounded(s.channel_capacity);
+        senders.push(tx);
+        let writer = Writer {
+            id,
+            rx,
+            acks: acks.clone(),
+            sink: MysqlSink::new(
+                target.pool.clone(),
+                UpsertBuilder::new(&m.database, target.table, target.info.dialect),
+                crate::sql::qualified(&m.database, target.table),
+                target.info.statement_budget(),
+                config.kafka.topic.clone(),
+                target.dlq.clone(),
+            ),
+            settings: settings.clone(),
+            shutdown: shutdown.clone(),
+            metrics: metrics.clone(),
+        };
+        let handle = thread::Builder::new()
+            .name(format!("writer-{id}"))
+            .spawn(move || writer.run())
+            .map_err(SinkError::Spawn)?;
+        handles.push(handle);
+    }
+    Ok((Router::new(senders), Writers(handles)))
 }

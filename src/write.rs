@@ -167,15 +167,20 @@ impl MysqlSink {
     }
 }
 
+/// The rows of the upserts among `items`, in order.
+pub fn upsert_rows(items: &[Envelope]) -> Vec<&Row> {
+    items
+        .iter()
+        .filter_map(|e| match &e.op {
+            Op::Upsert(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
 impl BatchSink for MysqlSink {
     fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError> {
-        let rows: Vec<&Row> = items
-            .iter()
-            .filter_map(|e| match &e.op {
-                Op::Upsert(r) => Some(r),
-                _ => None,
-            })
-            .collect();
+        let rows = upsert_rows(items);
         if rows.is_empty() {
             let ids: Vec<&str> = items
                 .iter()

@@ -9,12 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 
-fn write_config(dir: &Path, body: &str) -> PathBuf {
-    let path = dir.join("sink.toml");
-    std::fs::write(&path, body).unwrap();
-    path
-}
-
 const SLOW: &str = "[kafka]\ncommit_interval_ms = 100\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
                     [mysql]\npool_size = 2\n[sink]\nbatch_size = 50\nwriters = 1\nflush_interval_ms = 20\n";
 

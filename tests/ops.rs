@@ -4,17 +4,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-fn write_config(dir: &Path, body: &str) -> PathBuf {
-    let path = dir.join("sink.toml");
-    std::fs::write(&path, body).unwrap();
-    path
-}
 
 const FAST: &str =
     "[kafka]\ncommit_interval_ms = 200\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\

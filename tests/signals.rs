@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
@@ -27,12 +26,6 @@ fn secret_env() -> Vec<(&'static str, String)> {
         ("MYSQL_USER", SECRET_USER.to_string()),
         ("MYSQL_PASSWORD", SECRET_PASSWORD.to_string()),
     ]
-}
-
-fn write_config(dir: &Path, body: &str) -> PathBuf {
-    let path = dir.join("sink.toml");
-    std::fs::write(&path, body).unwrap();
-    path
 }
 
 #[test]

@@ -431,3 +431,10 @@ pub fn assert_committed_is_durable(conn: &mut Conn, db: &str, committed: &[i64],
         }
     }
 }
+
+/// Writes a sink config file into `dir`.
+pub fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("sink.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
