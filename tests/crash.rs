@@ -22,25 +22,10 @@ fn expected(n: u64) -> Vec<Expected> {
 fn sigkill_at_a_random_moment_then_restart_is_exact() {
     let Some(mut conn) = mysql() else { return };
     let (parts, n) = (8, 60_000u64);
-    let cluster = mock_cluster("enriched_orders", parts);
     let dir = scratch_dir("sigkill");
-    let t = Target {
-        brokers: cluster.bootstrap_servers(),
-        topic: "enriched_orders".into(),
-        group: "sigkill-group".into(),
-        db: fresh_db(&mut conn, "sigkill"),
-    };
-    produce(
-        &t.brokers,
-        &t.topic,
-        (0..n).map(|i| {
-            (
-                partition_of(i, parts),
-                b"k".to_vec(),
-                order(i, 0).0.into_bytes(),
-            )
-        }),
-    );
+    let (_cluster, mut t) = target(&mut conn, "sigkill", parts);
+    t.group = "sigkill-group".into();
+    produce_orders(&t, parts, n);
     let config = write_config(&dir, SLOW);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -85,26 +70,11 @@ fn sigkill_at_a_random_moment_then_restart_is_exact() {
 fn two_instances_split_the_partitions_and_the_survivor_finishes() {
     let Some(mut conn) = mysql() else { return };
     let (parts, n) = (8, 60_000u64);
-    let cluster = mock_cluster("enriched_orders", parts);
     let dir = scratch_dir("pair");
-    let t = Target {
-        brokers: cluster.bootstrap_servers(),
-        topic: "enriched_orders".into(),
-        group: "pair-group".into(),
-        db: fresh_db(&mut conn, "pair"),
-    };
+    let (_cluster, mut t) = target(&mut conn, "pair", parts);
+    t.group = "pair-group".into();
     // Tiny batches: the backlog must outlast the time the group takes to split.
-    produce(
-        &t.brokers,
-        &t.topic,
-        (0..n).map(|i| {
-            (
-                partition_of(i, parts),
-                b"k".to_vec(),
-                order(i, 0).0.into_bytes(),
-            )
-        }),
-    );
+    produce_orders(&t, parts, n);
     let config = write_config(&dir, &SLOW.replace("batch_size = 50", "batch_size = 10"));
     // Started together, both join the group's first generation and each
     // gets a share.
@@ -192,25 +162,10 @@ fn mariadb_down_longer_than_max_poll_interval_loses_nothing_and_keeps_the_group(
     );
     let mut conn = own.conn();
     let (parts, n) = (8, 100_000u64);
-    let cluster = mock_cluster("enriched_orders", parts);
     let dir = scratch_dir("outage");
-    let t = Target {
-        brokers: cluster.bootstrap_servers(),
-        topic: "enriched_orders".into(),
-        group: "outage-group".into(),
-        db: fresh_db(&mut conn, "outage"),
-    };
-    produce(
-        &t.brokers,
-        &t.topic,
-        (0..n).map(|i| {
-            (
-                partition_of(i, parts),
-                b"k".to_vec(),
-                order(i, 0).0.into_bytes(),
-            )
-        }),
-    );
+    let (_cluster, mut t) = target(&mut conn, "outage", parts);
+    t.group = "outage-group".into();
+    produce_orders(&t, parts, n);
     let config = write_config(
         &dir,
         "[kafka]\ncommit_interval_ms = 200\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\

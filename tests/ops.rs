@@ -45,14 +45,9 @@ fn sample(body: &str, name: &str) -> Option<f64> {
 fn until_caught_up_exits_with_a_summary_and_promptly_on_an_empty_topic() {
     let Some(mut conn) = mysql() else { return };
     let parts = 4;
-    let cluster = mock_cluster("enriched_orders", parts);
     let dir = scratch_dir("caughtup-bin");
-    let t = Target {
-        brokers: cluster.bootstrap_servers(),
-        topic: "enriched_orders".into(),
-        group: "caughtup-bin".into(),
-        db: fresh_db(&mut conn, "caughtupbin"),
-    };
+    let (_cluster, mut t) = target(&mut conn, "caughtupbin", parts);
+    t.group = "caughtup-bin".into();
     let config = write_config(&dir, FAST);
 
     let mut empty = spawn_sink(
@@ -73,17 +68,7 @@ fn until_caught_up_exits_with_a_summary_and_promptly_on_an_empty_topic() {
     );
 
     let n = 30_000u64;
-    produce(
-        &t.brokers,
-        &t.topic,
-        (0..n).map(|i| {
-            (
-                partition_of(i, parts),
-                b"k".to_vec(),
-                order(i, 0).0.into_bytes(),
-            )
-        }),
-    );
+    produce_orders(&t, parts, n);
     let mut run = spawn_sink(
         &t,
         &config,
@@ -111,14 +96,9 @@ fn until_caught_up_exits_with_a_summary_and_promptly_on_an_empty_topic() {
 fn metrics_count_what_was_written_and_readyz_turns_ready() {
     let Some(mut conn) = mysql() else { return };
     let parts = 4;
-    let cluster = mock_cluster("enriched_orders", parts);
     let dir = scratch_dir("metrics");
-    let t = Target {
-        brokers: cluster.bootstrap_servers(),
-        topic: "enriched_orders".into(),
-        group: "metrics-group".into(),
-        db: fresh_db(&mut conn, "metrics"),
-    };
+    let (_cluster, mut t) = target(&mut conn, "metrics", parts);
+    t.group = "metrics-group".into();
     let config = write_config(&dir, FAST);
     let port = free_port();
     let mut sink = spawn_sink(
@@ -141,17 +121,7 @@ fn metrics_count_what_was_written_and_readyz_turns_ready() {
         sink.log_text()
     );
     let n = 20_000u64;
-    produce(
-        &t.brokers,
-        &t.topic,
-        (0..n).map(|i| {
-            (
-                partition_of(i, parts),
-                b"k".to_vec(),
-                order(i, 0).0.into_bytes(),
-            )
-        }),
-    );
+    produce_orders(&t, parts, n);
     produce_payloads(&t.brokers, &t.topic, 0, &[b"not json"]);
     assert!(wait_caught_up(
         &t.brokers,

@@ -34,14 +34,9 @@ fn sigterm_mid_stream_drains_commits_and_a_restart_finishes() {
     create_secret_user(&mut conn);
     let parts = 8;
     let n = 100_000u64;
-    let cluster = mock_cluster("enriched_orders", parts);
     let dir = scratch_dir("sigterm");
-    let t = Target {
-        brokers: cluster.bootstrap_servers(),
-        topic: "enriched_orders".into(),
-        group: "sink-mysql-workers".into(),
-        db: fresh_db(&mut conn, "sigterm"),
-    };
+    let (_cluster, mut t) = target(&mut conn, "sigterm", parts);
+    t.group = "sink-mysql-workers".into();
     // Small batches and one writer keep the first run slow enough to be
     // interrupted mid-stream.
     let config = write_config(
@@ -49,17 +44,7 @@ fn sigterm_mid_stream_drains_commits_and_a_restart_finishes() {
         "[kafka]\ncommit_interval_ms = 100\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
          [mysql]\npool_size = 2\n[sink]\nbatch_size = 50\nwriters = 1\nflush_interval_ms = 20\n",
     );
-    produce(
-        &t.brokers,
-        &t.topic,
-        (0..n).map(|i| {
-            (
-                partition_of(i, parts),
-                b"k".to_vec(),
-                order(i, 0).0.into_bytes(),
-            )
-        }),
-    );
+    produce_orders(&t, parts, n);
 
     let mut first = spawn_sink(&t, &config, dir.join("first.log"), &[], &secret_env());
     let started = wait_for(Duration::from_secs(120), || {
@@ -116,14 +101,9 @@ fn sigterm_mid_stream_drains_commits_and_a_restart_finishes() {
 #[test]
 fn a_second_signal_exits_at_once_during_a_stuck_drain() {
     let Some(mut conn) = mysql() else { return };
-    let cluster = mock_cluster("enriched_orders", 1);
     let dir = scratch_dir("stuck");
-    let t = Target {
-        brokers: cluster.bootstrap_servers(),
-        topic: "enriched_orders".into(),
-        group: "stuck-group".into(),
-        db: fresh_db(&mut conn, "stuck"),
-    };
+    let (_cluster, mut t) = target(&mut conn, "stuck", 1);
+    t.group = "stuck-group".into();
     let config = write_config(
         &dir,
         "[sink]\nflush_interval_ms = 20\nshutdown_timeout_ms = 600000\n",

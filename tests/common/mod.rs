@@ -438,3 +438,36 @@ pub fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
     std::fs::write(&path, body).unwrap();
     path
 }
+
+/// A mock cluster with `enriched_orders` over `parts` partitions, a fresh
+/// database, and where a sink process should read and write them.
+pub fn target(
+    conn: &mut Conn,
+    tag: &str,
+    parts: i32,
+) -> (MockCluster<'static, DefaultProducerContext>, Target) {
+    let cluster = mock_cluster("enriched_orders", parts);
+    let t = Target {
+        brokers: cluster.bootstrap_servers(),
+        topic: "enriched_orders".into(),
+        group: format!("{tag}-group"),
+        db: fresh_db(conn, tag),
+    };
+    (cluster, t)
+}
+
+/// Produces generated orders `0..n` (version 0), order `i` to partition
+/// `partition_of(i, parts)`.
+pub fn produce_orders(t: &Target, parts: i32, n: u64) {
+    produce(
+        &t.brokers,
+        &t.topic,
+        (0..n).map(|i| {
+            (
+                partition_of(i, parts),
+                b"k".to_vec(),
+                order(i, 0).0.into_bytes(),
+            )
+        }),
+    );
+}
