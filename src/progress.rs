@@ -133,9 +133,10 @@ impl Reporter {
             let lags: Vec<String> = lag.iter().map(|(p, l)| format!("{p}:{l}")).collect();
             log::info!(
                 "progress: done={done} backlog={} rows_written={} rows/s={rows_rate:.0} msgs/s={rate:.0} \
-                 eta={eta} skipped={} dead_lettered={} retries={} in_flight={in_flight} lag=[{}]",
+                 eta={eta} batches={} skipped={} dead_lettered={} retries={} in_flight={in_flight} lag=[{}]",
                 done + remaining as u64,
                 now.rows_written,
+                now.batches,
                 now.skipped,
                 now.dead_lettered,
                 now.retries,
