@@ -300,7 +300,7 @@ fn redacted_properties(props: &BTreeMap<String, String>) -> Vec<String> {
 /// librdkafka property names whose values are secrets.
 fn is_secret_property(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n.contains("password") || n.contains("secret") || n.ends_with(".key.pem") || n == "ssl.key.pem"
+    n.contains("password") || n.contains("secret") || n.ends_with(".key.pem")
 }
 
 impl Config {

@@ -73,6 +73,13 @@ impl OffsetTracker {
         true
     }
 
+    /// Marks every offset of a writer's acknowledgement as done.
+    pub fn complete_all(&mut self, ack: impl IntoIterator<Item = (i32, i64)>) {
+        for (p, o) in ack {
+            self.complete(p, o);
+        }
+    }
+
     /// The offset to commit for `partition`: everything below it is done.
     pub fn committable(&self, partition: i32) -> Option<i64> {
         self.parts.get(&partition).and_then(|p| p.done_below)

@@ -86,12 +86,7 @@ impl SinkContext {
                 return;
             }
             match self.acks.recv_timeout(Duration::from_millis(50)) {
-                Ok(ack) => {
-                    let mut t = lock(&self.tracker);
-                    for (p, o) in ack {
-                        t.complete(p, o);
-                    }
-                }
+                Ok(ack) => lock(&self.tracker).complete_all(ack),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -353,18 +348,19 @@ impl Source {
             }
             let (partition, offset) = (msg.partition(), msg.offset());
             lock(&self.tracker).register(partition, offset);
+            let tombstone = msg.payload().is_none();
             let op = self.to_op(&mut decoder, msg.key(), msg.payload());
             let skip = match &op {
-                Op::Reject(reason) if !self.settings.reject_to_writers => {
-                    log::warn!(
-                        "skipping message at {}/{partition}@{offset}: {reason}",
+                _ if tombstone && !self.settings.delete_on_tombstone => {
+                    log::debug!(
+                        "skipping tombstone at {}/{partition}@{offset}",
                         self.settings.topic
                     );
                     true
                 }
-                Op::Delete(_) if !self.settings.delete_on_tombstone => {
-                    log::debug!(
-                        "skipping tombstone at {}/{partition}@{offset}",
+                Op::Reject(reason) if !self.settings.reject_to_writers => {
+                    log::warn!(
+                        "skipping message at {}/{partition}@{offset}: {reason}",
                         self.settings.topic
                     );
                     true
@@ -568,7 +564,6 @@ impl Source {
         let Some(payload) = payload else {
             return match key.map(std::str::from_utf8) {
                 Some(Ok(id)) if !id.is_empty() => Op::Delete(id.to_owned()),
-                _ if !self.settings.delete_on_tombstone => Op::Delete(String::new()),
                 _ => Op::Reject("tombstone without a UTF-8 key to delete by".into()),
             };
         };
@@ -587,10 +582,7 @@ impl Source {
 
     fn take_acks(&self, acks: &Receiver<Ack>) {
         while let Ok(ack) = acks.try_recv() {
-            let mut t = lock(&self.tracker);
-            for (p, o) in ack {
-                t.complete(p, o);
-            }
+            lock(&self.tracker).complete_all(ack);
         }
     }
 
@@ -606,12 +598,7 @@ impl Source {
         let mut last_commit = Instant::now();
         loop {
             match acks.recv_timeout(Duration::from_millis(100)) {
-                Ok(ack) => {
-                    let mut t = lock(&self.tracker);
-                    for (p, o) in ack {
-                        t.complete(p, o);
-                    }
-                }
+                Ok(ack) => lock(&self.tracker).complete_all(ack),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
