@@ -70,9 +70,9 @@ pub fn push_table_insert(
         buf.push(',');
         buf.push_str(itoa::Buffer::new().format(l.env.offset));
         buf.push(',');
-        sql::push_bytes_literal(buf, l.env.key.as_deref());
+        sql::push_bytes_literal(buf, l.env.raw.key());
         buf.push(',');
-        sql::push_bytes_literal(buf, l.env.payload.as_deref());
+        sql::push_bytes_literal(buf, l.env.raw.payload());
         buf.push(',');
         sql::push_str_literal(buf, &l.error);
         buf.push(')');
@@ -159,10 +159,10 @@ impl TopicDlq {
                 });
             let mut record: BaseRecord<'_, [u8], [u8]> =
                 BaseRecord::to(&self.topic).headers(headers);
-            if let Some(k) = l.env.key.as_deref() {
+            if let Some(k) = l.env.raw.key() {
                 record = record.key(k);
             }
-            if let Some(p) = l.env.payload.as_deref() {
+            if let Some(p) = l.env.raw.payload() {
                 record = record.payload(p);
             }
             let mut record = record;

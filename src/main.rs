@@ -13,6 +13,9 @@ use kafka_mysql_sink::pipeline::{self, RunOptions};
 use kafka_mysql_sink::shutdown::Shutdown;
 use kafka_mysql_sink::{check, progress};
 
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit status for a configuration the sink cannot use.
 const EXIT_CONFIG: u8 = 2;
 

@@ -42,6 +42,9 @@ pub struct Metrics {
     pub skipped: Counter,
     /// Failed statements, by error class.
     pub retries: Family<ClassLabel, Counter>,
+    /// Times fetching was paused because the writers stayed behind for
+    /// longer than the pause threshold (a MySQL outage, say).
+    pub fetch_pauses: Counter,
     /// Offset commits Kafka confirmed.
     pub commits: Counter,
     /// Offset commits Kafka refused (they are retried).
@@ -67,6 +70,7 @@ impl Default for Metrics {
             dead_lettered: Counter::default(),
             skipped: Counter::default(),
             retries: Family::default(),
+            fetch_pauses: Counter::default(),
             commits: Counter::default(),
             commit_failures: Counter::default(),
             // 1 ms to ~65 s.
@@ -106,6 +110,7 @@ impl Metrics {
             dead_lettered: self.dead_lettered.get(),
             skipped: self.skipped.get(),
             retries: self.retries_of("transient"),
+            fetch_pauses: self.fetch_pauses.get(),
             commits: self.commits.get(),
             commit_failures: self.commit_failures.get(),
         }
@@ -149,6 +154,11 @@ impl Metrics {
             "retries",
             "Failed statements by error class",
             self.retries.clone(),
+        );
+        r.register(
+            "fetch_pauses",
+            "Times fetching was paused because the writers stayed behind",
+            self.fetch_pauses.clone(),
         );
         r.register(
             "commits",
@@ -201,6 +211,7 @@ pub struct Snapshot {
     pub skipped: u64,
     /// Transient failures that were retried.
     pub retries: u64,
+    pub fetch_pauses: u64,
     pub commits: u64,
     pub commit_failures: u64,
 }

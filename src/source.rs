@@ -24,7 +24,7 @@ use crate::offsets::OffsetTracker;
 use crate::progress::Reporter;
 use crate::route::{RouteError, Router};
 use crate::shutdown::Shutdown;
-use crate::write::{Ack, Envelope, Op};
+use crate::write::{Ack, Envelope, Op, Raw};
 
 /// Why the consumer stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +184,27 @@ pub struct SourceSettings {
     pub reject_to_writers: bool,
     pub delete_on_tombstone: bool,
     pub max_payload_bytes: usize,
+    /// How long the consumer waits on a full writer channel before it
+    /// pauses fetching (see [`pause_after`]).
+    pub pause_after: Duration,
+}
+
+/// How long to wait on full writer channels before pausing fetching.
+///
+/// A full channel is the normal state of a backfill (MySQL is the slower
+/// side), so it must not pause at once: librdkafka purges a partition's
+/// prefetched messages when it is paused and fetches them again on resume,
+/// and pausing on every full channel measured at half the throughput.
+/// Blocking is only a problem when it outlasts `max.poll.interval.ms`, after
+/// which the group evicts the consumer; a quarter of that, capped at five
+/// seconds, leaves ample margin while still riding out ordinary slow batches.
+pub fn pause_after(cfg: &KafkaConfig) -> Duration {
+    let max_poll_ms = cfg
+        .properties
+        .get("max.poll.interval.ms")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(300_000);
+    Duration::from_millis((max_poll_ms / 4).clamp(100, 5_000))
 }
 
 pub struct Source {
@@ -271,6 +292,7 @@ impl Source {
                 reject_to_writers: dlq_keeps,
                 delete_on_tombstone: config.sink.delete_on_tombstone,
                 max_payload_bytes: config.sink.max_payload_bytes,
+                pause_after: pause_after(cfg),
             },
             targets: HashMap::new(),
         })
@@ -372,35 +394,34 @@ impl Source {
                 lock(&self.tracker).complete(partition, offset);
                 continue;
             }
-            let (key, payload) = if self.settings.keep_raw {
+            let raw = if self.settings.keep_raw {
                 let limit = self.settings.max_payload_bytes;
-                (
-                    msg.key().map(Box::from),
-                    // An oversized payload is kept only up to the limit.
-                    msg.payload().map(|p| Box::from(&p[..p.len().min(limit)])),
-                )
+                // An oversized payload is kept only up to the limit.
+                Raw::new(msg.key(), msg.payload().map(|p| &p[..p.len().min(limit)]))
             } else {
-                (None, None)
+                Raw::default()
             };
             drop(msg);
             let mut env = Envelope {
                 partition,
                 offset,
                 op,
-                key,
-                payload,
+                raw,
             };
-            // Back-pressure: wait for room. Meanwhile fetching is paused and
+            // Back-pressure: wait for room, taking acknowledgements and
+            // committing meanwhile. Past `pause_after` fetching is paused and
             // poll() keeps being called, so the consumer stays in its group
-            // however long MySQL is away, and acknowledgements and commits
-            // go on for the work that does finish.
+            // however long MySQL is away.
+            let mut blocked_since: Option<Instant> = None;
             loop {
                 match router.route(env, Duration::from_millis(50)) {
                     Ok(()) => break,
                     Err(RouteError::WriterGone(w)) => return Err(SourceError::WriterGone(w)),
                     Err(RouteError::Full(back)) => {
                         env = back;
-                        if !self.paused {
+                        let since = *blocked_since.get_or_insert_with(Instant::now);
+                        let stalled = since.elapsed() >= self.settings.pause_after;
+                        if stalled && !self.paused {
                             self.set_paused(true);
                         }
                         self.take_acks(acks);
@@ -413,6 +434,9 @@ impl Source {
                             // Registered but never written: it stays in
                             // flight, so nothing at or after it is committed.
                             return Ok(());
+                        }
+                        if !stalled {
+                            continue;
                         }
                         *self.held.lock().unwrap_or_else(|p| p.into_inner()) =
                             Some((env.partition, env.offset));
@@ -509,8 +533,11 @@ impl Source {
         match result {
             Ok(()) => {
                 self.paused = pause;
-                // Pauses come and go every second at full speed; say so once
-                // a minute at most unless debugging.
+                if pause {
+                    Metrics::add(&self.metrics.fetch_pauses, 1);
+                }
+                // An outage that comes and goes can pause and resume often;
+                // say so once a minute at most unless debugging.
                 let loud = self
                     .last_pause_log
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
@@ -693,5 +720,29 @@ impl Source {
             let (high, already) = self.targets[p];
             (already && t.is_idle(*p)) || t.committed(*p).is_some_and(|c| c >= high)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_max_poll(v: Option<&str>) -> KafkaConfig {
+        let mut cfg = KafkaConfig::default();
+        if let Some(v) = v {
+            cfg.properties
+                .insert("max.poll.interval.ms".into(), v.into());
+        }
+        cfg
+    }
+
+    #[test]
+    fn pausing_waits_a_quarter_of_the_poll_interval_at_most_five_seconds() {
+        let ms = |v| pause_after(&with_max_poll(v)).as_millis();
+        // librdkafka's default of 300 s.
+        assert_eq!(ms(None), 5_000);
+        assert_eq!(ms(Some("10000")), 2_500);
+        assert_eq!(ms(Some("200")), 100);
+        assert_eq!(ms(Some("not a number")), 5_000);
     }
 }

@@ -104,20 +104,22 @@ impl Dialect {
     }
 }
 
-/// Something that carries a row; lets the writer keep Kafka coordinates next
-/// to each row without the builder knowing about them.
+/// Something that may carry a row; lets the writer hand over its batch as it
+/// is (Kafka coordinates and all) without the builder knowing about them,
+/// and without collecting the rows into a vector first.
 pub trait AsRow {
-    fn as_row(&self) -> &Row;
+    /// The row, or `None` for an item the statement skips.
+    fn as_row(&self) -> Option<&Row>;
 }
 
 impl AsRow for Row {
-    fn as_row(&self) -> &Row {
-        self
+    fn as_row(&self) -> Option<&Row> {
+        Some(self)
     }
 }
 
 impl<T: AsRow> AsRow for &T {
-    fn as_row(&self) -> &Row {
+    fn as_row(&self) -> Option<&Row> {
         (*self).as_row()
     }
 }
@@ -170,8 +172,9 @@ impl UpsertBuilder {
     }
 
     /// Builds one statement from the longest prefix of `rows` whose text stays
-    /// within `max_len` bytes, and returns how many rows it holds and the text.
-    /// Rows keep their order, so a later version of a key wins within a statement.
+    /// within `max_len` bytes, and returns how many items of `rows` it covers
+    /// (items without a row are passed over) and the text. Rows keep their
+    /// order, so a later version of a key wins within a statement.
     pub fn build<'a, R: AsRow>(
         &'a mut self,
         rows: &[R],
@@ -181,14 +184,19 @@ impl UpsertBuilder {
         self.buf.push_str(&self.head);
         let fixed = self.head.len() + self.tail.len();
         let mut taken = 0;
+        let mut tuples = 0;
         for r in rows {
+            let Some(row) = r.as_row() else {
+                taken += 1;
+                continue;
+            };
             let mark = self.buf.len();
-            if taken > 0 {
+            if tuples > 0 {
                 self.buf.push(',');
             }
-            push_tuple(&mut self.buf, r.as_row());
+            push_tuple(&mut self.buf, row);
             if self.buf.len() + self.tail.len() > max_len {
-                if taken == 0 {
+                if tuples == 0 {
                     return Err(BuildError::RowTooLarge {
                         needed: self.buf.len() - mark + fixed,
                         limit: max_len,
@@ -198,6 +206,7 @@ impl UpsertBuilder {
                 break;
             }
             taken += 1;
+            tuples += 1;
         }
         self.buf.push_str(&self.tail);
         Ok((taken, &self.buf))
@@ -206,9 +215,9 @@ impl UpsertBuilder {
 
 fn push_tuple(buf: &mut String, row: &Row) {
     buf.push('(');
-    push_str_literal(buf, &row.id);
+    push_str_literal(buf, row.id());
     buf.push(',');
-    push_str_literal(buf, &row.order_id);
+    push_str_literal(buf, row.order_id());
     buf.push(',');
     push_num(buf, row.quantity);
     buf.push(',');
@@ -243,7 +252,7 @@ pub fn push_num(buf: &mut String, n: Num) {
 
 /// Appends `s` as a string literal whose meaning does not depend on `sql_mode`.
 pub fn push_str_literal(buf: &mut String, s: &str) {
-    if s.bytes().any(|b| matches!(b, b'\'' | b'\\' | 0 | 0x1a)) {
+    if needs_hex(s.as_bytes()) {
         const HEX: &[u8; 16] = b"0123456789ABCDEF";
         buf.reserve(s.len() * 2 + 12);
         buf.push_str("_utf8mb4 X'");
@@ -257,6 +266,37 @@ pub fn push_str_literal(buf: &mut String, s: &str) {
         buf.push_str(s);
         buf.push('\'');
     }
+}
+
+/// Whether `s` holds a quote, a backslash, NUL or Ctrl-Z.
+///
+/// Runs for every string of every row, so it looks at eight bytes at a time:
+/// `x ^ splat(c)` has a zero byte exactly where `x` holds `c`, and the
+/// classic `(v - 0x01..) & !v & 0x80..` test finds a zero byte without
+/// branching per byte.
+fn needs_hex(s: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    fn has_zero(v: u64) -> bool {
+        v.wrapping_sub(LO) & !v & HI != 0
+    }
+    let mut chunks = s.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        if has_zero(x)
+            || has_zero(x ^ (LO * b'\'' as u64))
+            || has_zero(x ^ (LO * b'\\' as u64))
+            || has_zero(x ^ (LO * 0x1a))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|b| matches!(b, b'\'' | b'\\' | 0 | 0x1a))
 }
 
 /// Appends raw bytes as a binary hex literal, or NULL.
@@ -313,14 +353,14 @@ mod tests {
     use super::*;
 
     fn row(id: &str) -> Row {
-        Row {
-            id: id.into(),
-            order_id: "ORD-1".into(),
-            quantity: Num::Int(5),
-            unit_price: Num::Float(49.99),
-            total_value: Num::Float(249.95),
-            processed_at: Some(Num::Int(1699267200)),
-        }
+        Row::new(
+            id,
+            "ORD-1",
+            Num::Int(5),
+            Num::Float(49.99),
+            Num::Float(249.95),
+            Some(Num::Int(1699267200)),
+        )
     }
 
     #[test]
@@ -392,6 +432,25 @@ mod tests {
         assert!(statements > 1);
         let err = b.build(&rows, 100).unwrap_err();
         assert!(matches!(err, BuildError::RowTooLarge { limit: 100, .. }));
+    }
+
+    #[test]
+    fn special_bytes_are_found_at_every_position() {
+        let naive = |s: &[u8]| s.iter().any(|b| matches!(b, b'\'' | b'\\' | 0 | 0x1a));
+        for len in 0..24 {
+            // Bytes on either side of the special ones, and UTF-8 continuation bytes.
+            for filler in [b'a', 0x01, 0x19, 0x1b, 0x26, 0x28, 0x5b, 0x5d, 0x80, 0xff] {
+                let plain = vec![filler; len];
+                assert_eq!(needs_hex(&plain), naive(&plain), "{plain:?}");
+                for at in 0..len {
+                    for special in [b'\'', b'\\', 0, 0x1a] {
+                        let mut s = plain.clone();
+                        s[at] = special;
+                        assert!(needs_hex(&s), "{s:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

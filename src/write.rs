@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::retry::{classify, Backoff, ErrorClass};
 use crate::route;
 use crate::shutdown::Shutdown;
-use crate::sql::{self, BuildError, UpsertBuilder};
+use crate::sql::{self, AsRow, BuildError, UpsertBuilder};
 
 /// What a message asks of the table.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,16 +40,47 @@ pub enum Op {
     Reject(String),
 }
 
+/// A message's key and payload as they arrived, kept for the dead-letter
+/// destination. Both live in one allocation (see [`Row`] for why that
+/// matters); the default holds neither and allocates nothing, which is what
+/// messages carry when dead letters are only logged.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Raw {
+    bytes: Box<[u8]>,
+    key_len: Option<usize>,
+    has_payload: bool,
+}
+
+impl Raw {
+    pub fn new(key: Option<&[u8]>, payload: Option<&[u8]>) -> Raw {
+        let (k, p) = (key.unwrap_or_default(), payload.unwrap_or_default());
+        let mut bytes = Vec::with_capacity(k.len() + p.len());
+        bytes.extend_from_slice(k);
+        bytes.extend_from_slice(p);
+        Raw {
+            bytes: bytes.into_boxed_slice(),
+            key_len: key.map(<[u8]>::len),
+            has_payload: payload.is_some(),
+        }
+    }
+
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key_len.map(|n| &self.bytes[..n])
+    }
+
+    pub fn payload(&self) -> Option<&[u8]> {
+        let start = self.key_len.unwrap_or(0);
+        self.has_payload.then(|| &self.bytes[start..])
+    }
+}
+
 /// A message on its way to MySQL, with the Kafka coordinates it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     pub partition: i32,
     pub offset: i64,
     pub op: Op,
-    /// The message key and payload, kept for the dead-letter destination
-    /// (left empty when dead letters are only logged).
-    pub key: Option<Box<[u8]>>,
-    pub payload: Option<Box<[u8]>>,
+    pub raw: Raw,
 }
 
 impl Envelope {
@@ -59,8 +90,7 @@ impl Envelope {
             partition,
             offset,
             op: Op::Upsert(row),
-            key: None,
-            payload: None,
+            raw: Raw::default(),
         }
     }
 
@@ -69,7 +99,7 @@ impl Envelope {
     /// have no usable key.
     pub fn writer(&self, writers: usize) -> usize {
         match &self.op {
-            Op::Upsert(row) => route::writer_for(&row.id, writers),
+            Op::Upsert(row) => route::writer_for(row.id(), writers),
             Op::Delete(id) => route::writer_for(id, writers),
             Op::Reject(_) => (self.offset.unsigned_abs() % writers as u64) as usize,
         }
@@ -167,21 +197,18 @@ impl MysqlSink {
     }
 }
 
-/// The rows of the upserts among `items`, in order.
-pub fn upsert_rows(items: &[Envelope]) -> Vec<&Row> {
-    items
-        .iter()
-        .filter_map(|e| match &e.op {
-            Op::Upsert(r) => Some(r),
+impl AsRow for Envelope {
+    fn as_row(&self) -> Option<&Row> {
+        match &self.op {
+            Op::Upsert(row) => Some(row),
             _ => None,
-        })
-        .collect()
+        }
+    }
 }
 
 impl BatchSink for MysqlSink {
     fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError> {
-        let rows = upsert_rows(items);
-        if rows.is_empty() {
+        if items.iter().all(|e| e.as_row().is_none()) {
             let ids: Vec<&str> = items
                 .iter()
                 .filter_map(|e| match &e.op {
@@ -196,8 +223,8 @@ impl BatchSink for MysqlSink {
         // Usually one statement; more only when the batch would exceed
         // max_allowed_packet. Each is atomic on its own and all are
         // idempotent, so a retry after a partial success is harmless.
-        while start < rows.len() {
-            let (n, sql) = self.builder.build(&rows[start..], self.budget)?;
+        while start < items.len() {
+            let (n, sql) = self.builder.build(&items[start..], self.budget)?;
             conn.query_drop(sql)?;
             start += n;
         }
@@ -539,14 +566,14 @@ mod tests {
         Envelope::upsert(
             0,
             offset,
-            Row {
-                id: format!("id-{offset}"),
-                order_id: "o".into(),
-                quantity: Num::Int(1),
-                unit_price: Num::Int(0),
-                total_value: Num::Int(0),
-                processed_at: None,
-            },
+            Row::new(
+                &format!("id-{offset}"),
+                "o",
+                Num::Int(1),
+                Num::Int(0),
+                Num::Int(0),
+                None,
+            ),
         )
     }
 
@@ -579,6 +606,24 @@ mod tests {
         drop(tx);
         w.run();
         (ack_rx.try_iter().collect(), metrics)
+    }
+
+    #[test]
+    fn raw_message_parts_round_trip() {
+        for (key, payload) in [
+            (Some(&b"k1"[..]), Some(&b"{\"id\":1}"[..])),
+            (None, Some(&b"p"[..])),
+            (Some(&b"k"[..]), None),
+            (Some(&b""[..]), Some(&b""[..])),
+            (None, None),
+        ] {
+            let raw = Raw::new(key, payload);
+            assert_eq!((raw.key(), raw.payload()), (key, payload));
+        }
+        assert_eq!(
+            (Raw::default().key(), Raw::default().payload()),
+            (None, None)
+        );
     }
 
     #[test]

@@ -316,6 +316,57 @@ fn lock_wait_timeouts_are_retried_until_the_lock_is_gone() {
 }
 
 #[test]
+fn a_short_stall_blocks_the_consumer_without_pausing_fetching() {
+    let Some(mut conn) = mysql() else { return };
+    let db = fresh_db(&mut conn, "stall");
+    let (topic, group, parts) = ("enriched_orders", "stall-group", 2);
+    let cluster = mock_cluster(topic, parts);
+    let brokers = cluster.bootstrap_servers();
+    kafka_mysql_sink::db::ensure_table(&mut conn, &db, "orders").unwrap();
+    // Locking every row of the empty table (its supremum) holds back every insert.
+    let mut locker = mysql().unwrap();
+    locker.query_drop("START TRANSACTION").unwrap();
+    let _: Vec<String> = locker
+        .query(format!("SELECT id FROM `{db}`.`orders` FOR UPDATE"))
+        .unwrap();
+    let n = 5_000u64;
+    produce(
+        &brokers,
+        topic,
+        (0..n).map(|i| {
+            (
+                partition_of(i, parts),
+                b"k".to_vec(),
+                order(i, 0).0.into_bytes(),
+            )
+        }),
+    );
+    let mut config = test_config(&brokers, topic, group, &db);
+    config.sink.writers = 1;
+    config.sink.batch_size = 32;
+    config.sink.channel_capacity = 64;
+    let sink = start_sink(config, RunOptions::default());
+    // The channel fills at once and the consumer waits on it.
+    let blocked = wait_for(Duration::from_secs(60), || {
+        sink.metrics.snapshot().consumed >= 64
+    });
+    assert!(blocked, "the sink never read the topic");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&mut conn, &db, "orders"), 0, "the lock did not hold");
+    locker.query_drop("COMMIT").unwrap();
+    assert!(wait_caught_up(&brokers, group, topic, parts, LIMIT));
+    let summary = sink.stop();
+    let mut want: Vec<Expected> = (0..n).map(|i| order(i, 0).1).collect();
+    want.sort();
+    assert_eq!(table_rows(&mut conn, &db, "orders"), want);
+    // Pausing makes librdkafka drop what it prefetched and fetch it again;
+    // doing that on every full channel halved a backfill's throughput, so a
+    // stall shorter than the pause threshold (5 s here) only blocks.
+    assert_eq!(summary.counters.fetch_pauses, 0);
+    drop_db(&mut conn, &db);
+}
+
+#[test]
 fn broker_down_and_commit_errors_lose_nothing_and_never_go_back() {
     let Some(mut conn) = mysql() else { return };
     let db = fresh_db(&mut conn, "kafkafaults");

@@ -118,14 +118,14 @@ fn pool_with_sql_mode(mode: &str) -> db::Pool {
 }
 
 fn row(id: &str, order_id: &str) -> Row {
-    Row {
-        id: id.into(),
-        order_id: order_id.into(),
-        quantity: Num::Int(3),
-        unit_price: Num::Float(0.1),
-        total_value: Num::Float(0.3),
-        processed_at: None,
-    }
+    Row::new(
+        id,
+        order_id,
+        Num::Int(3),
+        Num::Float(0.1),
+        Num::Float(0.3),
+        None,
+    )
 }
 
 const NASTY: &[&str] = &[
@@ -194,7 +194,7 @@ fn strings_round_trip_byte_for_byte_under_any_sql_mode() {
         let mut want: Vec<(Vec<u8>, Vec<u8>)> = rows
             .iter()
             .map(|e| match &e.op {
-                Op::Upsert(r) => (r.id.clone().into_bytes(), r.order_id.clone().into_bytes()),
+                Op::Upsert(r) => (r.id().as_bytes().to_vec(), r.order_id().as_bytes().to_vec()),
                 other => panic!("unexpected {other:?}"),
             })
             .collect();
