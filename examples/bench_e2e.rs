@@ -8,11 +8,15 @@
 //! 3. The sink binary, as a separate process (so its CPU and memory are its
 //!    own), drains the topic into another fresh table with --until-caught-up.
 //!
-//! Both tables are checked for exactness. Printed: rows/s of each, their
-//! ratio, the sink's CPU seconds per million rows and its peak RSS.
+//! Both tables are checked for exactness. Steps 2 and 3 are repeated
+//! BENCH_ROUNDS times (default 3), each sink run compared with the ceiling
+//! measured just before it; printed are the medians over the rounds of
+//! rows/s of each, their ratio, the sink's CPU seconds per million rows and
+//! its peak RSS.
 //!
-//! Environment: BENCH_ORDERS (default 1000000), BENCH_CONFIG (default
-//! config/sink.toml), plus the sink's usual variables (SINK_WRITERS...).
+//! Environment: BENCH_ORDERS (default 1000000), BENCH_ROUNDS (default 3),
+//! BENCH_CONFIG (default config/sink.toml), plus the sink's usual variables
+//! (SINK_WRITERS...).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -50,6 +54,11 @@ fn bench() -> Result<(), BoxError> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let rounds: u32 = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(3);
     let config_path =
         PathBuf::from(std::env::var("BENCH_CONFIG").unwrap_or("config/sink.toml".into()));
     let env = |name: &str| match name {
@@ -73,13 +82,108 @@ fn bench() -> Result<(), BoxError> {
     let m = &config.mysql;
     let mut conn = mysql::Conn::new(mysql::Opts::from(db::opts(m)))?;
     let info = db::server_info(&mut conn)?;
+    let bin = sink_binary()?;
+    let mut rounds_out = Vec::new();
+    for round in 1..=rounds {
+        let r = one_round(
+            &config,
+            &config_path,
+            &bin,
+            &brokers,
+            &info,
+            &mut conn,
+            n,
+            partitions,
+            round,
+        )?;
+        eprintln!(
+            "round {round}/{rounds}: ceiling {:.0} rows/s, sink {:.0} rows/s ({:.1} %), {:.2} s CPU per million rows, {:.1} MiB peak RSS",
+            r.ceiling,
+            r.sink,
+            100.0 * r.sink / r.ceiling,
+            r.cpu_per_million,
+            r.peak_mib
+        );
+        rounds_out.push(r);
+    }
+
+    let med = |f: &dyn Fn(&Round) -> f64| median(rounds_out.iter().map(f).collect());
+    println!();
+    println!(
+        "== bench-e2e: {n} orders, {partitions} partitions, MySQL {}, {rounds} round(s), medians ==",
+        info.version
+    );
+    println!(
+        "settings: batch_size={} flush_interval_ms={} writers={} pool_size={} channel_capacity={}",
+        config.sink.batch_size,
+        config.sink.flush_interval_ms,
+        config.sink.writers,
+        config.mysql.pool_size,
+        config.sink.channel_capacity
+    );
+    println!(
+        "ceiling (sink writers, no Kafka) : {:>10.0} rows/s",
+        med(&|r| r.ceiling)
+    );
+    println!(
+        "sink end to end                   : {:>10.0} rows/s",
+        med(&|r| r.sink)
+    );
+    // Each round's sink is compared with the ceiling measured just before
+    // it, so load that comes and goes on a shared machine hits both alike.
+    println!(
+        "ratio (median of rounds)          : {:>10.1} %",
+        med(&|r| 100.0 * r.sink / r.ceiling)
+    );
+    println!(
+        "sink CPU per million rows         : {:>10.2} s",
+        med(&|r| r.cpu_per_million)
+    );
+    println!(
+        "sink peak RSS                     : {:>10.1} MiB",
+        med(&|r| r.peak_mib)
+    );
+    println!("tables exact in every round: {n} rows, values verified");
+    Ok(())
+}
+
+struct Round {
+    ceiling: f64,
+    sink: f64,
+    cpu_per_million: f64,
+    peak_mib: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// One ceiling and one sink run, each into a fresh table and checked.
+#[allow(clippy::too_many_arguments)]
+fn one_round(
+    config: &Config,
+    config_path: &Path,
+    bin: &Path,
+    brokers: &str,
+    info: &db::ServerInfo,
+    conn: &mut mysql::Conn,
+    n: u64,
+    partitions: i32,
+    round: u32,
+) -> Result<Round, BoxError> {
+    let m = &config.mysql;
     let (ceiling_table, sink_table) = ("orders_ceiling", "orders_sink");
     for t in [ceiling_table, sink_table] {
         conn.query_drop(format!(
             "DROP TABLE IF EXISTS {}",
             qualified(&m.database, t)
         ))?;
-        db::ensure_table(&mut conn, &m.database, t)?;
+        db::ensure_table(conn, &m.database, t)?;
     }
 
     // (a) the ceiling: the sink's writers, fed from memory.
@@ -94,13 +198,12 @@ fn bench() -> Result<(), BoxError> {
             ))
         })
         .collect::<Result<_, kafka_mysql_sink::decode::DecodeError>>()?;
-    eprintln!("ceiling: writing {n} rows with the sink's writers ...");
-    let ceiling = write_direct(&config, &info, ceiling_table, rows)?;
-    verify(&mut conn, &m.database, ceiling_table, n)?;
+    eprintln!("round {round}: ceiling: writing {n} rows with the sink's writers ...");
+    let ceiling = write_direct(config, info, ceiling_table, rows)?;
+    verify(conn, &m.database, ceiling_table, n)?;
 
-    // (b) the sink binary, end to end.
-    eprintln!("sink: draining the topic ...");
-    let bin = sink_binary()?;
+    // (b) the sink binary, end to end, as a new consumer group each round.
+    eprintln!("round {round}: sink: draining the topic ...");
     let log_path = std::env::temp_dir().join("kms-bench-e2e-sink.log");
     let log = std::fs::File::create(&log_path)?;
     // BENCH_SINK_WRAPPER runs the sink under a profiler, e.g.
@@ -111,8 +214,12 @@ fn bench() -> Result<(), BoxError> {
     let status = Command::new(&words[0])
         .args(&words[1..])
         .args(["run", "--until-caught-up", "--config"])
-        .arg(&config_path)
-        .env("KAFKA_BROKERS", &brokers)
+        .arg(config_path)
+        .env("KAFKA_BROKERS", brokers)
+        .env(
+            "SINK_GROUP_ID",
+            format!("{}-bench-{round}", config.kafka.group_id),
+        )
         .env("MYSQL_HOST", &m.host)
         .env("MYSQL_PORT", m.port.to_string())
         .env("MYSQL_DATABASE", &m.database)
@@ -128,38 +235,14 @@ fn bench() -> Result<(), BoxError> {
     }
     let active = field(&text, "active_seconds=")
         .ok_or_else(|| format!("no summary line in {}", log_path.display()))?;
-    let e2e = n as f64 / active;
-    verify(&mut conn, &m.database, sink_table, n)?;
-    same_rows(&mut conn, &m.database, ceiling_table, sink_table, n)?;
-
-    let cpu = field(&text, "cpu_seconds=").unwrap_or(f64::NAN);
-    let peak_mib = field(&text, "peak_rss_mib=").unwrap_or(f64::NAN);
-    println!();
-    println!(
-        "== bench-e2e: {n} orders, {partitions} partitions, MySQL {} ==",
-        info.version
-    );
-    println!(
-        "settings: batch_size={} flush_interval_ms={} writers={} pool_size={} channel_capacity={}",
-        config.sink.batch_size,
-        config.sink.flush_interval_ms,
-        config.sink.writers,
-        config.mysql.pool_size,
-        config.sink.channel_capacity
-    );
-    println!("ceiling (sink writers, no Kafka) : {ceiling:>10.0} rows/s");
-    println!("sink end to end                   : {e2e:>10.0} rows/s");
-    println!(
-        "ratio                             : {:>10.1} %",
-        100.0 * e2e / ceiling
-    );
-    println!(
-        "sink CPU per million rows         : {:>10.2} s",
-        cpu / n as f64 * 1e6
-    );
-    println!("sink peak RSS                     : {:>10.1} MiB", peak_mib);
-    println!("both tables exact: {n} rows, values verified");
-    Ok(())
+    verify(conn, &m.database, sink_table, n)?;
+    same_rows(conn, &m.database, ceiling_table, sink_table, n)?;
+    Ok(Round {
+        ceiling,
+        sink: n as f64 / active,
+        cpu_per_million: field(&text, "cpu_seconds=").unwrap_or(f64::NAN) / n as f64 * 1e6,
+        peak_mib: field(&text, "peak_rss_mib=").unwrap_or(f64::NAN),
+    })
 }
 
 /// Writes `rows` through the sink's router and writers; returns rows/s from

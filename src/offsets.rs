@@ -22,6 +22,20 @@ struct Partition {
     committed: Option<i64>,
 }
 
+impl Partition {
+    /// Where `offset` sits in `pending`. A partition's offsets are usually
+    /// consecutive, so the distance from the front is tried first; gaps
+    /// (compacted or transactional topics) fall back to a binary search.
+    fn position(&self, offset: i64) -> Option<usize> {
+        let &(front, _) = self.pending.front()?;
+        let guess = usize::try_from(offset.checked_sub(front)?).ok()?;
+        if self.pending.get(guess).is_some_and(|&(o, _)| o == offset) {
+            return Some(guess);
+        }
+        self.pending.binary_search_by_key(&offset, |&(o, _)| o).ok()
+    }
+}
+
 /// Tracks in-flight offsets of the partitions this instance consumes.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
@@ -60,7 +74,7 @@ impl OffsetTracker {
         let Some(p) = self.parts.get_mut(&partition) else {
             return false;
         };
-        let Ok(i) = p.pending.binary_search_by_key(&offset, |&(o, _)| o) else {
+        let Some(i) = p.position(offset) else {
             return false;
         };
         p.pending[i].1 = true;
@@ -133,7 +147,7 @@ impl OffsetTracker {
     pub fn is_tracked(&self, partition: i32, offset: i64) -> bool {
         self.parts
             .get(&partition)
-            .is_some_and(|p| p.pending.binary_search_by_key(&offset, |&(o, _)| o).is_ok())
+            .is_some_and(|p| p.position(offset).is_some())
     }
 
     /// Whether the only offset of `partition` still in flight is `offset`.

@@ -333,6 +333,7 @@ impl Source {
         // Reading the clock for every message shows in profiles; once every
         // 64 messages (or when idle) is plenty for a one-second interval.
         let mut unchecked = 0u32;
+        let mut finishing = false;
         while !shutdown.is_requested() {
             self.take_acks(acks);
             if self.paused && router.queued() <= resume_below {
@@ -341,8 +342,9 @@ impl Source {
             unchecked += 1;
             let due = unchecked >= 64 && {
                 unchecked = 0;
-                last_commit.elapsed() >= self.settings.commit_interval
+                last_commit.elapsed() >= self.settings.commit_interval || finishing
             };
+            finishing = false;
             if due {
                 self.commit();
                 last_commit = Instant::now();
@@ -356,6 +358,12 @@ impl Source {
             let msg = match self.consumer.poll(Duration::from_millis(100)) {
                 None => {
                     unchecked = 64;
+                    // A backfill that has read and written everything
+                    // commits and checks for the end now, rather than at
+                    // the next commit interval.
+                    finishing = self.settings.until_caught_up
+                        && lock(&self.tracker).in_flight() == 0
+                        && last_commit.elapsed() >= Duration::from_millis(20);
                     continue;
                 }
                 Some(Err(e)) => {
