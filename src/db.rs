@@ -13,6 +13,7 @@ use crate::config::{MysqlConfig, SslMode};
 use crate::sql::{self, Dialect};
 
 pub type Pool = r2d2::Pool<MySqlConnectionManager>;
+pub type PooledConn = r2d2::PooledConnection<MySqlConnectionManager>;
 
 /// Why MySQL could not be made ready.
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mysql::prelude::Queryable;
 
-use crate::db::Pool;
+use crate::db::{Pool, PooledConn};
 use crate::decode::Row;
 use crate::dlq::{self, DlqTarget};
 use crate::metrics::Metrics;
@@ -137,9 +137,20 @@ pub trait BatchSink: Send {
     fn dead_letter(&mut self, letters: &[DeadLetter<'_>]) -> Result<(), WriteError>;
 }
 
+/// How long a writer keeps an idle connection before handing it back, well
+/// under any server's `wait_timeout`.
+const CONN_IDLE_LIMIT: Duration = Duration::from_secs(60);
+
 /// Writes batches as multi-row upserts over a pooled connection.
+///
+/// The connection is kept from one batch to the next instead of being
+/// checked out per batch: r2d2_mysql pings a connection every time it goes
+/// back to the pool, which cost a round trip per batch. It is handed back
+/// after a driver or network error (so a broken one is replaced) and after
+/// sitting idle for [`CONN_IDLE_LIMIT`].
 pub struct MysqlSink {
     pool: Pool,
+    conn: Option<(PooledConn, Instant)>,
     builder: UpsertBuilder,
     table: String,
     budget: usize,
@@ -159,6 +170,7 @@ impl MysqlSink {
     ) -> MysqlSink {
         MysqlSink {
             pool,
+            conn: None,
             builder,
             table,
             budget: statement_budget,
@@ -168,8 +180,36 @@ impl MysqlSink {
         }
     }
 
+    /// Runs `statements` on the writer's connection, checking one out first
+    /// if it has none (or let its connection idle too long).
+    fn with_conn<T>(
+        &mut self,
+        statements: impl FnOnce(&mut Self, &mut PooledConn) -> Result<T, WriteError>,
+    ) -> Result<T, WriteError> {
+        let mut conn = match self.conn.take() {
+            Some((c, used)) if used.elapsed() < CONN_IDLE_LIMIT => c,
+            _ => self.pool.get()?,
+        };
+        let result = statements(self, &mut conn);
+        let keep = match &result {
+            Ok(_) => true,
+            // The server answered, so the connection works, unless the
+            // answer was that it is shutting down (1053) or killed it (1927).
+            Err(WriteError::Mysql(mysql::Error::MySqlError(e))) => !matches!(e.code, 1053 | 1927),
+            _ => false,
+        };
+        if keep {
+            self.conn = Some((conn, Instant::now()));
+        }
+        // Otherwise it goes back to the pool, which drops it if it is broken.
+        result
+    }
+
     fn delete(&mut self, ids: &[&str]) -> Result<(), WriteError> {
-        let mut conn = self.pool.get()?;
+        self.with_conn(|this, conn| this.delete_on(conn, ids))
+    }
+
+    fn delete_on(&mut self, conn: &mut PooledConn, ids: &[&str]) -> Result<(), WriteError> {
         let mut start = 0;
         while start < ids.len() {
             self.buf.clear();
@@ -218,17 +258,18 @@ impl BatchSink for MysqlSink {
                 .collect();
             return self.delete(&ids);
         }
-        let mut conn = self.pool.get()?;
-        let mut start = 0;
-        // Usually one statement; more only when the batch would exceed
-        // max_allowed_packet. Each is atomic on its own and all are
-        // idempotent, so a retry after a partial success is harmless.
-        while start < items.len() {
-            let (n, sql) = self.builder.build(&items[start..], self.budget)?;
-            conn.query_drop(sql)?;
-            start += n;
-        }
-        Ok(())
+        self.with_conn(|this, conn| {
+            let mut start = 0;
+            // Usually one statement; more only when the batch would exceed
+            // max_allowed_packet. Each is atomic on its own and all are
+            // idempotent, so a retry after a partial success is harmless.
+            while start < items.len() {
+                let (n, sql) = this.builder.build(&items[start..], this.budget)?;
+                conn.query_drop(sql)?;
+                start += n;
+            }
+            Ok(())
+        })
     }
 
     fn dead_letter(&mut self, letters: &[DeadLetter<'_>]) -> Result<(), WriteError> {
@@ -248,13 +289,14 @@ impl BatchSink for MysqlSink {
             DlqTarget::Table(t) => t.clone(),
             DlqTarget::Topic(t) => return t.send(letters),
         };
-        let mut conn = self.pool.get()?;
-        for chunk in letters.chunks(100) {
-            self.buf.clear();
-            dlq::push_table_insert(&mut self.buf, &table, &self.topic, chunk);
-            conn.query_drop(&self.buf)?;
-        }
-        Ok(())
+        self.with_conn(|this, conn| {
+            for chunk in letters.chunks(100) {
+                this.buf.clear();
+                dlq::push_table_insert(&mut this.buf, &table, &this.topic, chunk);
+                conn.query_drop(&this.buf)?;
+            }
+            Ok(())
+        })
     }
 }
 
