@@ -4,8 +4,8 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# librdkafka is built from source by the rdkafka crate (make + a C compiler,
-# both in the Rust image).
+# librdkafka and jemalloc are built from source by their crates (make and a
+# C compiler, both in the Rust image).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches

@@ -234,10 +234,10 @@ impl Default for MysqlConfig {
 impl Default for SinkConfig {
     fn default() -> Self {
         SinkConfig {
-            batch_size: 500,
+            batch_size: 250,
             flush_interval_ms: 200,
             writers: 4,
-            channel_capacity: 8192,
+            channel_capacity: 1024,
             stats_interval_ms: 10_000,
             shutdown_timeout_ms: 30_000,
             retry_initial_ms: 100,
@@ -609,7 +609,7 @@ mod tests {
     fn backfill_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/backfill.toml");
         let c = Config::load(Some(&path), &env_of(&[])).unwrap();
-        assert_eq!((c.sink.batch_size, c.sink.writers), (250, 2));
+        assert_eq!((c.sink.batch_size, c.sink.writers), (250, 4));
     }
 
     #[test]

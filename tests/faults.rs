@@ -330,17 +330,7 @@ fn a_short_stall_blocks_the_consumer_without_pausing_fetching() {
         .query(format!("SELECT id FROM `{db}`.`orders` FOR UPDATE"))
         .unwrap();
     let n = 5_000u64;
-    produce(
-        &brokers,
-        topic,
-        (0..n).map(|i| {
-            (
-                partition_of(i, parts),
-                b"k".to_vec(),
-                order(i, 0).0.into_bytes(),
-            )
-        }),
-    );
+    produce_order_range(&brokers, topic, parts, n);
     let mut config = test_config(&brokers, topic, group, &db);
     config.sink.writers = 1;
     config.sink.batch_size = 32;
@@ -374,17 +364,7 @@ fn broker_down_and_commit_errors_lose_nothing_and_never_go_back() {
     let cluster = mock_cluster(topic, parts);
     let brokers = cluster.bootstrap_servers();
     let n = 40_000u64;
-    produce(
-        &brokers,
-        topic,
-        (0..n).map(|i| {
-            (
-                partition_of(i, parts),
-                b"k".to_vec(),
-                order(i, 0).0.into_bytes(),
-            )
-        }),
-    );
+    produce_order_range(&brokers, topic, parts, n);
     let mut config = test_config(&brokers, topic, group, &db);
     // Slow enough that the faults land mid-stream.
     config.sink.writers = 1;

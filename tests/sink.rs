@@ -158,17 +158,7 @@ fn until_caught_up_exits_by_itself_and_on_an_empty_topic() {
     let summary = sink.handle.join().unwrap().unwrap();
     assert_eq!(summary.counters.rows_written, 0);
 
-    produce(
-        &brokers,
-        topic,
-        (0..3000u64).map(|i| {
-            (
-                partition_of(i, parts),
-                b"k".to_vec(),
-                order(i, 0).0.into_bytes(),
-            )
-        }),
-    );
+    produce_order_range(&brokers, topic, parts, 3000);
     let sink = start_sink(test_config(&brokers, topic, group, &db), options);
     let summary = sink.handle.join().unwrap().unwrap();
     assert_eq!(summary.counters.rows_written, 3000);

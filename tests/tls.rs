@@ -176,17 +176,7 @@ fn tls_modes_encrypt_verify_and_refuse_as_configured() {
     let dbname = fresh_db(&mut conn, "tls");
     let cluster = mock_cluster("enriched_orders", 2);
     let brokers = cluster.bootstrap_servers();
-    produce(
-        &brokers,
-        "enriched_orders",
-        (0..500u64).map(|i| {
-            (
-                partition_of(i, 2),
-                b"k".to_vec(),
-                order(i, 0).0.into_bytes(),
-            )
-        }),
-    );
+    produce_order_range(&brokers, "enriched_orders", 2, 500);
     let mut config = test_config(&brokers, "enriched_orders", "tls-group", &dbname);
     config.mysql = MysqlConfig {
         database: dbname.clone(),

@@ -459,9 +459,14 @@ pub fn target(
 /// Produces generated orders `0..n` (version 0), order `i` to partition
 /// `partition_of(i, parts)`.
 pub fn produce_orders(t: &Target, parts: i32, n: u64) {
+    produce_order_range(&t.brokers, &t.topic, parts, n);
+}
+
+/// Produces orders `0..n` (version 0) spread over `parts` partitions.
+pub fn produce_order_range(brokers: &str, topic: &str, parts: i32, n: u64) {
     produce(
-        &t.brokers,
-        &t.topic,
+        brokers,
+        topic,
         (0..n).map(|i| {
             (
                 partition_of(i, parts),
