@@ -147,10 +147,11 @@ const CONN_IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// checked out per batch: r2d2_mysql pings a connection every time it goes
 /// back to the pool, which cost a round trip per batch. It is handed back
 /// after a driver or network error (so a broken one is replaced) and after
-/// sitting idle for [`CONN_IDLE_LIMIT`].
+/// sitting idle for [`CONN_IDLE_LIMIT`] (see [`MysqlSink::with_idle_limit`]).
 pub struct MysqlSink {
     pool: Pool,
     conn: Option<(PooledConn, Instant)>,
+    idle_limit: Duration,
     builder: UpsertBuilder,
     table: String,
     budget: usize,
@@ -171,6 +172,7 @@ impl MysqlSink {
         MysqlSink {
             pool,
             conn: None,
+            idle_limit: CONN_IDLE_LIMIT,
             builder,
             table,
             budget: statement_budget,
@@ -180,15 +182,28 @@ impl MysqlSink {
         }
     }
 
+    /// Hands an idle connection back after `limit` instead of a minute.
+    pub fn with_idle_limit(mut self, limit: Duration) -> MysqlSink {
+        self.idle_limit = limit;
+        self
+    }
+
     /// Runs `statements` on the writer's connection, checking one out first
     /// if it has none (or let its connection idle too long).
     fn with_conn<T>(
         &mut self,
         statements: impl FnOnce(&mut Self, &mut PooledConn) -> Result<T, WriteError>,
     ) -> Result<T, WriteError> {
-        let mut conn = match self.conn.take() {
-            Some((c, used)) if used.elapsed() < CONN_IDLE_LIMIT => c,
-            _ => self.pool.get()?,
+        // An idle-expired connection goes back to the pool (which pings it
+        // and drops it if the server closed it) before another is taken, so
+        // a pool no larger than the writer count is never short by one.
+        let kept = match self.conn.take() {
+            Some((c, used)) if used.elapsed() < self.idle_limit => Some(c),
+            _ => None,
+        };
+        let mut conn = match kept {
+            Some(c) => c,
+            None => self.pool.get()?,
         };
         let result = statements(self, &mut conn);
         let keep = match &result {

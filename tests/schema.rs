@@ -107,14 +107,51 @@ fn an_existing_table_without_our_columns_is_refused() {
 }
 
 fn pool_with_sql_mode(mode: &str) -> db::Pool {
+    sized_pool(mode, 2)
+}
+
+fn sized_pool(mode: &str, size: u32) -> db::Pool {
     let opts = mysql_opts().init(vec![
         "SET NAMES utf8mb4".to_string(),
         format!("SET SESSION sql_mode = '{mode}'"),
     ]);
     r2d2::Pool::builder()
-        .max_size(2)
+        .max_size(size)
+        .connection_timeout(Duration::from_secs(3))
         .build(MySqlConnectionManager::new(opts))
         .unwrap()
+}
+
+#[test]
+fn a_writer_keeps_its_connection_and_renews_an_idle_one_in_a_pool_of_one() {
+    let Some(mut conn) = mysql() else { return };
+    let db_name = fresh_db(&mut conn, "keepconn");
+    db::ensure_table(&mut conn, &db_name, "orders").unwrap();
+    let pool = sized_pool("STRICT_TRANS_TABLES", 1);
+    let mut sink = MysqlSink::new(
+        pool.clone(),
+        UpsertBuilder::new(&db_name, "orders", Dialect::ValuesFunction),
+        qualified(&db_name, "orders"),
+        1 << 20,
+        "enriched_orders".into(),
+        DlqTarget::Skip,
+    )
+    .with_idle_limit(Duration::from_millis(50));
+    let batch = |from: u64| -> Vec<Envelope> {
+        (from..from + 10)
+            .map(|i| Envelope::upsert(0, i as i64, row(&format!("k{i}"), "o")))
+            .collect()
+    };
+    sink.write(&batch(0)).unwrap();
+    // Kept between batches: the pool's only connection is checked out.
+    assert_eq!(pool.state().idle_connections, 0);
+    sink.write(&batch(10)).unwrap();
+    // Idle past the limit: handed back before a new one is taken, or the
+    // pool of one would time out.
+    std::thread::sleep(Duration::from_millis(100));
+    sink.write(&batch(20)).unwrap();
+    assert_eq!(count(&mut conn, &db_name, "orders"), 30);
+    drop_db(&mut conn, &db_name);
 }
 
 fn row(id: &str, order_id: &str) -> Row {
