@@ -41,23 +41,48 @@ impl Drop for Endpoint {
 }
 
 /// What `/readyz` needs to know.
-#[derive(Clone)]
+///
+/// The probe pings MySQL over a connection of its own rather than one from
+/// the writers' pool: writers keep their pooled connections between batches,
+/// so with `pool_size` equal to the writer count the pool has none to spare,
+/// and a probe should not take capacity from the writers anyway.
 pub struct Readiness {
     /// Set once start-up is over and the consumer loop runs.
-    pub running: Arc<AtomicBool>,
-    pub pool: Pool,
+    running: Arc<AtomicBool>,
+    /// The writers' pool, for the connections-in-use gauge.
+    pool: Pool,
+    opts: mysql::Opts,
+    conn: Option<mysql::Conn>,
 }
 
 impl Readiness {
-    fn check(&self) -> Result<(), String> {
+    pub fn new(running: Arc<AtomicBool>, pool: Pool, opts: mysql::OptsBuilder) -> Readiness {
+        let probe_timeout = Some(Duration::from_secs(2));
+        let opts = opts
+            .tcp_connect_timeout(probe_timeout)
+            .read_timeout(probe_timeout)
+            .write_timeout(probe_timeout);
+        Readiness {
+            running,
+            pool,
+            opts: opts.into(),
+            conn: None,
+        }
+    }
+
+    fn check(&mut self) -> Result<(), String> {
         if !self.running.load(Ordering::SeqCst) {
             return Err("starting".into());
         }
-        let mut conn = self
-            .pool
-            .get_timeout(Duration::from_secs(2))
-            .map_err(|e| format!("MySQL unreachable: {e}"))?;
-        conn.ping().map_err(|e| format!("MySQL unreachable: {e}"))
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => mysql::Conn::new(self.opts.clone())
+                .map_err(|e| format!("MySQL unreachable: {e}"))?,
+        };
+        conn.ping().map_err(|e| format!("MySQL unreachable: {e}"))?;
+        // Kept only while it answers; a failed one is replaced next time.
+        self.conn = Some(conn);
+        Ok(())
     }
 }
 
@@ -92,7 +117,7 @@ fn serve(
     server: Server,
     registry: Registry,
     metrics: Arc<Metrics>,
-    ready: Readiness,
+    mut ready: Readiness,
     stop: Arc<AtomicBool>,
 ) {
     while !stop.load(Ordering::SeqCst) {

@@ -130,10 +130,7 @@ pub fn run(
         Some(http::start(
             &config.metrics.listen,
             metrics.clone(),
-            Readiness {
-                running: running.clone(),
-                pool: pool.clone(),
-            },
+            Readiness::new(running.clone(), pool.clone(), db::opts(m)),
         )?)
     };
     running.store(true, Ordering::SeqCst);

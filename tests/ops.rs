@@ -99,7 +99,9 @@ fn metrics_count_what_was_written_and_readyz_turns_ready() {
     let dir = scratch_dir("metrics");
     let (_cluster, mut t) = target(&mut conn, "metrics", parts);
     t.group = "metrics-group".into();
-    let config = write_config(&dir, FAST);
+    // As many connections as writers: the pool has none to spare once the
+    // writers hold theirs, which the readiness probe must not depend on.
+    let config = write_config(&dir, &format!("{FAST}[mysql]\npool_size = 4\n"));
     let port = free_port();
     let mut sink = spawn_sink(
         &t,
@@ -165,6 +167,11 @@ fn metrics_count_what_was_written_and_readyz_turns_ready() {
         "{body}"
     );
     assert!(body.contains("kafka_mysql_sink_channel_depth"), "{body}");
+    assert_eq!(
+        get(port, "/readyz").map(|(s, _)| s),
+        Some(200),
+        "not ready once the writers hold every pooled connection"
+    );
     assert!(
         body.contains("kafka_mysql_sink_pool_connections_in_use"),
         "{body}"
