@@ -165,21 +165,8 @@ impl TopicDlq {
             if let Some(p) = l.env.raw.payload() {
                 record = record.payload(p);
             }
-            let mut record = record;
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((e, back)) => {
-                        if e.rdkafka_error_code()
-                            != Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                        {
-                            return Err(WriteError::Kafka(e.to_string()));
-                        }
-                        record = back;
-                        producer.poll(Duration::from_millis(10));
-                    }
-                }
-            }
+            crate::produce::send(&producer, record)
+                .map_err(|e| WriteError::Kafka(e.to_string()))?;
         }
         producer
             .flush(self.timeout)

@@ -88,7 +88,6 @@ pub fn produce_orders(
 ) -> rdkafka::error::KafkaResult<()> {
     use rdkafka::config::ClientConfig;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    use rdkafka::types::RDKafkaErrorCode;
     use std::time::Duration;
 
     let producer: BaseProducer = ClientConfig::new()
@@ -99,20 +98,11 @@ pub fn produce_orders(
         .create()?;
     for i in 0..n {
         let (payload, exp) = order(i, 0);
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .partition((i % partitions.max(1) as u64) as i32)
             .key(exp.id.as_str())
             .payload(payload.as_str());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+        crate::produce::send(&producer, record)?;
     }
     producer.flush(Duration::from_secs(300))
 }

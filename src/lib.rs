@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
+pub mod produce;
 pub mod progress;
 pub mod retry;
 pub mod route;

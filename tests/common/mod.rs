@@ -18,7 +18,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 pub fn mysql_port() -> u16 {
@@ -127,20 +126,11 @@ pub fn produce(
         .create()
         .expect("producer");
     for (partition, key, payload) in records {
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .partition(partition)
             .key(&key)
             .payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(50));
-                }
-                Err((e, _)) => panic!("produce failed: {e}"),
-            }
-        }
+        kafka_mysql_sink::produce::send(&producer, record).expect("produce");
         producer.poll(Duration::ZERO);
     }
     producer.flush(Duration::from_secs(120)).expect("flush");
