@@ -216,8 +216,9 @@ pub struct Source {
     paused: bool,
     /// The progress bar, when stderr is a terminal.
     bar: Option<indicatif::ProgressBar>,
-    /// Per partition, the committed offset when it was assigned: where its
-    /// lag is counted from until a message of it has been read.
+    /// Per partition, the committed offset when it was assigned (-1 for
+    /// none): where its lag is counted from until a message of it has been
+    /// read, and whether until-caught-up had anything to do there.
     start_offsets: HashMap<i32, i64>,
     first_message_at: Option<Instant>,
     last_pause_log: Option<Instant>,
@@ -479,25 +480,7 @@ impl Source {
         };
         let position = self.consumer.position().ok();
         let parts = partitions_of(&assignment);
-        let unknown: Vec<i32> = parts
-            .iter()
-            .copied()
-            .filter(|p| !self.start_offsets.contains_key(p))
-            .collect();
-        if !unknown.is_empty() {
-            if let Ok(committed) = self.consumer.committed(Duration::from_secs(5)) {
-                for p in unknown {
-                    let start = match committed
-                        .find_partition(&self.settings.topic, p)
-                        .map(|e| e.offset())
-                    {
-                        Some(Offset::Offset(o)) => o,
-                        _ => -1,
-                    };
-                    self.start_offsets.insert(p, start);
-                }
-            }
-        }
+        self.learn_start_offsets(&parts);
         let t = lock(&self.tracker);
         let mut out = Vec::with_capacity(parts.len());
         for p in parts {
@@ -691,6 +674,35 @@ impl Source {
         }
     }
 
+    /// Records the group's committed offset (-1 for none) of each partition
+    /// not seen before: where its lag counts from, and whether the backlog
+    /// was already done when it was assigned. One round trip for all of
+    /// them; returns whether every partition in `parts` is known.
+    fn learn_start_offsets(&mut self, parts: &[i32]) -> bool {
+        let unknown: Vec<i32> = parts
+            .iter()
+            .copied()
+            .filter(|p| !self.start_offsets.contains_key(p))
+            .collect();
+        if unknown.is_empty() {
+            return true;
+        }
+        let Ok(committed) = self.consumer.committed(Duration::from_secs(10)) else {
+            return false;
+        };
+        for p in unknown {
+            let start = match committed
+                .find_partition(&self.settings.topic, p)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            };
+            self.start_offsets.insert(p, start);
+        }
+        true
+    }
+
     /// Whether every assigned partition is committed up to its target.
     fn caught_up(&mut self) -> bool {
         let assignment = match self.consumer.assignment() {
@@ -698,30 +710,21 @@ impl Source {
             _ => return false,
         };
         let parts = partitions_of(&assignment);
-        let unknown: Vec<i32> = parts
-            .iter()
-            .copied()
-            .filter(|p| !self.targets.contains_key(p))
-            .collect();
-        if !unknown.is_empty() {
-            let committed = match self.consumer.committed(Duration::from_secs(10)) {
-                Ok(c) => c,
-                Err(_) => return false,
-            };
-            for p in unknown {
-                let Ok((low, high)) = self.consumer.fetch_watermarks(
-                    &self.settings.topic,
-                    p,
-                    Duration::from_secs(10),
-                ) else {
-                    return false;
-                };
-                let already = low == high
-                    || committed
-                        .find_partition(&self.settings.topic, p)
-                        .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= high));
-                self.targets.insert(p, (high, already));
+        if !self.learn_start_offsets(&parts) {
+            return false;
+        }
+        for &p in &parts {
+            if self.targets.contains_key(&p) {
+                continue;
             }
+            let Ok((low, high)) =
+                self.consumer
+                    .fetch_watermarks(&self.settings.topic, p, Duration::from_secs(10))
+            else {
+                return false;
+            };
+            let already = low == high || self.start_offsets[&p] >= high;
+            self.targets.insert(p, (high, already));
         }
         let t = lock(&self.tracker);
         parts.iter().all(|p| {
