@@ -83,20 +83,18 @@ fn bench() -> Result<(), BoxError> {
     let m = &config.mysql;
     let mut conn = mysql::Conn::new(mysql::Opts::from(db::opts(m)))?;
     let info = db::server_info(&mut conn)?;
-    let bin = sink_binary()?;
+    let bench = Bench {
+        config: &config,
+        config_path: &config_path,
+        bin: sink_binary()?,
+        brokers: &brokers,
+        info: &info,
+        n,
+        partitions,
+    };
     let mut rounds_out = Vec::new();
     for round in 1..=rounds {
-        let r = one_round(
-            &config,
-            &config_path,
-            &bin,
-            &brokers,
-            &info,
-            &mut conn,
-            n,
-            partitions,
-            round,
-        )?;
+        let r = bench.round(&mut conn, round)?;
         eprintln!(
             "round {round}/{rounds}: ceiling {:.0} rows/s, sink {:.0} rows/s ({:.1} %), {:.2} s CPU per million rows, {:.1} MiB peak RSS",
             r.ceiling,
@@ -169,135 +167,116 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// One ceiling and one sink run, each into a fresh table and checked.
-#[allow(clippy::too_many_arguments)]
-fn one_round(
-    config: &Config,
-    config_path: &Path,
-    bin: &Path,
-    brokers: &str,
-    info: &db::ServerInfo,
-    conn: &mut mysql::Conn,
+/// What every round shares.
+struct Bench<'a> {
+    config: &'a Config,
+    config_path: &'a Path,
+    bin: PathBuf,
+    brokers: &'a str,
+    info: &'a db::ServerInfo,
     n: u64,
     partitions: i32,
-    round: u32,
-) -> Result<Round, BoxError> {
-    let m = &config.mysql;
-    let (ceiling_table, sink_table) = ("orders_ceiling", "orders_sink");
-    for t in [ceiling_table, sink_table] {
-        conn.query_drop(format!(
-            "DROP TABLE IF EXISTS {}",
-            qualified(&m.database, t)
-        ))?;
-        db::ensure_table(conn, &m.database, t)?;
-    }
+}
 
-    // Odd rounds measure the ceiling first, even rounds the sink: whichever
-    // runs second finds the server busier (the first table's pages to flush
-    // and evict), so alternating keeps that from favouring either side.
-    let ceiling_first = round % 2 == 1;
-    let (mut ceiling, mut sink) = (f64::NAN, None);
-    for ceiling_now in [ceiling_first, !ceiling_first] {
-        if ceiling_now {
-            ceiling = run_ceiling(config, info, conn, n, partitions, round, ceiling_table)?;
-        } else {
-            sink = Some(run_sink(
-                config,
-                config_path,
-                bin,
-                brokers,
-                conn,
-                n,
-                round,
-                sink_table,
-            )?);
+/// What one run of the sink binary measured.
+struct SinkRun {
+    rows_per_sec: f64,
+    cpu_per_million: f64,
+    peak_mib: f64,
+}
+
+impl Bench<'_> {
+    /// One ceiling and one sink run, each into a fresh table and checked.
+    fn round(&self, conn: &mut mysql::Conn, round: u32) -> Result<Round, BoxError> {
+        let db_name = &self.config.mysql.database;
+        let (ceiling_table, sink_table) = ("orders_ceiling", "orders_sink");
+        for t in [ceiling_table, sink_table] {
+            conn.query_drop(format!("DROP TABLE IF EXISTS {}", qualified(db_name, t)))?;
+            db::ensure_table(conn, db_name, t)?;
         }
-    }
-    let sink = sink.ok_or("the sink did not run")?;
-    same_rows(conn, &m.database, ceiling_table, sink_table, n)?;
-    Ok(Round { ceiling, ..sink })
-}
-
-/// The ceiling: the sink's writers, fed from memory; rows/s.
-fn run_ceiling(
-    config: &Config,
-    info: &db::ServerInfo,
-    conn: &mut mysql::Conn,
-    n: u64,
-    partitions: i32,
-    round: u32,
-    ceiling_table: &str,
-) -> Result<f64, BoxError> {
-    let m = &config.mysql;
-    let mut decoder = Decoder::new();
-    let rows: Vec<Envelope> = (0..n)
-        .map(|i| {
-            let row = decoder.decode(gen::order(i, 0).0.as_bytes())?;
-            Ok(Envelope::upsert(
-                (i % partitions as u64) as i32,
-                (i / partitions as u64) as i64,
-                row,
-            ))
+        // Odd rounds measure the ceiling first, even rounds the sink: whichever
+        // runs second finds the server busier (the first table's pages to flush
+        // and evict), so alternating keeps that from favouring either side.
+        let (ceiling, sink) = if round % 2 == 1 {
+            let ceiling = self.ceiling(conn, round, ceiling_table)?;
+            (ceiling, self.sink(conn, round, sink_table)?)
+        } else {
+            let sink = self.sink(conn, round, sink_table)?;
+            (self.ceiling(conn, round, ceiling_table)?, sink)
+        };
+        same_rows(conn, db_name, ceiling_table, sink_table, self.n)?;
+        Ok(Round {
+            ceiling,
+            sink: sink.rows_per_sec,
+            cpu_per_million: sink.cpu_per_million,
+            peak_mib: sink.peak_mib,
         })
-        .collect::<Result<_, kafka_mysql_sink::decode::DecodeError>>()?;
-    eprintln!("round {round}: ceiling: writing {n} rows with the sink's writers ...");
-    let ceiling = write_direct(config, info, ceiling_table, rows)?;
-    verify(conn, &m.database, ceiling_table, n)?;
-    Ok(ceiling)
-}
-
-/// The sink binary, end to end, as a new consumer group each round.
-#[allow(clippy::too_many_arguments)]
-fn run_sink(
-    config: &Config,
-    config_path: &Path,
-    bin: &Path,
-    brokers: &str,
-    conn: &mut mysql::Conn,
-    n: u64,
-    round: u32,
-    sink_table: &str,
-) -> Result<Round, BoxError> {
-    let m = &config.mysql;
-    eprintln!("round {round}: sink: draining the topic ...");
-    let log_path = std::env::temp_dir().join("kms-bench-e2e-sink.log");
-    let log = std::fs::File::create(&log_path)?;
-    // BENCH_SINK_WRAPPER runs the sink under a profiler, e.g.
-    // "perf record -e cpu-clock -g -o /tmp/perf.data --".
-    let wrapper = std::env::var("BENCH_SINK_WRAPPER").unwrap_or_default();
-    let mut words: Vec<String> = wrapper.split_whitespace().map(String::from).collect();
-    words.push(bin.display().to_string());
-    let status = Command::new(&words[0])
-        .args(&words[1..])
-        .args(["run", "--until-caught-up", "--config"])
-        .arg(config_path)
-        .env("KAFKA_BROKERS", brokers)
-        .env(
-            "SINK_GROUP_ID",
-            format!("{}-bench-{round}", config.kafka.group_id),
-        )
-        .env("MYSQL_HOST", &m.host)
-        .env("MYSQL_PORT", m.port.to_string())
-        .env("MYSQL_DATABASE", &m.database)
-        .env("MYSQL_TABLE", sink_table)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .status()?;
-    let text = std::fs::read_to_string(&log_path)?;
-    if !status.success() {
-        return Err(format!("the sink failed ({status}); log in {}", log_path.display()).into());
     }
-    let active = field(&text, "active_seconds=")
-        .ok_or_else(|| format!("no summary line in {}", log_path.display()))?;
-    verify(conn, &m.database, sink_table, n)?;
-    Ok(Round {
-        ceiling: f64::NAN,
-        sink: n as f64 / active,
-        cpu_per_million: field(&text, "cpu_seconds=").unwrap_or(f64::NAN) / n as f64 * 1e6,
-        peak_mib: field(&text, "peak_rss_mib=").unwrap_or(f64::NAN),
-    })
+
+    /// The ceiling: the sink's writers, fed from memory; rows/s.
+    fn ceiling(&self, conn: &mut mysql::Conn, round: u32, table: &str) -> Result<f64, BoxError> {
+        let (n, parts) = (self.n, self.partitions as u64);
+        let mut decoder = Decoder::new();
+        let rows: Vec<Envelope> = (0..n)
+            .map(|i| {
+                let row = decoder.decode(gen::order(i, 0).0.as_bytes())?;
+                Ok(Envelope::upsert(
+                    (i % parts) as i32,
+                    (i / parts) as i64,
+                    row,
+                ))
+            })
+            .collect::<Result<_, kafka_mysql_sink::decode::DecodeError>>()?;
+        eprintln!("round {round}: ceiling: writing {n} rows with the sink's writers ...");
+        let ceiling = write_direct(self.config, self.info, table, rows)?;
+        verify(conn, &self.config.mysql.database, table, n)?;
+        Ok(ceiling)
+    }
+
+    /// The sink binary, end to end, as a new consumer group each round.
+    fn sink(&self, conn: &mut mysql::Conn, round: u32, table: &str) -> Result<SinkRun, BoxError> {
+        let (m, n) = (&self.config.mysql, self.n);
+        eprintln!("round {round}: sink: draining the topic ...");
+        let log_path = std::env::temp_dir().join("kms-bench-e2e-sink.log");
+        let log = std::fs::File::create(&log_path)?;
+        // BENCH_SINK_WRAPPER runs the sink under a profiler, e.g.
+        // "perf record -e cpu-clock -g -o /tmp/perf.data --".
+        let wrapper = std::env::var("BENCH_SINK_WRAPPER").unwrap_or_default();
+        let mut words: Vec<String> = wrapper.split_whitespace().map(String::from).collect();
+        words.push(self.bin.display().to_string());
+        let status = Command::new(&words[0])
+            .args(&words[1..])
+            .args(["run", "--until-caught-up", "--config"])
+            .arg(self.config_path)
+            .env("KAFKA_BROKERS", self.brokers)
+            .env(
+                "SINK_GROUP_ID",
+                format!("{}-bench-{round}", self.config.kafka.group_id),
+            )
+            .env("MYSQL_HOST", &m.host)
+            .env("MYSQL_PORT", m.port.to_string())
+            .env("MYSQL_DATABASE", &m.database)
+            .env("MYSQL_TABLE", table)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .status()?;
+        let text = std::fs::read_to_string(&log_path)?;
+        if !status.success() {
+            return Err(
+                format!("the sink failed ({status}); log in {}", log_path.display()).into(),
+            );
+        }
+        let active = field(&text, "active_seconds=")
+            .ok_or_else(|| format!("no summary line in {}", log_path.display()))?;
+        verify(conn, &m.database, table, n)?;
+        Ok(SinkRun {
+            rows_per_sec: n as f64 / active,
+            cpu_per_million: field(&text, "cpu_seconds=").unwrap_or(f64::NAN) / n as f64 * 1e6,
+            peak_mib: field(&text, "peak_rss_mib=").unwrap_or(f64::NAN),
+        })
+    }
 }
 
 /// Writes `rows` through the sink's router and writers; returns rows/s from
