@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod decode;
 pub mod dlq;
+pub mod fetch;
 pub mod gen;
 pub mod http;
 pub mod metrics;

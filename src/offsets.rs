@@ -150,13 +150,14 @@ impl OffsetTracker {
             .is_some_and(|p| p.position(offset).is_some())
     }
 
-    /// Whether the only offset of `partition` still in flight is `offset`.
-    pub fn only_pending_is(&self, partition: i32, offset: i64) -> bool {
+    /// Whether every offset of `partition` still in flight is at or after
+    /// `from`: those the consumer holds, not yet handed to a writer.
+    pub fn only_pending_from(&self, partition: i32, from: i64) -> bool {
         self.parts.get(&partition).is_none_or(|p| {
             p.pending
                 .iter()
-                .filter(|(_, done)| !done)
-                .all(|&(o, _)| o == offset)
+                .take_while(|&&(o, _)| o < from)
+                .all(|&(_, done)| done)
         })
     }
 
@@ -193,6 +194,23 @@ mod tests {
         assert!(t.complete(0, 13));
         assert_eq!(t.committable(0), Some(15));
         assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn held_offsets_do_not_count_as_in_flight_elsewhere() {
+        let mut t = OffsetTracker::new();
+        for o in 0..6 {
+            t.register(0, o);
+        }
+        // 0..3 went to writers, 3.. are still held by the consumer.
+        assert!(!t.only_pending_from(0, 3), "0..3 are not written yet");
+        t.complete(0, 1);
+        t.complete(0, 2);
+        assert!(!t.only_pending_from(0, 3), "0 is not written yet");
+        t.complete(0, 0);
+        assert!(t.only_pending_from(0, 3));
+        assert!(!t.only_pending_from(0, 4), "3 is pending and before 4");
+        assert!(t.only_pending_from(7, 0), "unknown partitions hold nothing");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! consumer's context.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -19,6 +19,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::config::{Config, KafkaConfig};
 use crate::decode::Decoder;
+use crate::fetch::{Batch, FetchQueue, Fetched};
 use crate::metrics::{Metrics, PartitionLabel};
 use crate::offsets::OffsetTracker;
 use crate::progress::Reporter;
@@ -36,6 +37,8 @@ pub enum SourceError {
         topic: String,
         source: rdkafka::error::KafkaError,
     },
+    #[error("cannot create librdkafka's message queue (out of memory?)")]
+    Queue,
     #[error("writer {0} stopped unexpectedly; see the log above for its panic")]
     WriterGone(usize),
 }
@@ -56,23 +59,32 @@ pub struct SinkContext {
     /// the revoked partitions' in-flight rows.
     acks: Receiver<Ack>,
     revoke_timeout: Duration,
-    /// The message the consumer read but could not hand to a writer yet; a
-    /// revocation does not wait for it, since it will never be written here.
-    held: Arc<Mutex<Option<(i32, i64)>>>,
+    /// Messages the consumer read but could not hand to writers yet, as the
+    /// first such offset per partition: a revocation does not wait for
+    /// them, since they will never be written here.
+    held: Held,
+    /// Where assigned partitions' messages go (see [`crate::fetch`]); weak,
+    /// because the queue must be destroyed before the consumer that owns
+    /// this context.
+    fetch: OnceLock<Weak<FetchQueue>>,
 }
+
+type Held = Arc<Mutex<Vec<(i32, i64)>>>;
 
 impl SinkContext {
     /// Waits (bounded) until the partitions have nothing in flight.
     fn wait_idle(&self, parts: &[i32]) {
         let deadline = Instant::now() + self.revoke_timeout;
         loop {
-            let held = *self.held.lock().unwrap_or_else(|p| p.into_inner());
+            let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
             {
                 let t = lock(&self.tracker);
-                let idle = parts.iter().all(|&p| match held {
-                    Some((hp, ho)) if hp == p => t.only_pending_is(p, ho),
-                    _ => t.is_idle(p),
-                });
+                let idle = parts
+                    .iter()
+                    .all(|&p| match held.iter().find(|&&(hp, _)| hp == p) {
+                        Some(&(_, from)) => t.only_pending_from(p, from),
+                        None => t.is_idle(p),
+                    });
                 if idle {
                     return;
                 }
@@ -131,6 +143,17 @@ impl ConsumerContext for SinkContext {
                 }
             }
             Rebalance::Assign(tpl) => {
+                // Before librdkafka starts fetching them (see crate::fetch).
+                if let Some(queue) = self.fetch.get().and_then(Weak::upgrade) {
+                    for e in tpl.elements() {
+                        if !queue.attach(consumer, e.topic(), e.partition()) {
+                            log::warn!(
+                                "cannot route partition {} to the batch queue; reading it one message at a time",
+                                e.partition()
+                            );
+                        }
+                    }
+                }
                 log::info!("partitions assigned: {:?}", partitions_of(tpl));
             }
             Rebalance::Error(e) => log::warn!("rebalance error: {e}"),
@@ -207,11 +230,67 @@ pub fn pause_after(cfg: &KafkaConfig) -> Duration {
     Duration::from_millis((max_poll_ms / 4).clamp(100, 5_000))
 }
 
+/// Messages taken from librdkafka per read; a batch is registered in the
+/// tracker under one lock and handed over before the next read.
+const READ_BATCH: usize = 256;
+
+/// The parts of a Kafka message the sink uses.
+struct Msg<'a> {
+    partition: i32,
+    offset: i64,
+    key: Option<&'a [u8]>,
+    payload: Option<&'a [u8]>,
+}
+
+/// A message copied out of rdkafka's `poll`, whose borrow of the consumer
+/// would otherwise last through the hand-over.
+struct OwnedMsg {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+}
+
+impl OwnedMsg {
+    fn as_msg(&self) -> Msg<'_> {
+        Msg {
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key.as_deref(),
+            payload: self.payload.as_deref(),
+        }
+    }
+}
+
+/// What the hand-over of a batch needs besides the source itself.
+struct Handover<'r> {
+    decoder: Decoder,
+    stats: Reporter,
+    last_commit: Instant,
+    router: &'r Router,
+    acks: &'r Receiver<Ack>,
+    shutdown: &'r Shutdown,
+}
+
+/// The first offset of each partition among `msgs`.
+fn first_offsets(msgs: &[Msg<'_>]) -> Vec<(i32, i64)> {
+    let mut out: Vec<(i32, i64)> = Vec::new();
+    for m in msgs {
+        if !out.iter().any(|&(p, _)| p == m.partition) {
+            out.push((m.partition, m.offset));
+        }
+    }
+    out
+}
+
 pub struct Source {
+    /// Declared before `consumer`, so it is destroyed first, as librdkafka
+    /// requires of application queues.
+    fetch: Arc<FetchQueue>,
     consumer: BaseConsumer<SinkContext>,
     tracker: Tracker,
     acks: Receiver<Ack>,
-    held: Arc<Mutex<Option<(i32, i64)>>>,
+    held: Held,
     /// Whether fetching is paused because the writers are behind.
     paused: bool,
     /// The progress bar, when stderr is a terminal.
@@ -256,17 +335,20 @@ impl Source {
         let cfg = &config.kafka;
         let dlq_keeps = config.dlq_table().is_some() || config.dlq_topic().is_some();
         let tracker: Tracker = Arc::new(Mutex::new(OffsetTracker::new()));
-        let held = Arc::new(Mutex::new(None));
+        let held: Held = Arc::new(Mutex::new(Vec::new()));
         let context = SinkContext {
             tracker: tracker.clone(),
             metrics: metrics.clone(),
             acks: acks.clone(),
             revoke_timeout: Duration::from_millis(cfg.revoke_timeout_ms),
             held: held.clone(),
+            fetch: OnceLock::new(),
         };
         let consumer: BaseConsumer<SinkContext> = client_config(cfg)
             .create_with_context(context)
             .map_err(SourceError::Create)?;
+        let fetch = Arc::new(FetchQueue::new(&consumer).ok_or(SourceError::Queue)?);
+        let _ = consumer.context().fetch.set(Arc::downgrade(&fetch));
         consumer
             .subscribe(&[&cfg.topic])
             .map_err(|source| SourceError::Subscribe {
@@ -274,6 +356,7 @@ impl Source {
                 source,
             })?;
         Ok(Source {
+            fetch,
             consumer,
             tracker,
             acks,
@@ -325,62 +408,124 @@ impl Source {
         acks: &Receiver<Ack>,
         shutdown: &Shutdown,
     ) -> Result<(), SourceError> {
-        let mut decoder = Decoder::new();
-        let mut stats = Reporter::new(self.settings.stats_interval_ms, self.bar.take());
-        let mut last_commit = Instant::now();
+        let mut cx = Handover {
+            decoder: Decoder::new(),
+            stats: Reporter::new(self.settings.stats_interval_ms, self.bar.take()),
+            last_commit: Instant::now(),
+            router,
+            acks,
+            shutdown,
+        };
         // Fetching resumes once the channels are half empty again, so a
         // pause is not undone by the very next row.
         let resume_below = router.capacity() / 2;
-        // Reading the clock for every message shows in profiles; once every
-        // 64 messages (or when idle) is plenty for a one-second interval.
-        let mut unchecked = 0u32;
+        let mut batch = Batch::with_capacity(READ_BATCH);
         let mut finishing = false;
         while !shutdown.is_requested() {
             self.take_acks(acks);
             if self.paused && router.queued() <= resume_below {
                 self.set_paused(false);
             }
-            unchecked += 1;
-            let due = unchecked >= 64 && {
-                unchecked = 0;
-                last_commit.elapsed() >= self.settings.commit_interval || finishing
-            };
-            finishing = false;
-            if due {
+            if finishing || cx.last_commit.elapsed() >= self.settings.commit_interval {
                 self.commit();
-                last_commit = Instant::now();
-                self.report(&mut stats, router);
+                cx.last_commit = Instant::now();
+                self.report(&mut cx.stats, router);
                 if self.settings.until_caught_up && self.caught_up() {
                     log::info!("caught up with the backlog; stopping");
                     shutdown.request();
                     break;
                 }
             }
-            let msg = match self.consumer.poll(Duration::from_millis(100)) {
+            finishing = false;
+            // Rebalances and errors; and, should a partition have failed to
+            // attach to the batch queue, its messages.
+            let stray = self.serve_events();
+            let msgs: Vec<Msg<'_>> = match &stray {
+                Some(m) => vec![m.as_msg()],
                 None => {
-                    unchecked = 64;
-                    // A backfill that has read and written everything
-                    // commits and checks for the end now, rather than at
-                    // the next commit interval.
-                    finishing = self.settings.until_caught_up
-                        && lock(&self.tracker).in_flight() == 0
-                        && last_commit.elapsed() >= Duration::from_millis(20);
-                    continue;
+                    self.fetch.read(&mut batch, Duration::from_millis(100));
+                    batch.iter().filter_map(|m| self.message(m)).collect()
                 }
-                Some(Err(e)) => {
-                    log::warn!("Kafka consumer error: {e}");
-                    continue;
-                }
-                Some(Ok(m)) => m,
             };
-            Metrics::add(&self.metrics.consumed, 1);
-            if self.first_message_at.is_none() {
-                self.first_message_at = Some(Instant::now());
+            if msgs.is_empty() {
+                // A backfill that has read and written everything commits
+                // and checks for the end now, rather than at the next commit
+                // interval.
+                finishing = self.settings.until_caught_up
+                    && lock(&self.tracker).in_flight() == 0
+                    && cx.last_commit.elapsed() >= Duration::from_millis(20);
+                continue;
             }
-            let (partition, offset) = (msg.partition(), msg.offset());
-            lock(&self.tracker).register(partition, offset);
-            let tombstone = msg.payload().is_none();
-            let op = self.to_op(&mut decoder, msg.key(), msg.payload());
+            if !self.hand_over(&msgs, &mut cx)? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// A fetched message, or `None` (after a warning) for the fetch errors
+    /// librdkafka reports in place of one.
+    fn message<'b>(&self, m: Fetched<'b>) -> Option<Msg<'b>> {
+        if let Some(e) = m.error() {
+            log::warn!(
+                "Kafka consumer error on {}/{}: {e}",
+                self.settings.topic,
+                m.partition()
+            );
+            return None;
+        }
+        Some(Msg {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            payload: m.payload(),
+        })
+    }
+
+    /// Serves one event from the consumer queue (rebalances run their
+    /// callbacks in here). Returns a copy of the message if the event was
+    /// one: a partition that is not attached to the batch queue.
+    fn serve_events(&mut self) -> Option<OwnedMsg> {
+        match self.consumer.poll(Duration::ZERO)? {
+            Ok(m) => Some(OwnedMsg {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec),
+            }),
+            Err(e) => {
+                log::warn!("Kafka consumer error: {e}");
+                None
+            }
+        }
+    }
+
+    /// Registers the messages in the tracker, decodes them and hands them to
+    /// their writers. Returns false if shutdown was requested while waiting
+    /// for room: what was not handed over stays registered and in flight,
+    /// so nothing at or after it is committed.
+    fn hand_over(&mut self, msgs: &[Msg<'_>], cx: &mut Handover<'_>) -> Result<bool, SourceError> {
+        Metrics::add(&self.metrics.consumed, msgs.len() as u64);
+        if self.first_message_at.is_none() {
+            self.first_message_at = Some(Instant::now());
+        }
+        {
+            let mut t = lock(&self.tracker);
+            for m in msgs {
+                t.register(m.partition, m.offset);
+            }
+        }
+        // Whether `poll` ran since the messages were registered: a
+        // revocation in there forgets the revoked partitions' offsets, and
+        // their messages must not be written here any more.
+        let mut polled = false;
+        for (i, m) in msgs.iter().enumerate() {
+            let (partition, offset) = (m.partition, m.offset);
+            if polled && !lock(&self.tracker).is_tracked(partition, offset) {
+                continue;
+            }
+            let tombstone = m.payload.is_none();
+            let op = self.to_op(&mut cx.decoder, m.key, m.payload);
             let skip = match &op {
                 _ if tombstone && !self.settings.delete_on_tombstone => {
                     log::debug!(
@@ -406,11 +551,10 @@ impl Source {
             let raw = if self.settings.keep_raw {
                 let limit = self.settings.max_payload_bytes;
                 // An oversized payload is kept only up to the limit.
-                Raw::new(msg.key(), msg.payload().map(|p| &p[..p.len().min(limit)]))
+                Raw::new(m.key, m.payload.map(|p| &p[..p.len().min(limit)]))
             } else {
                 Raw::default()
             };
-            drop(msg);
             let mut env = Envelope {
                 partition,
                 offset,
@@ -423,7 +567,7 @@ impl Source {
             // however long MySQL is away.
             let mut blocked_since: Option<Instant> = None;
             loop {
-                match router.route(env, Duration::from_millis(50)) {
+                match cx.router.route(env, Duration::from_millis(50)) {
                     Ok(()) => break,
                     Err(RouteError::WriterGone(w)) => return Err(SourceError::WriterGone(w)),
                     Err(RouteError::Full(back)) => {
@@ -433,24 +577,23 @@ impl Source {
                         if stalled && !self.paused {
                             self.set_paused(true);
                         }
-                        self.take_acks(acks);
-                        if last_commit.elapsed() >= self.settings.commit_interval {
+                        self.take_acks(cx.acks);
+                        if cx.last_commit.elapsed() >= self.settings.commit_interval {
                             self.commit();
-                            last_commit = Instant::now();
-                            self.report(&mut stats, router);
+                            cx.last_commit = Instant::now();
+                            self.report(&mut cx.stats, cx.router);
                         }
-                        if shutdown.is_requested() {
-                            // Registered but never written: it stays in
-                            // flight, so nothing at or after it is committed.
-                            return Ok(());
+                        if cx.shutdown.is_requested() {
+                            return Ok(false);
                         }
                         if !stalled {
                             continue;
                         }
                         *self.held.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some((env.partition, env.offset));
+                            first_offsets(&msgs[i..]);
                         self.poll_while_paused();
-                        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        polled = true;
+                        self.held.lock().unwrap_or_else(|p| p.into_inner()).clear();
                         if !lock(&self.tracker).is_tracked(env.partition, env.offset) {
                             // Its partition was revoked meanwhile: the new
                             // owner reads it again from the committed offset.
@@ -460,7 +603,7 @@ impl Source {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Updates the gauges and the progress report.
@@ -558,9 +701,20 @@ impl Source {
     /// its partition is rewound to it, so it is fetched again on resume.
     fn poll_while_paused(&mut self) {
         let before = self.consumer.assignment().map(|a| a.count()).unwrap_or(0);
-        if let Some(Ok(msg)) = self.consumer.poll(Duration::ZERO) {
-            let (p, o) = (msg.partition(), msg.offset());
-            drop(msg);
+        let mut rewind: Vec<(i32, i64)> = Vec::new();
+        if let Some(m) = self.serve_events() {
+            rewind.push((m.partition, m.offset));
+        }
+        let mut late = Batch::with_capacity(READ_BATCH);
+        self.fetch.read(&mut late, Duration::ZERO);
+        for m in late.iter().filter(|m| m.error().is_none()) {
+            match rewind.iter_mut().find(|(p, _)| *p == m.partition()) {
+                Some((_, o)) => *o = (*o).min(m.offset()),
+                None => rewind.push((m.partition(), m.offset())),
+            }
+        }
+        drop(late);
+        for (p, o) in rewind {
             if let Err(e) = self.consumer.seek(
                 &self.settings.topic,
                 p,
