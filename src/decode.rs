@@ -4,14 +4,21 @@
 //! strings, `quantity` defaults to 1, `unit_price` and `total_value` default
 //! to 0, `processed_at` may be null or absent, and unknown fields are ignored.
 //!
-//! Numbers are kept as JSON gave them (integer or float) instead of being
-//! forced into Rust types here: the table's column types decide what fits, so
-//! an out-of-range value is reported by MySQL with its own error, the same way
-//! the seed passed values through to the driver.
+//! Numbers are kept as the JSON text that carried them, not converted to
+//! Rust types: the table's column types decide what fits, so an out-of-range
+//! value is reported by MySQL with its own error, the same way the seed
+//! passed values through to the driver. A JSON number is also a valid SQL
+//! numeric literal, so the text goes into the statement as it is; that
+//! spares a float parse and print per value (a tenth of the sink's
+//! instructions) and is exact where a double is not: `0.12499999999999999999`
+//! reaches a DECIMAL(10,2) as 0.12, where its nearest double would round to
+//! 0.13.
+
+use std::borrow::Cow;
 
 use simd_json::{Node, StaticNode, Tape};
 
-/// A JSON number as it arrived.
+/// A JSON number as a value, for rows built in code rather than decoded.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Num {
     Int(i64),
@@ -19,18 +26,40 @@ pub enum Num {
     Float(f64),
 }
 
+impl Num {
+    /// Appends the number as a SQL numeric literal. Floats use the shortest
+    /// text that reads back as the same double, so `49.99` stays `49.99`.
+    pub fn push_to(self, buf: &mut String) {
+        match self {
+            Num::Int(i) => buf.push_str(itoa::Buffer::new().format(i)),
+            Num::Uint(u) => buf.push_str(itoa::Buffer::new().format(u)),
+            // Non-finite values cannot come from JSON; NULL makes MySQL
+            // refuse the row loudly rather than store something made up.
+            Num::Float(f) if !f.is_finite() => buf.push_str("NULL"),
+            Num::Float(f) => buf.push_str(ryu::Buffer::new().format_finite(f)),
+        }
+    }
+
+    fn to_sql(self) -> String {
+        let mut s = String::new();
+        self.push_to(&mut s);
+        s
+    }
+}
+
 /// One row of the target table.
+///
+/// All of it is text in one allocation: `id`, `order_id`, then the SQL
+/// literals of `quantity`, `unit_price`, `total_value` and `processed_at`.
+/// Rows are made on the consumer thread and freed on a writer's, and
+/// allocator traffic across threads was the largest single cost in
+/// profiles; a small row also moves through the channels more cheaply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    /// `id` followed by `order_id`. One allocation rather than two: rows are
-    /// made on the consumer thread and freed on a writer's, and allocator
-    /// traffic across threads was the largest single cost in profiles.
     text: Box<str>,
-    id_len: usize,
-    pub quantity: Num,
-    pub unit_price: Num,
-    pub total_value: Num,
-    pub processed_at: Option<Num>,
+    /// Where each field ends in `text`, in the order above.
+    ends: [u32; 6],
+    has_processed_at: bool,
 }
 
 impl Row {
@@ -42,26 +71,74 @@ impl Row {
         total_value: Num,
         processed_at: Option<Num>,
     ) -> Row {
-        let mut text = String::with_capacity(id.len() + order_id.len());
-        text.push_str(id);
-        text.push_str(order_id);
+        let [q, u, t] = [quantity, unit_price, total_value].map(Num::to_sql);
+        Row::from_texts(
+            id,
+            order_id,
+            [&q, &u, &t],
+            processed_at.map(Num::to_sql).as_deref(),
+        )
+    }
+
+    /// A row from its fields' texts; the numbers must be SQL literals.
+    fn from_texts(id: &str, order_id: &str, nums: [&str; 3], processed_at: Option<&str>) -> Row {
+        let fields = [
+            id,
+            order_id,
+            nums[0],
+            nums[1],
+            nums[2],
+            processed_at.unwrap_or(""),
+        ];
+        // Sized exactly, so that turning it into a box does not reallocate.
+        let mut text = String::with_capacity(fields.iter().map(|f| f.len()).sum());
+        let mut ends = [0u32; 6];
+        for (end, f) in ends.iter_mut().zip(fields) {
+            text.push_str(f);
+            // Payloads are limited to far below 4 GiB (sink.max_payload_bytes).
+            *end = text.len() as u32;
+        }
         Row {
             text: text.into_boxed_str(),
-            id_len: id.len(),
-            quantity,
-            unit_price,
-            total_value,
-            processed_at,
+            ends,
+            has_processed_at: processed_at.is_some(),
         }
+    }
+
+    fn field(&self, k: usize) -> &str {
+        let start = if k == 0 { 0 } else { self.ends[k - 1] as usize };
+        self.text
+            .get(start..self.ends[k] as usize)
+            .unwrap_or_default()
     }
 
     /// The primary key.
     pub fn id(&self) -> &str {
-        &self.text[..self.id_len]
+        self.field(0)
     }
 
     pub fn order_id(&self) -> &str {
-        &self.text[self.id_len..]
+        self.field(1)
+    }
+
+    /// SQL numeric literal.
+    pub fn quantity(&self) -> &str {
+        self.field(2)
+    }
+
+    /// SQL numeric literal.
+    pub fn unit_price(&self) -> &str {
+        self.field(3)
+    }
+
+    /// SQL numeric literal.
+    pub fn total_value(&self) -> &str {
+        self.field(4)
+    }
+
+    /// SQL numeric literal, or `None` for NULL.
+    pub fn processed_at(&self) -> Option<&str> {
+        self.has_processed_at.then(|| self.field(5))
     }
 }
 
@@ -77,10 +154,11 @@ pub enum DecodeError {
 /// Decodes payloads, reusing its buffers from one message to the next.
 ///
 /// simd-json parses in place, so each payload is copied once into a scratch
-/// buffer. That buffer, simd-json's own and the tape it parses into all live
-/// across messages, which leaves the row's one allocation as the only one
-/// per message. The tape is read directly rather than through serde: the
-/// shape is flat and fixed, and the serde layer cost more than the scan.
+/// buffer, padded as simd-json needs so that it does not copy it again. That
+/// buffer, simd-json's own and the tape it parses into all live across
+/// messages, which leaves the row's one allocation as the only one per
+/// message. The tape is read directly rather than through serde: the shape
+/// is flat and fixed, and the serde layer cost more than the scan.
 pub struct Decoder {
     scratch: Vec<u8>,
     buffers: simd_json::Buffers,
@@ -109,9 +187,16 @@ impl Decoder {
         }
         self.scratch.clear();
         self.scratch.extend_from_slice(payload);
+        self.scratch
+            .resize(payload.len() + simd_json::INPUT_PADDING, b' ');
         let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
-        let row = match simd_json::fill_tape(&mut self.scratch, &mut self.buffers, &mut tape) {
-            Ok(()) => row_from_tape(&tape.0),
+        let row = match simd_json::fill_tape_padded(
+            &mut self.scratch,
+            payload.len(),
+            &mut self.buffers,
+            &mut tape,
+        ) {
+            Ok(()) => row_from_tape(&tape.0, payload, self.buffers.structural_indexes()),
             Err(e) => Err(DecodeError::Invalid(e.to_string())),
         };
         self.tape = Some(tape.reset());
@@ -119,22 +204,37 @@ impl Decoder {
     }
 }
 
-/// The fields of an order, from a parsed tape.
-fn row_from_tape(nodes: &[Node<'_>]) -> Result<Row, DecodeError> {
+/// The fields of an order, from a parsed tape. `structurals` are the
+/// positions in `payload` of the JSON structural characters and of the first
+/// character of every value, in document order, as simd-json found them;
+/// walking them beside the tape gives each number's text.
+fn row_from_tape(
+    nodes: &[Node<'_>],
+    payload: &[u8],
+    structurals: &[u32],
+) -> Result<Row, DecodeError> {
     let invalid = |m: String| Err(DecodeError::Invalid(m));
     let Some(&Node::Object { len, .. }) = nodes.first() else {
         return invalid("expected a JSON object".into());
     };
     let mut id: Option<&str> = None;
     let mut order_id: Option<&str> = None;
-    let mut nums: [Option<Option<Num>>; 4] = [None; 4];
+    let mut nums: [Option<Option<Cow<'_, str>>>; 4] = Default::default();
     const NUMS: [&str; 4] = ["quantity", "unit_price", "total_value", "processed_at"];
-    let mut i = 1;
+    // Tape node and structural index of the current member's key: after the
+    // object's `{`, each member is key, `:`, value, then `,` or `}`.
+    let (mut i, mut s) = (1, 1);
     for _ in 0..len {
         let (Some(Node::String(key)), Some(value)) = (nodes.get(i), nodes.get(i + 1)) else {
             return invalid("truncated object".into());
         };
-        i += 1 + node_width(value);
+        let (width, span) = match value {
+            Node::Object { .. } | Node::Array { .. } => widths(&nodes[i + 1..]),
+            _ => (1, 1),
+        };
+        let key_at = s;
+        i += 1 + width;
+        s += 3 + span;
         let slot = match *key {
             "id" => Some(&mut id),
             "order_id" => Some(&mut order_id),
@@ -152,7 +252,7 @@ fn row_from_tape(nodes: &[Node<'_>]) -> Result<Row, DecodeError> {
         let Some(k) = NUMS.iter().position(|n| n == key) else {
             continue; // unknown fields are ignored, as the seed did
         };
-        let num = match value {
+        let value = match value {
             Node::Static(StaticNode::Null) => None,
             Node::Static(StaticNode::I64(v)) => Some(Num::Int(*v)),
             Node::Static(StaticNode::U64(v)) => Some(match i64::try_from(*v) {
@@ -162,7 +262,11 @@ fn row_from_tape(nodes: &[Node<'_>]) -> Result<Row, DecodeError> {
             Node::Static(StaticNode::F64(v)) if v.is_finite() => Some(Num::Float(*v)),
             _ => return invalid(format!("`{key}` must be a number or null")),
         };
-        if nums[k].replace(num).is_some() {
+        let field = value.map(|v| match number_text(payload, structurals, key_at) {
+            Some(t) => Cow::Borrowed(t),
+            None => Cow::Owned(v.to_sql()),
+        });
+        if nums[k].replace(field).is_some() {
             return invalid(format!("duplicate field `{key}`"));
         }
     }
@@ -176,22 +280,67 @@ fn row_from_tape(nodes: &[Node<'_>]) -> Result<Row, DecodeError> {
         return invalid("`id` must not be empty".into());
     }
     let [quantity, unit_price, total_value, processed_at] = nums.map(Option::flatten);
-    Ok(Row::new(
+    Ok(Row::from_texts(
         id,
         order_id,
-        quantity.unwrap_or(Num::Int(1)),
-        unit_price.unwrap_or(Num::Int(0)),
-        total_value.unwrap_or(Num::Int(0)),
-        processed_at,
+        [
+            quantity.as_deref().unwrap_or("1"),
+            unit_price.as_deref().unwrap_or("0"),
+            total_value.as_deref().unwrap_or("0"),
+        ],
+        processed_at.as_deref(),
     ))
 }
 
-/// How many tape nodes a value takes, its nested values included.
-fn node_width(node: &Node<'_>) -> usize {
-    match node {
-        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
-        _ => 1,
+/// The text of the number that is the value of the member whose key is at
+/// structural `key`, or `None` if the positions do not look like
+/// `"key" : number ,|}` (the caller then prints the parsed value instead, so
+/// a miscount here could never put other text in a statement).
+fn number_text<'p>(payload: &'p [u8], structurals: &[u32], key: usize) -> Option<&'p str> {
+    let at = |k: usize| structurals.get(k).map(|&p| p as usize);
+    let (colon, start, end) = (at(key + 1)?, at(key + 2)?, at(key + 3)?);
+    let byte = |p: usize| payload.get(p).copied();
+    if byte(at(key)?) != Some(b'"') || byte(colon) != Some(b':') {
+        return None;
     }
+    if !matches!(byte(end), Some(b',' | b'}')) {
+        return None;
+    }
+    let text = payload.get(start..end)?.trim_ascii_end();
+    let number_like = matches!(text.first(), Some(b'-' | b'0'..=b'9'))
+        && text
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'));
+    if !number_like {
+        return None;
+    }
+    // SAFETY: every byte was just checked to be one of a few ASCII
+    // characters, and ASCII is valid UTF-8. (The checked conversion cost more
+    // than the rest of this function.)
+    Some(unsafe { std::str::from_utf8_unchecked(text) })
+}
+
+/// How many tape nodes and how many structural positions the value at
+/// `nodes[0]` takes, nested values included. A scalar is one of each; a
+/// container adds its brackets, and per member its key and `:` (objects)
+/// and the `,` between members.
+fn widths(nodes: &[Node<'_>]) -> (usize, usize) {
+    let (len, is_object) = match nodes.first() {
+        Some(Node::Object { len, .. }) => (*len, true),
+        Some(Node::Array { len, .. }) => (*len, false),
+        _ => return (1, 1),
+    };
+    let (mut n, mut s) = (1, 2 + len.saturating_sub(1));
+    for _ in 0..len {
+        if is_object {
+            n += 1;
+            s += 2;
+        }
+        let (vn, vs) = widths(nodes.get(n..).unwrap_or_default());
+        n += vn;
+        s += vs;
+    }
+    (n, s)
 }
 
 #[cfg(test)]
@@ -226,12 +375,12 @@ mod tests {
     fn defaults_nulls_and_unknown_fields() {
         let row =
             decode(r#"{"id":"a","order_id":"o","extra":{"x":[1,2]},"processed_at":null}"#).unwrap();
-        assert_eq!(row.quantity, Num::Int(1));
-        assert_eq!(row.unit_price, Num::Int(0));
-        assert_eq!(row.total_value, Num::Int(0));
-        assert_eq!(row.processed_at, None);
+        assert_eq!(row.quantity(), "1");
+        assert_eq!(row.unit_price(), "0");
+        assert_eq!(row.total_value(), "0");
+        assert_eq!(row.processed_at(), None);
         let row = decode(r#"{"id":"a","order_id":"o","quantity":null}"#).unwrap();
-        assert_eq!(row.quantity, Num::Int(1));
+        assert_eq!(row.quantity(), "1");
     }
 
     #[test]
@@ -242,12 +391,77 @@ mod tests {
     }
 
     #[test]
-    fn large_numbers_keep_their_kind() {
-        let row = decode(r#"{"id":"a","order_id":"o","quantity":18446744073709551615,"unit_price":1e9,"total_value":-3}"#)
+    fn numbers_keep_their_json_text() {
+        let row = decode(r#"{"id":"a","order_id":"o","quantity":18446744073709551615,"unit_price":1e9,"total_value":-3,"processed_at":0.12499999999999999999}"#)
             .unwrap();
-        assert_eq!(row.quantity, Num::Uint(u64::MAX));
-        assert_eq!(row.unit_price, Num::Float(1e9));
-        assert_eq!(row.total_value, Num::Int(-3));
+        assert_eq!(row.quantity(), "18446744073709551615");
+        assert_eq!(row.unit_price(), "1e9");
+        assert_eq!(row.total_value(), "-3");
+        assert_eq!(row.processed_at(), Some("0.12499999999999999999"));
+    }
+
+    #[test]
+    fn number_texts_are_found_through_whitespace_nesting_and_escapes() {
+        let row = decode(
+            " {\"k\\\"\" : [ {\"x\":\"}\",\"y\":[1,[2],{}]} , -1.5e3 ] ,\n\t\"quantity\" :\r 12 ,\"z\":{\"quantity\":99},\"id\":\"i,\\\"d\",\"order_id\":\"o\",\"unit_price\":  -0.5E+2  ,\"total_value\":0 , \"processed_at\":1e-2} ",
+        )
+        .unwrap();
+        assert_eq!(row.id(), "i,\"d");
+        assert_eq!(row.quantity(), "12");
+        assert_eq!(row.unit_price(), "-0.5E+2");
+        assert_eq!(row.total_value(), "0");
+        assert_eq!(row.processed_at(), Some("1e-2"));
+    }
+
+    #[test]
+    fn every_number_text_is_the_number_the_parser_read() {
+        // Unknown members of every shape before, between and after the known
+        // ones: whatever the walk over structural positions makes of them,
+        // the text it takes must read back as the value simd-json parsed.
+        let fillers = [
+            "",
+            r#""a":1,"#,
+            r#""a":"x,\":y","#,
+            r#""a":[],"b":{},"#,
+            r#""a":[1,[2,[3,{"q":4}]],{"r":[]}],"#,
+            r#""a":{"b":{"c":[true,false,null]}},"#,
+        ];
+        let mut checked = 0;
+        for (i, f1) in fillers.iter().enumerate() {
+            for f2 in &fillers[i..] {
+                let doc = format!(
+                    r#"{{{f1}"quantity":3,{f2}"id":"x","unit_price":12.5,{f1}"order_id":"o",{f2}"total_value":-7e1,"processed_at":17}}"#
+                );
+                let row = Decoder::new().decode(doc.as_bytes()).unwrap();
+                let texts = [row.quantity(), row.unit_price(), row.total_value()];
+                assert_eq!(texts, ["3", "12.5", "-7e1"], "{doc}");
+                assert_eq!(row.processed_at(), Some("17"), "{doc}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 21);
+    }
+
+    #[test]
+    fn the_walk_falls_back_to_the_parsed_value_when_positions_do_not_fit() {
+        // Positions that do not frame a number are refused, whatever they hold.
+        assert_eq!(number_text(br#"{"a":1}"#, &[0, 1, 4, 5, 6], 1), Some("1"));
+        assert_eq!(number_text(br#"{"a":1}"#, &[0, 1, 4, 5, 6], 0), None);
+        assert_eq!(number_text(br#"{"a":"1"}"#, &[0, 1, 4, 5, 8], 1), None);
+        assert_eq!(number_text(br#"{"a":1"#, &[0, 1, 4, 5], 1), None);
+        // And a row built from values prints them as SQL literals.
+        let row = Row::new(
+            "i",
+            "o",
+            Num::Uint(u64::MAX),
+            Num::Float(0.1),
+            Num::Float(5.0),
+            None,
+        );
+        assert_eq!(
+            [row.quantity(), row.unit_price(), row.total_value()],
+            ["18446744073709551615", "0.1", "5.0"]
+        );
     }
 
     #[test]
@@ -281,10 +495,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((row.id(), row.order_id()), ("x", "o"));
-        assert_eq!(
-            (row.quantity, row.unit_price),
-            (Num::Int(7), Num::Float(1.25))
-        );
+        assert_eq!((row.quantity(), row.unit_price()), ("7", "1.25"));
     }
 
     #[test]

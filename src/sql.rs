@@ -218,36 +218,19 @@ fn push_tuple(buf: &mut String, row: &Row) {
     push_str_literal(buf, row.id());
     buf.push(',');
     push_str_literal(buf, row.order_id());
-    buf.push(',');
-    push_num(buf, row.quantity);
-    buf.push(',');
-    push_num(buf, row.unit_price);
-    buf.push(',');
-    push_num(buf, row.total_value);
-    buf.push(',');
-    match row.processed_at {
-        Some(n) => push_num(buf, n),
-        None => buf.push_str("NULL"),
+    // The numbers are SQL literals already (see crate::decode).
+    for n in [row.quantity(), row.unit_price(), row.total_value()] {
+        buf.push(',');
+        buf.push_str(n);
     }
+    buf.push(',');
+    buf.push_str(row.processed_at().unwrap_or("NULL"));
     buf.push(')');
 }
 
-/// Appends a number as a SQL numeric literal. Floats use the shortest text
-/// that reads back as the same double, so `49.99` in JSON reaches a DECIMAL
-/// column as the exact decimal literal `49.99`.
+/// Appends a number as a SQL numeric literal (see [`Num::push_to`]).
 pub fn push_num(buf: &mut String, n: Num) {
-    match n {
-        Num::Int(i) => buf.push_str(itoa::Buffer::new().format(i)),
-        Num::Uint(u) => buf.push_str(itoa::Buffer::new().format(u)),
-        Num::Float(f) => {
-            if f.is_finite() {
-                buf.push_str(ryu::Buffer::new().format_finite(f));
-            } else {
-                // Unreachable from JSON; NULL makes MySQL reject it loudly.
-                buf.push_str("NULL");
-            }
-        }
-    }
+    n.push_to(buf);
 }
 
 /// Appends `s` as a string literal whose meaning does not depend on `sql_mode`.

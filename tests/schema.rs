@@ -278,17 +278,26 @@ fn decimals_are_exact_and_batches_split_under_a_small_packet_budget() {
     };
     let metrics = writer.metrics.clone();
     let h = std::thread::spawn(move || writer.run());
+    // JSON text as it arrives, and what a DECIMAL(10,2) must hold. The text
+    // reaches MySQL as it is: 0.12499999999999999999 is 0.12, though the
+    // nearest double (0.125) would round to 0.13.
     let prices = [
-        (Num::Float(49.99), "49.99"),
-        (Num::Float(0.1), "0.10"),
-        (Num::Float(0.125), "0.13"),
-        (Num::Float(99999999.99), "99999999.99"),
-        (Num::Int(7), "7.00"),
-        (Num::Float(1e-7), "0.00"),
+        ("49.99", "49.99"),
+        ("0.1", "0.10"),
+        ("0.125", "0.13"),
+        ("99999999.99", "99999999.99"),
+        ("7", "7.00"),
+        ("1e-7", "0.00"),
+        ("0.12499999999999999999", "0.12"),
+        ("-1.5E+1", "-15.00"),
     ];
+    let mut decoder = kafka_mysql_sink::decode::Decoder::new();
     for i in 0..2000 {
-        let mut r = row(&format!("id-{i:05}"), &format!("ORD-{i}"));
-        r.unit_price = prices[i % prices.len()].0;
+        let json = format!(
+            r#"{{"id":"id-{i:05}","order_id":"ORD-{i}","quantity":3,"unit_price":{},"total_value":0.3}}"#,
+            prices[i % prices.len()].0
+        );
+        let r = decoder.decode(json.as_bytes()).unwrap();
         tx.send(Envelope::upsert(0, i as i64, r)).unwrap();
     }
     drop(tx);
