@@ -49,18 +49,24 @@ impl Num {
 
 /// One row of the target table.
 ///
-/// All of it is text in one allocation: `id`, `order_id`, then the SQL
-/// literals of `quantity`, `unit_price`, `total_value` and `processed_at`.
-/// Rows are made on the consumer thread and freed on a writer's, and
-/// allocator traffic across threads was the largest single cost in
+/// All of it lives in one allocation: `id`, `order_id`, the SQL literals of
+/// `quantity`, `unit_price`, `total_value` and `processed_at`, and, when the
+/// dead-letter destination needs them, the message's key and payload as they
+/// arrived. Rows are made on the consumer thread and freed on a writer's,
+/// and allocator traffic across threads was the largest single cost in
 /// profiles; a small row also moves through the channels more cheaply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    text: Box<str>,
-    /// Where each field ends in `text`, in the order above.
-    ends: [u32; 6],
+    bytes: Box<[u8]>,
+    /// Where each part ends in `bytes`, in the order above.
+    ends: [u32; 8],
     has_processed_at: bool,
+    has_key: bool,
+    has_payload: bool,
 }
+
+/// A message's key and payload, kept with its row.
+pub type RawMessage<'a> = (Option<&'a [u8]>, &'a [u8]);
 
 impl Row {
     pub fn new(
@@ -72,44 +78,75 @@ impl Row {
         processed_at: Option<Num>,
     ) -> Row {
         let [q, u, t] = [quantity, unit_price, total_value].map(Num::to_sql);
-        Row::from_texts(
-            id,
-            order_id,
-            [&q, &u, &t],
+        Row::from_parts(
+            [id, order_id, &q, &u, &t],
             processed_at.map(Num::to_sql).as_deref(),
+            None,
         )
     }
 
-    /// A row from its fields' texts; the numbers must be SQL literals.
-    fn from_texts(id: &str, order_id: &str, nums: [&str; 3], processed_at: Option<&str>) -> Row {
-        let fields = [
-            id,
-            order_id,
-            nums[0],
-            nums[1],
-            nums[2],
-            processed_at.unwrap_or(""),
+    /// A row from its fields' texts (the numbers must be SQL literals) and,
+    /// optionally, the message it came from.
+    fn from_parts(
+        fields: [&str; 5],
+        processed_at: Option<&str>,
+        raw: Option<RawMessage<'_>>,
+    ) -> Row {
+        let (key, payload) = match raw {
+            Some((k, p)) => (k, Some(p)),
+            None => (None, None),
+        };
+        let parts: [&[u8]; 8] = [
+            fields[0].as_bytes(),
+            fields[1].as_bytes(),
+            fields[2].as_bytes(),
+            fields[3].as_bytes(),
+            fields[4].as_bytes(),
+            processed_at.unwrap_or("").as_bytes(),
+            key.unwrap_or_default(),
+            payload.unwrap_or_default(),
         ];
         // Sized exactly, so that turning it into a box does not reallocate.
-        let mut text = String::with_capacity(fields.iter().map(|f| f.len()).sum());
-        let mut ends = [0u32; 6];
-        for (end, f) in ends.iter_mut().zip(fields) {
-            text.push_str(f);
+        let mut bytes = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let mut ends = [0u32; 8];
+        for (end, p) in ends.iter_mut().zip(parts) {
+            bytes.extend_from_slice(p);
             // Payloads are limited to far below 4 GiB (sink.max_payload_bytes).
-            *end = text.len() as u32;
+            *end = bytes.len() as u32;
         }
         Row {
-            text: text.into_boxed_str(),
+            bytes: bytes.into_boxed_slice(),
             ends,
             has_processed_at: processed_at.is_some(),
+            has_key: key.is_some(),
+            has_payload: payload.is_some(),
         }
     }
 
-    fn field(&self, k: usize) -> &str {
+    fn part(&self, k: usize) -> &[u8] {
         let start = if k == 0 { 0 } else { self.ends[k - 1] as usize };
-        self.text
+        self.bytes
             .get(start..self.ends[k] as usize)
             .unwrap_or_default()
+    }
+
+    /// Field `k` (0..6) as text.
+    fn field(&self, k: usize) -> &str {
+        let b = self.part(k);
+        // SAFETY: parts 0..6 were each copied whole from a `&str` by
+        // `from_parts`, so each is valid UTF-8 on its own.
+        debug_assert!(k < 6 && std::str::from_utf8(b).is_ok());
+        unsafe { std::str::from_utf8_unchecked(b) }
+    }
+
+    /// The message's key, if its row keeps the message and it had one.
+    pub fn raw_key(&self) -> Option<&[u8]> {
+        self.has_key.then(|| self.part(6))
+    }
+
+    /// The message's payload, if its row keeps the message.
+    pub fn raw_payload(&self) -> Option<&[u8]> {
+        self.has_payload.then(|| self.part(7))
     }
 
     /// The primary key.
@@ -182,6 +219,24 @@ impl Decoder {
     }
 
     pub fn decode(&mut self, payload: &[u8]) -> Result<Row, DecodeError> {
+        self.decode_row(payload, None)
+    }
+
+    /// Decodes `payload` into a row that also keeps the message's key and
+    /// payload (for the dead-letter destination), in the same allocation.
+    pub fn decode_keeping(
+        &mut self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<Row, DecodeError> {
+        self.decode_row(payload, Some((key, payload)))
+    }
+
+    fn decode_row(
+        &mut self,
+        payload: &[u8],
+        raw: Option<RawMessage<'_>>,
+    ) -> Result<Row, DecodeError> {
         if payload.iter().all(u8::is_ascii_whitespace) {
             return Err(DecodeError::Empty);
         }
@@ -196,7 +251,7 @@ impl Decoder {
             &mut self.buffers,
             &mut tape,
         ) {
-            Ok(()) => row_from_tape(&tape.0, payload, self.buffers.structural_indexes()),
+            Ok(()) => row_from_tape(&tape.0, payload, self.buffers.structural_indexes(), raw),
             Err(e) => Err(DecodeError::Invalid(e.to_string())),
         };
         self.tape = Some(tape.reset());
@@ -212,6 +267,7 @@ fn row_from_tape(
     nodes: &[Node<'_>],
     payload: &[u8],
     structurals: &[u32],
+    raw: Option<RawMessage<'_>>,
 ) -> Result<Row, DecodeError> {
     let invalid = |m: String| Err(DecodeError::Invalid(m));
     let Some(&Node::Object { len, .. }) = nodes.first() else {
@@ -280,15 +336,16 @@ fn row_from_tape(
         return invalid("`id` must not be empty".into());
     }
     let [quantity, unit_price, total_value, processed_at] = nums.map(Option::flatten);
-    Ok(Row::from_texts(
-        id,
-        order_id,
+    Ok(Row::from_parts(
         [
+            id,
+            order_id,
             quantity.as_deref().unwrap_or("1"),
             unit_price.as_deref().unwrap_or("0"),
             total_value.as_deref().unwrap_or("0"),
         ],
         processed_at.as_deref(),
+        raw,
     ))
 }
 
@@ -508,6 +565,25 @@ mod tests {
             let err = decode(bad).unwrap_err();
             assert!(err.to_string().contains("duplicate field"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn a_row_can_keep_its_message_beside_its_fields() {
+        let payload = br#"{"id":"i\u00e9","order_id":"o","quantity":2,"processed_at":5}"#;
+        let mut d = Decoder::new();
+        let kept = d.decode_keeping(Some(b"k\xff"), payload).unwrap();
+        assert_eq!((kept.id(), kept.order_id()), ("i\u{e9}", "o"));
+        assert_eq!((kept.quantity(), kept.processed_at()), ("2", Some("5")));
+        assert_eq!(kept.raw_key(), Some(&b"k\xff"[..]));
+        assert_eq!(kept.raw_payload(), Some(&payload[..]));
+        let keyless = d.decode_keeping(None, payload).unwrap();
+        assert_eq!(
+            (keyless.raw_key(), keyless.raw_payload()),
+            (None, Some(&payload[..]))
+        );
+        let plain = d.decode(payload).unwrap();
+        assert_eq!((plain.raw_key(), plain.raw_payload()), (None, None));
+        assert_eq!(plain.id(), kept.id());
     }
 
     #[test]

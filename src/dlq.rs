@@ -70,9 +70,9 @@ pub fn push_table_insert(
         buf.push(',');
         buf.push_str(itoa::Buffer::new().format(l.env.offset));
         buf.push(',');
-        sql::push_bytes_literal(buf, l.env.raw.key());
+        sql::push_bytes_literal(buf, l.env.raw_key());
         buf.push(',');
-        sql::push_bytes_literal(buf, l.env.raw.payload());
+        sql::push_bytes_literal(buf, l.env.raw_payload());
         buf.push(',');
         sql::push_str_literal(buf, &l.error);
         buf.push(')');
@@ -159,10 +159,10 @@ impl TopicDlq {
                 });
             let mut record: BaseRecord<'_, [u8], [u8]> =
                 BaseRecord::to(&self.topic).headers(headers);
-            if let Some(k) = l.env.raw.key() {
+            if let Some(k) = l.env.raw_key() {
                 record = record.key(k);
             }
-            if let Some(p) = l.env.raw.payload() {
+            if let Some(p) = l.env.raw_payload() {
                 record = record.payload(p);
             }
             crate::produce::send(&producer, record)

@@ -548,7 +548,8 @@ impl Source {
                 lock(&self.tracker).complete(partition, offset);
                 continue;
             }
-            let raw = if self.settings.keep_raw {
+            // An upsert's row keeps its message itself (see decode::Row).
+            let raw = if self.settings.keep_raw && !matches!(op, Op::Upsert(_)) {
                 let limit = self.settings.max_payload_bytes;
                 // An oversized payload is kept only up to the limit.
                 Raw::new(m.key, m.payload.map(|p| &p[..p.len().min(limit)]))
@@ -746,7 +747,12 @@ impl Source {
                 self.settings.max_payload_bytes
             ));
         }
-        match decoder.decode(payload) {
+        let row = if self.settings.keep_raw {
+            decoder.decode_keeping(key, payload)
+        } else {
+            decoder.decode(payload)
+        };
+        match row {
             Ok(row) => Op::Upsert(row),
             Err(e) => Op::Reject(e.to_string()),
         }

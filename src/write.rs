@@ -94,6 +94,23 @@ impl Envelope {
         }
     }
 
+    /// The message's key as it arrived, where it was kept: upserts keep it in
+    /// their row (one allocation for both), other messages in `raw`.
+    pub fn raw_key(&self) -> Option<&[u8]> {
+        match &self.op {
+            Op::Upsert(row) if row.raw_payload().is_some() => row.raw_key(),
+            _ => self.raw.key(),
+        }
+    }
+
+    /// The message's payload as it arrived, where it was kept.
+    pub fn raw_payload(&self) -> Option<&[u8]> {
+        match &self.op {
+            Op::Upsert(row) if row.raw_payload().is_some() => row.raw_payload(),
+            _ => self.raw.payload(),
+        }
+    }
+
     /// The writer this message belongs to: by `id` for upserts and deletes,
     /// so versions of a key stay in order; by position for rejects, which
     /// have no usable key.
