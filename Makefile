@@ -4,10 +4,10 @@ CARGO ?= cargo
 MARIADB := scripts/mariadb-local.sh
 IMAGE ?= kafka-mysql-sink:latest
 
-.PHONY: help build test demo run bench bench-e2e lint fmt mysql-start mysql-stop docker-build up down clean
+.PHONY: help build test demo run bench bench-e2e bench-instructions lint fmt mysql-start mysql-stop docker-build up down clean
 
 help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-19s %s\n", $$1, $$2}'
 
 build: ## release build of the binary
 	$(CARGO) build --release
@@ -30,6 +30,11 @@ bench-e2e: ## end to end: ceiling vs the sink over BENCH_ORDERS (default 1000000
 	$(MARIADB) start
 	$(CARGO) build --release --bin kafka-mysql-sink --example bench_e2e
 	./target/release/examples/bench_e2e
+
+bench-instructions: ## the sink's instructions per message under callgrind (repeatable where CPU seconds are not)
+	$(MARIADB) start
+	$(CARGO) build --release --bin kafka-mysql-sink --example bench_e2e
+	scripts/sink-instructions.sh
 
 lint: ## formatting check, clippy with warnings as errors, hadolint on the Dockerfile
 	$(CARGO) fmt --all -- --check
