@@ -11,7 +11,7 @@ use kafka_mysql_sink::decode::{Decoder, Num, Row};
 use kafka_mysql_sink::gen;
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::offsets::OffsetTracker;
-use kafka_mysql_sink::route::Router;
+use kafka_mysql_sink::route::{RouteError, Router};
 use kafka_mysql_sink::shutdown::Shutdown;
 use kafka_mysql_sink::sql::{Dialect, UpsertBuilder};
 use kafka_mysql_sink::write::{
@@ -162,11 +162,9 @@ fn pipeline(c: &mut Criterion) {
 fn run_pipeline(msgs: &[Vec<u8>], writers: usize) -> Duration {
     let metrics = Arc::new(Metrics::default());
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
-    let mut senders = Vec::new();
+    let (mut router, inboxes) = Router::new(writers, 8192);
     let mut handles = Vec::new();
-    for id in 0..writers {
-        let (tx, rx) = crossbeam_channel::bounded(8192);
-        senders.push(tx);
+    for (id, rx) in inboxes.into_iter().enumerate() {
         let w = Writer {
             id,
             rx,
@@ -185,26 +183,38 @@ fn run_pipeline(msgs: &[Vec<u8>], writers: usize) -> Duration {
         handles.push(std::thread::spawn(move || w.run()));
     }
     drop(ack_tx);
-    let router = Router::new(senders);
     let start = Instant::now();
     let mut decoder = Decoder::new();
     let mut tracker = OffsetTracker::new();
-    for (i, m) in msgs.iter().enumerate() {
-        let (p, o) = ((i % 8) as i32, i as i64);
-        tracker.register(p, o);
-        let row = decoder.decode(m).unwrap();
-        let mut env = Envelope::upsert(p, o, row);
-        loop {
-            match router.route(env, Duration::from_millis(10)) {
-                Ok(()) => break,
-                Err(kafka_mysql_sink::route::RouteError::Full(back)) => {
-                    env = back;
-                    for ack in ack_rx.try_iter() {
-                        for (p, o) in ack {
-                            tracker.complete(p, o);
-                        }
+    let take_acks = |tracker: &mut OffsetTracker| {
+        for ack in ack_rx.try_iter() {
+            for (p, o) in ack {
+                tracker.complete(p, o);
+            }
+        }
+    };
+    // As the consumer does: reads of 256 messages, rows staged per writer
+    // and sent as chunks, the rest of every chunk at the end of a read.
+    for (read, ms) in msgs.chunks(256).enumerate() {
+        for (j, m) in ms.iter().enumerate() {
+            let i = read * 256 + j;
+            let (p, o) = ((i % 8) as i32, i as i64);
+            tracker.register(p, o);
+            let row = decoder.decode(m).unwrap();
+            if let Some(w) = router.stage(Envelope::upsert(p, o, row)) {
+                loop {
+                    match router.send(w, Duration::from_millis(10)) {
+                        Ok(()) => break,
+                        Err(RouteError::Full) => take_acks(&mut tracker),
+                        Err(_) => panic!("writer gone"),
                     }
                 }
+            }
+        }
+        while let Some(w) = router.next_staged() {
+            match router.send(w, Duration::from_millis(10)) {
+                Ok(()) => {}
+                Err(RouteError::Full) => take_acks(&mut tracker),
                 Err(_) => panic!("writer gone"),
             }
         }

@@ -31,7 +31,7 @@ use kafka_mysql_sink::dlq::DlqTarget;
 use kafka_mysql_sink::gen;
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::pipeline::{self, WriterTarget};
-use kafka_mysql_sink::route::RouteError;
+use kafka_mysql_sink::route::{RouteError, Router};
 use kafka_mysql_sink::shutdown::Shutdown;
 use kafka_mysql_sink::sql::qualified;
 use kafka_mysql_sink::write::Envelope;
@@ -290,7 +290,7 @@ fn write_direct(
     let pool = db::pool(&config.mysql);
     let metrics = Arc::new(Metrics::default());
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
-    let (router, writers) = pipeline::spawn_writers(
+    let (mut router, writers) = pipeline::spawn_writers(
         config,
         &WriterTarget {
             pool: &pool,
@@ -304,15 +304,27 @@ fn write_direct(
     )?;
     let n = rows.len();
     let start = Instant::now();
-    for env in rows {
-        let mut env = env;
-        loop {
-            match router.route(env, Duration::from_secs(1)) {
-                Ok(()) => break,
-                Err(RouteError::Full(back)) => env = back,
-                Err(RouteError::WriterGone(w)) => return Err(format!("writer {w} died").into()),
+    // Handed over as the consumer does: staged per writer, sent as chunks,
+    // the rest of every chunk after each 256 rows.
+    let send = |router: &mut Router, w: usize| loop {
+        match router.send(w, Duration::from_secs(1)) {
+            Ok(()) => return Ok(()),
+            Err(RouteError::Full) => {}
+            Err(RouteError::WriterGone(w)) => return Err(format!("writer {w} died")),
+        }
+    };
+    for (i, env) in rows.into_iter().enumerate() {
+        if let Some(w) = router.stage(env) {
+            send(&mut router, w)?;
+        }
+        if i % 256 == 255 {
+            while let Some(w) = router.next_staged() {
+                send(&mut router, w)?;
             }
         }
+    }
+    while let Some(w) = router.next_staged() {
+        send(&mut router, w)?;
     }
     drop(router);
     let acked: usize = ack_rx.iter().map(|a| a.len()).sum();

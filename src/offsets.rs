@@ -176,15 +176,12 @@ impl OffsetTracker {
             .is_some_and(|p| p.position(offset).is_some())
     }
 
-    /// Whether every offset of `partition` still in flight is at or after
-    /// `from`: those the consumer holds, not yet handed to a writer.
-    pub fn only_pending_from(&self, partition: i32, from: i64) -> bool {
-        self.parts.get(&partition).is_none_or(|p| {
-            p.pending
-                .iter()
-                .take_while(|&&(o, _)| o < from)
-                .all(|&(_, done)| done)
-        })
+    /// The offsets of `partition` still in flight (read, not yet durable).
+    pub fn unfinished(&self, partition: i32) -> impl Iterator<Item = i64> + '_ {
+        self.parts
+            .get(&partition)
+            .into_iter()
+            .flat_map(|p| p.pending.iter().filter(|(_, done)| !done).map(|&(o, _)| o))
     }
 
     /// Forgets a partition (after it was revoked); returns its committable offset.
@@ -223,20 +220,21 @@ mod tests {
     }
 
     #[test]
-    fn held_offsets_do_not_count_as_in_flight_elsewhere() {
+    fn unfinished_lists_what_is_in_flight() {
         let mut t = OffsetTracker::new();
         for o in 0..6 {
             t.register(0, o);
         }
-        // 0..3 went to writers, 3.. are still held by the consumer.
-        assert!(!t.only_pending_from(0, 3), "0..3 are not written yet");
         t.complete(0, 1);
-        t.complete(0, 2);
-        assert!(!t.only_pending_from(0, 3), "0 is not written yet");
+        t.complete(0, 4);
+        assert_eq!(t.unfinished(0).collect::<Vec<_>>(), [0, 2, 3, 5]);
         t.complete(0, 0);
-        assert!(t.only_pending_from(0, 3));
-        assert!(!t.only_pending_from(0, 4), "3 is pending and before 4");
-        assert!(t.only_pending_from(7, 0), "unknown partitions hold nothing");
+        assert_eq!(t.unfinished(0).collect::<Vec<_>>(), [2, 3, 5]);
+        assert_eq!(
+            t.unfinished(7).count(),
+            0,
+            "unknown partitions hold nothing"
+        );
     }
 
     #[test]

@@ -189,11 +189,9 @@ pub fn spawn_writers(
         retry_max: Duration::from_millis(s.retry_max_ms),
         shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
     };
-    let mut senders = Vec::with_capacity(s.writers);
+    let (router, inboxes) = Router::new(s.writers, s.channel_capacity);
     let mut handles = Vec::with_capacity(s.writers);
-    for id in 0..s.writers {
-        let (tx, rx) = crossbeam_channel::bounded(s.channel_capacity);
-        senders.push(tx);
+    for (id, rx) in inboxes.into_iter().enumerate() {
         let writer = Writer {
             id,
             rx,
@@ -216,5 +214,5 @@ pub fn spawn_writers(
             .map_err(SinkError::Spawn)?;
         handles.push(handle);
     }
-    Ok((Router::new(senders), Writers(handles)))
+    Ok((router, Writers(handles)))
 }

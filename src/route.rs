@@ -4,11 +4,13 @@
 //! one writer, which applies them in arrival (offset) order, while different
 //! keys spread across all writers even when the topic has a single partition.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 
-use crate::write::Envelope;
+use crate::write::{Chunk, Envelope};
 
 /// A hash of a key, stable across runs and platforms: FNV-1a over 8-byte
 /// words (byte-wise FNV was ~2 % of the sink's instructions on 36-byte ids),
@@ -38,52 +40,179 @@ pub fn writer_for(id: &str, writers: usize) -> usize {
     (key_hash(id.as_bytes()) % writers as u64) as usize
 }
 
-/// What became of a row that could not be handed over in time.
+/// Why rows could not be handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteError {
-    /// Its writer's channel stayed full: try again after other work.
-    Full(Envelope),
-    /// Its writer is gone (it panicked): the pipeline cannot continue.
+    /// The writer's channel stayed full: its chunk stays staged; try again
+    /// after other work.
+    Full,
+    /// The writer is gone (it panicked): the pipeline cannot continue.
     WriterGone(usize),
 }
 
-/// The writer channels, indexed by writer.
+/// Rows per chunk at most. A channel operation per row was ~5 % of the
+/// sink's instructions (and a cache line moving between cores every time);
+/// per chunk it is a rounding error, while 64 rows is still well under a
+/// batch, so writers keep getting work in small steps.
+pub const CHUNK_ROWS: usize = 64;
+
+/// The writer channels, indexed by writer, with the rows staged for each.
+///
+/// Rows are staged per writer and handed over as a chunk once the chunk is
+/// full or the consumer has finished a read ([`Router::send_all`]). A channel
+/// holds `channel_capacity / chunk` chunks, so the rows queued per writer stay
+/// within `channel_capacity`.
 pub struct Router {
-    senders: Vec<Sender<Envelope>>,
+    senders: Vec<Sender<Chunk>>,
+    staged: Vec<Chunk>,
+    chunk: usize,
+    /// Rows sent and not yet taken by a writer, over all writers.
+    queued: Arc<AtomicUsize>,
 }
 
 impl Router {
-    pub fn new(senders: Vec<Sender<Envelope>>) -> Router {
-        assert!(!senders.is_empty(), "at least one writer");
-        Router { senders }
+    /// A router over `writers` new channels, each holding about
+    /// `capacity` rows; returns the receiving ends for the writers.
+    pub fn new(writers: usize, capacity: usize) -> (Router, Vec<Inbox>) {
+        assert!(writers > 0, "at least one writer");
+        let chunk = CHUNK_ROWS.min(capacity).max(1);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (senders, inboxes) = (0..writers)
+            .map(|_| {
+                let (tx, rx) = crossbeam_channel::bounded((capacity / chunk).max(1));
+                (
+                    tx,
+                    Inbox {
+                        rx,
+                        queued: queued.clone(),
+                    },
+                )
+            })
+            .unzip();
+        let router = Router {
+            senders,
+            staged: (0..writers).map(|_| Vec::new()).collect(),
+            chunk,
+            queued,
+        };
+        (router, inboxes)
     }
 
-    /// Hands `env` to its writer, waiting at most `wait` for channel space.
-    // The row travels back by value when the channel is full; boxing it would
-    // allocate on exactly the path that runs when the writers are behind.
-    #[allow(clippy::result_large_err)]
-    pub fn route(&self, env: Envelope, wait: Duration) -> Result<(), RouteError> {
+    /// Stages `env` for its writer. Returns the writer if that writer's
+    /// chunk is now full and must be sent before more rows are staged for it.
+    pub fn stage(&mut self, env: Envelope) -> Option<usize> {
         let w = env.writer(self.senders.len());
+        let staged = &mut self.staged[w];
+        if staged.capacity() == 0 {
+            staged.reserve_exact(self.chunk);
+        }
+        staged.push(env);
+        (staged.len() >= self.chunk).then_some(w)
+    }
+
+    /// Hands writer `w`'s staged chunk over, waiting at most `wait` for room.
+    pub fn send(&mut self, w: usize, wait: Duration) -> Result<(), RouteError> {
+        if self.staged[w].is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.staged[w]);
+        let n = chunk.len();
         // The common case, room in the channel, without reading the clock.
-        let env = match self.senders[w].try_send(env) {
-            Ok(()) => return Ok(()),
+        let chunk = match self.senders[w].try_send(chunk) {
+            Ok(()) => {
+                self.queued.fetch_add(n, Ordering::Relaxed);
+                return Ok(());
+            }
             Err(TrySendError::Disconnected(_)) => return Err(RouteError::WriterGone(w)),
-            Err(TrySendError::Full(env)) => env,
+            Err(TrySendError::Full(chunk)) => chunk,
         };
-        match self.senders[w].send_timeout(env, wait) {
-            Ok(()) => Ok(()),
-            Err(SendTimeoutError::Timeout(env)) => Err(RouteError::Full(env)),
+        match self.senders[w].send_timeout(chunk, wait) {
+            Ok(()) => {
+                self.queued.fetch_add(n, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(SendTimeoutError::Timeout(chunk)) => {
+                self.staged[w] = chunk;
+                Err(RouteError::Full)
+            }
             Err(SendTimeoutError::Disconnected(_)) => Err(RouteError::WriterGone(w)),
+        }
+    }
+
+    /// The first writer with rows staged, if any.
+    pub fn next_staged(&self) -> Option<usize> {
+        self.staged.iter().position(|s| !s.is_empty())
+    }
+
+    /// Rows staged and not yet sent.
+    pub fn staged(&self) -> impl Iterator<Item = &Envelope> {
+        self.staged.iter().flatten()
+    }
+
+    /// Drops staged rows that `keep` refuses (those of revoked partitions).
+    pub fn retain_staged(&mut self, mut keep: impl FnMut(&Envelope) -> bool) {
+        for s in &mut self.staged {
+            s.retain(&mut keep);
         }
     }
 
     /// Rows all channels hold when full.
     pub fn capacity(&self) -> usize {
-        self.senders.iter().filter_map(Sender::capacity).sum()
+        self.senders
+            .iter()
+            .filter_map(Sender::capacity)
+            .sum::<usize>()
+            * self.chunk
     }
 
-    /// Rows waiting in all channels.
+    /// Rows sent to writers and not yet taken by them.
     pub fn queued(&self) -> usize {
-        self.senders.iter().map(Sender::len).sum()
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// A writer channel of `chunks` chunks fed by hand rather than by a
+/// [`Router`] (tests and benchmarks of writers alone).
+pub fn inbox(chunks: usize) -> (Sender<Chunk>, Inbox) {
+    let (tx, rx) = crossbeam_channel::bounded(chunks);
+    let queued = Arc::new(AtomicUsize::new(0));
+    (tx, Inbox { rx, queued })
+}
+
+/// A writer's end of its channel.
+pub struct Inbox {
+    rx: Receiver<Chunk>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Inbox {
+    fn taken(&self, chunk: &Chunk) {
+        // Saturating: a hand-fed inbox never counted what it was sent.
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(chunk.len()))
+            });
+    }
+
+    /// Waits for the next chunk; `Disconnected` once the router is gone and
+    /// everything sent was taken.
+    pub fn recv(&self, deadline: Option<Instant>) -> Result<Chunk, RecvTimeoutError> {
+        let got = match deadline {
+            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(d) => self.rx.recv_deadline(d),
+        };
+        if let Ok(c) = &got {
+            self.taken(c);
+        }
+        got
+    }
+
+    /// The next chunk if one is waiting.
+    pub fn try_recv(&self) -> Option<Chunk> {
+        let c = self.rx.try_recv().ok()?;
+        self.taken(&c);
+        Some(c)
     }
 }
 

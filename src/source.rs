@@ -59,9 +59,9 @@ pub struct SinkContext {
     /// the revoked partitions' in-flight rows.
     acks: Receiver<Ack>,
     revoke_timeout: Duration,
-    /// Messages the consumer read but could not hand to writers yet, as the
-    /// first such offset per partition: a revocation does not wait for
-    /// them, since they will never be written here.
+    /// Messages the consumer read but could not hand to writers yet, sorted:
+    /// a revocation does not wait for them, since they will never be
+    /// written here.
     held: Held,
     /// Where assigned partitions' messages go (see [`crate::fetch`]); weak,
     /// because the queue must be destroyed before the consumer that owns
@@ -81,10 +81,7 @@ impl SinkContext {
                 let t = lock(&self.tracker);
                 let idle = parts
                     .iter()
-                    .all(|&p| match held.iter().find(|&&(hp, _)| hp == p) {
-                        Some(&(_, from)) => t.only_pending_from(p, from),
-                        None => t.is_idle(p),
-                    });
+                    .all(|&p| t.unfinished(p).all(|o| held.binary_search(&(p, o)).is_ok()));
                 if idle {
                     return;
                 }
@@ -267,20 +264,9 @@ struct Handover<'r> {
     decoder: Decoder,
     stats: Reporter,
     last_commit: Instant,
-    router: &'r Router,
+    router: &'r mut Router,
     acks: &'r Receiver<Ack>,
     shutdown: &'r Shutdown,
-}
-
-/// The first offset of each partition among `msgs`.
-fn first_offsets(msgs: &[Msg<'_>]) -> Vec<(i32, i64)> {
-    let mut out: Vec<(i32, i64)> = Vec::new();
-    for m in msgs {
-        if !out.iter().any(|&(p, _)| p == m.partition) {
-            out.push((m.partition, m.offset));
-        }
-    }
-    out
 }
 
 pub struct Source {
@@ -391,7 +377,8 @@ impl Source {
     /// that throughput should be measured over.
     pub fn run(&mut self, router: Router, shutdown: &Shutdown) -> Result<Duration, SourceError> {
         let acks = self.acks.clone();
-        let result = self.consume(&router, &acks, shutdown);
+        let mut router = router;
+        let result = self.consume(&mut router, &acks, shutdown);
         shutdown.start_drain();
         drop(router);
         self.drain(&acks);
@@ -404,10 +391,13 @@ impl Source {
 
     fn consume(
         &mut self,
-        router: &Router,
+        router: &mut Router,
         acks: &Receiver<Ack>,
         shutdown: &Shutdown,
     ) -> Result<(), SourceError> {
+        // Fetching resumes once the channels are half empty again, so a
+        // pause is not undone by the very next row.
+        let resume_below = router.capacity() / 2;
         let mut cx = Handover {
             decoder: Decoder::new(),
             stats: Reporter::new(self.settings.stats_interval_ms, self.bar.take()),
@@ -416,20 +406,17 @@ impl Source {
             acks,
             shutdown,
         };
-        // Fetching resumes once the channels are half empty again, so a
-        // pause is not undone by the very next row.
-        let resume_below = router.capacity() / 2;
         let mut batch = Batch::with_capacity(READ_BATCH);
         let mut finishing = false;
         while !shutdown.is_requested() {
             self.take_acks(acks);
-            if self.paused && router.queued() <= resume_below {
+            if self.paused && cx.router.queued() <= resume_below {
                 self.set_paused(false);
             }
             if finishing || cx.last_commit.elapsed() >= self.settings.commit_interval {
                 self.commit();
                 cx.last_commit = Instant::now();
-                self.report(&mut cx.stats, router);
+                self.report(&mut cx.stats, cx.router);
                 if self.settings.until_caught_up && self.caught_up() {
                     log::info!("caught up with the backlog; stopping");
                     shutdown.request();
@@ -556,55 +543,84 @@ impl Source {
             } else {
                 Raw::default()
             };
-            let mut env = Envelope {
+            let env = Envelope {
                 partition,
                 offset,
                 op,
                 raw,
             };
-            // Back-pressure: wait for room, taking acknowledgements and
-            // committing meanwhile. Past `pause_after` fetching is paused and
-            // poll() keeps being called, so the consumer stays in its group
-            // however long MySQL is away.
-            let mut blocked_since: Option<Instant> = None;
-            loop {
-                match cx.router.route(env, Duration::from_millis(50)) {
-                    Ok(()) => break,
-                    Err(RouteError::WriterGone(w)) => return Err(SourceError::WriterGone(w)),
-                    Err(RouteError::Full(back)) => {
-                        env = back;
-                        let since = *blocked_since.get_or_insert_with(Instant::now);
-                        let stalled = since.elapsed() >= self.settings.pause_after;
-                        if stalled && !self.paused {
-                            self.set_paused(true);
-                        }
-                        self.take_acks(cx.acks);
-                        if cx.last_commit.elapsed() >= self.settings.commit_interval {
-                            self.commit();
-                            cx.last_commit = Instant::now();
-                            self.report(&mut cx.stats, cx.router);
-                        }
-                        if cx.shutdown.is_requested() {
-                            return Ok(false);
-                        }
-                        if !stalled {
-                            continue;
-                        }
-                        *self.held.lock().unwrap_or_else(|p| p.into_inner()) =
-                            first_offsets(&msgs[i..]);
-                        self.poll_while_paused();
-                        polled = true;
-                        self.held.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                        if !lock(&self.tracker).is_tracked(env.partition, env.offset) {
-                            // Its partition was revoked meanwhile: the new
-                            // owner reads it again from the committed offset.
-                            break;
-                        }
-                    }
+            if let Some(w) = cx.router.stage(env) {
+                if !self.send_chunk(w, &msgs[i + 1..], cx, &mut polled)? {
+                    return Ok(false);
                 }
             }
         }
+        // The rest of every writer's chunk, so that no row waits for the
+        // next read.
+        while let Some(w) = cx.router.next_staged() {
+            if !self.send_chunk(w, &[], cx, &mut polled)? {
+                return Ok(false);
+            }
+        }
         Ok(true)
+    }
+
+    /// Hands writer `w`'s staged chunk over, waiting for room: taking
+    /// acknowledgements and committing meanwhile. Past `pause_after`
+    /// fetching is paused and poll() keeps being called, so the consumer
+    /// stays in its group however long MySQL is away. `rest` are the
+    /// messages of this read not staged yet. Returns false if shutdown was
+    /// requested meanwhile; sets `polled` if poll() ran.
+    fn send_chunk(
+        &mut self,
+        w: usize,
+        rest: &[Msg<'_>],
+        cx: &mut Handover<'_>,
+        polled: &mut bool,
+    ) -> Result<bool, SourceError> {
+        let mut blocked_since: Option<Instant> = None;
+        loop {
+            match cx.router.send(w, Duration::from_millis(50)) {
+                Ok(()) => return Ok(true),
+                Err(RouteError::WriterGone(w)) => return Err(SourceError::WriterGone(w)),
+                Err(RouteError::Full) => {}
+            }
+            let since = *blocked_since.get_or_insert_with(Instant::now);
+            let stalled = since.elapsed() >= self.settings.pause_after;
+            if stalled && !self.paused {
+                self.set_paused(true);
+            }
+            self.take_acks(cx.acks);
+            if cx.last_commit.elapsed() >= self.settings.commit_interval {
+                self.commit();
+                cx.last_commit = Instant::now();
+                self.report(&mut cx.stats, cx.router);
+            }
+            if cx.shutdown.is_requested() {
+                return Ok(false);
+            }
+            if !stalled {
+                continue;
+            }
+            // Everything read and not handed over yet: a revocation in
+            // poll() does not wait for these, they will never be written here.
+            let mut held: Vec<(i32, i64)> = cx
+                .router
+                .staged()
+                .map(|e| (e.partition, e.offset))
+                .chain(rest.iter().map(|m| (m.partition, m.offset)))
+                .collect();
+            held.sort_unstable();
+            *self.held.lock().unwrap_or_else(|p| p.into_inner()) = held;
+            self.poll_while_paused();
+            *polled = true;
+            self.held.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            // Rows of partitions revoked meanwhile are for their new owner
+            // to read again from the committed offset.
+            let t = lock(&self.tracker);
+            cx.router
+                .retain_staged(|e| t.is_tracked(e.partition, e.offset));
+        }
     }
 
     /// Updates the gauges and the progress report.

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{RecvTimeoutError, Sender};
 use mysql::prelude::Queryable;
 
 use crate::db::{Pool, PooledConn};
@@ -24,7 +24,7 @@ use crate::decode::Row;
 use crate::dlq::{self, DlqTarget};
 use crate::metrics::Metrics;
 use crate::retry::{classify, Backoff, ErrorClass};
-use crate::route;
+use crate::route::{self, Inbox};
 use crate::shutdown::Shutdown;
 use crate::sql::{self, AsRow, BuildError, UpsertBuilder};
 
@@ -122,6 +122,9 @@ impl Envelope {
         }
     }
 }
+
+/// Rows handed from the consumer to a writer in one channel operation.
+pub type Chunk = Vec<Envelope>;
 
 /// Offsets made durable by one batch, sent back to the consumer.
 pub type Ack = Vec<(i32, i64)>;
@@ -344,7 +347,7 @@ pub struct WriterSettings {
 
 pub struct Writer<S> {
     pub id: usize,
-    pub rx: Receiver<Envelope>,
+    pub rx: Inbox,
     pub acks: Sender<Ack>,
     pub sink: S,
     pub settings: WriterSettings,
@@ -361,26 +364,15 @@ impl<S: BatchSink> Writer<S> {
         let mut batch: Vec<Envelope> = Vec::with_capacity(self.settings.batch_size);
         let mut deadline: Option<Instant> = None;
         loop {
-            let received = match deadline {
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(d) => self.rx.recv_deadline(d),
-            };
-            match received {
-                Ok(env) => {
-                    if batch.is_empty() {
-                        deadline = Some(Instant::now() + self.settings.flush_interval);
-                    }
-                    batch.push(env);
-                    // Take what is already queued without a deadline check per row.
+            match self.rx.recv(deadline) {
+                Ok(chunk) => {
+                    self.take(&mut batch, chunk, &mut deadline);
+                    // Take what is already queued without a deadline check.
                     while batch.len() < self.settings.batch_size {
                         match self.rx.try_recv() {
-                            Ok(env) => batch.push(env),
-                            Err(_) => break,
+                            Some(chunk) => self.take(&mut batch, chunk, &mut deadline),
+                            None => break,
                         }
-                    }
-                    if batch.len() >= self.settings.batch_size {
-                        self.flush(&mut batch);
-                        deadline = None;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -393,6 +385,24 @@ impl<S: BatchSink> Writer<S> {
                     return;
                 }
             }
+        }
+    }
+
+    /// Adds a chunk's rows to the batch, writing it each time it is full;
+    /// the flush deadline runs from when the batch got its first row.
+    fn take(&mut self, batch: &mut Vec<Envelope>, chunk: Chunk, deadline: &mut Option<Instant>) {
+        if batch.is_empty() && !chunk.is_empty() {
+            *deadline = Some(Instant::now() + self.settings.flush_interval);
+        }
+        for env in chunk {
+            batch.push(env);
+            if batch.len() >= self.settings.batch_size {
+                self.flush(batch);
+                *deadline = None;
+            }
+        }
+        if !batch.is_empty() && deadline.is_none() {
+            *deadline = Some(Instant::now() + self.settings.flush_interval);
         }
     }
 
@@ -662,7 +672,7 @@ mod tests {
     }
 
     fn run(sink: Recorder, s: WriterSettings, items: Vec<Envelope>) -> (Vec<Ack>, Arc<Metrics>) {
-        let (tx, rx) = crossbeam_channel::bounded(100_000);
+        let (tx, rx) = route::inbox(100_000);
         let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
         let metrics = Arc::new(Metrics::default());
         let w = Writer {
@@ -674,8 +684,12 @@ mod tests {
             shutdown: Shutdown::new(),
             metrics: metrics.clone(),
         };
-        for e in items {
-            tx.send(e).unwrap();
+        // Chunks of 1 to 7 rows, so that they straddle batch boundaries.
+        let mut items = items.into_iter().peekable();
+        let mut size = 0;
+        while items.peek().is_some() {
+            size = size % 7 + 1;
+            tx.send(items.by_ref().take(size).collect()).unwrap();
         }
         drop(tx);
         w.run();
@@ -717,7 +731,7 @@ mod tests {
     #[test]
     fn partial_batch_flushes_after_the_interval() {
         let rec = Recorder::default();
-        let (tx, rx) = crossbeam_channel::bounded(10);
+        let (tx, rx) = route::inbox(10);
         let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
         let w = Writer {
             id: 0,
@@ -729,8 +743,8 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
         };
         let h = std::thread::spawn(move || w.run());
-        tx.send(env(1)).unwrap();
-        tx.send(env(2)).unwrap();
+        tx.send(vec![env(1)]).unwrap();
+        tx.send(vec![env(2)]).unwrap();
         // The channel stays open: only the interval can flush this batch.
         let ack = ack_rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!(ack, vec![(0, 1), (0, 2)]);

@@ -252,7 +252,7 @@ fn decimals_are_exact_and_batches_split_under_a_small_packet_budget() {
     assert!(info.statement_budget() < info.max_allowed_packet);
 
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
-    let (tx, rx) = crossbeam_channel::bounded(5000);
+    let (tx, rx) = kafka_mysql_sink::route::inbox(5000);
     let writer = Writer {
         id: 0,
         rx,
@@ -298,7 +298,7 @@ fn decimals_are_exact_and_batches_split_under_a_small_packet_budget() {
             prices[i % prices.len()].0
         );
         let r = decoder.decode(json.as_bytes()).unwrap();
-        tx.send(Envelope::upsert(0, i as i64, r)).unwrap();
+        tx.send(vec![Envelope::upsert(0, i as i64, r)]).unwrap();
     }
     drop(tx);
     h.join().unwrap();
