@@ -276,7 +276,6 @@ fn row_from_tape(
     let mut id: Option<&str> = None;
     let mut order_id: Option<&str> = None;
     let mut nums: [Option<Option<Cow<'_, str>>>; 4] = Default::default();
-    const NUMS: [&str; 4] = ["quantity", "unit_price", "total_value", "processed_at"];
     // Tape node and structural index of the current member's key: after the
     // object's `{`, each member is key, `:`, value, then `,` or `}`.
     let (mut i, mut s) = (1, 1);
@@ -291,10 +290,15 @@ fn row_from_tape(
         let key_at = s;
         i += 1 + width;
         s += 3 + span;
-        let slot = match *key {
-            "id" => Some(&mut id),
-            "order_id" => Some(&mut order_id),
-            _ => None,
+        // One match on the key: a jump on its length, then one comparison.
+        let (slot, k) = match *key {
+            "id" => (Some(&mut id), 0),
+            "order_id" => (Some(&mut order_id), 0),
+            "quantity" => (None, 0),
+            "unit_price" => (None, 1),
+            "total_value" => (None, 2),
+            "processed_at" => (None, 3),
+            _ => continue, // unknown fields are ignored, as the seed did
         };
         if let Some(slot) = slot {
             let Node::String(v) = value else {
@@ -305,9 +309,6 @@ fn row_from_tape(
             }
             continue;
         }
-        let Some(k) = NUMS.iter().position(|n| n == key) else {
-            continue; // unknown fields are ignored, as the seed did
-        };
         let value = match value {
             Node::Static(StaticNode::Null) => None,
             Node::Static(StaticNode::I64(v)) => Some(Num::Int(*v)),
