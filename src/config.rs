@@ -180,7 +180,8 @@ pub struct SinkConfig {
     pub flush_interval_ms: u64,
     /// Writer threads, each with its own channel and batch.
     pub writers: usize,
-    /// Rows each writer's channel holds before the consumer waits.
+    /// Rows each writer's channel holds before the consumer waits (as
+    /// chunks of up to [`crate::route::CHUNK_ROWS`]).
     pub channel_capacity: usize,
     /// How often the stats line is logged (0 turns it off).
     pub stats_interval_ms: u64,
