@@ -12,12 +12,13 @@
 //! So the messages get a queue of their own. Every partition's fetch queue
 //! is forwarded to a [`FetchQueue`] when the partition is assigned, before
 //! fetching starts; the consumer queue keeps the events, and `poll` still
-//! serves them. librdkafka drops the forwarding when a partition stops
-//! fetching, hence [`FetchQueue::attach`] on every assignment, and remembers
-//! that the application forwarded it, so its own forwarding to the consumer
-//! queue never takes over again. A partition that could not be attached
-//! delivers to the consumer queue as before, where `poll` returns its
-//! messages: slower, never lost.
+//! serves them. librdkafka's fetch-stop path clears a partition's forwarding
+//! (`rd_kafka_toppar_fetch_stop`) and, once the application has forwarded a
+//! partition, never forwards it to the consumer queue itself again; so
+//! [`FetchQueue::attach`] runs on every assignment (forwarding a partition
+//! that is still forwarded is harmless). A partition that could not be
+//! attached delivers to the consumer queue as before, where `poll` returns
+//! its messages: slower, never lost, and logged once.
 
 use std::ffi::CString;
 use std::ptr::NonNull;

@@ -292,6 +292,8 @@ pub struct Source {
     /// Per partition: the high watermark to reach in until-caught-up mode,
     /// and whether the group had already committed that far.
     targets: HashMap<i32, (i64, bool)>,
+    /// Partitions seen delivering through `poll` (see [`crate::fetch`]).
+    unbatched: std::collections::HashSet<i32>,
 }
 
 /// The librdkafka settings for the sink's consumer.
@@ -365,6 +367,7 @@ impl Source {
                 pause_after: pause_after(cfg),
             },
             targets: HashMap::new(),
+            unbatched: Default::default(),
         })
     }
 
@@ -474,12 +477,23 @@ impl Source {
     /// one: a partition that is not attached to the batch queue.
     fn serve_events(&mut self) -> Option<OwnedMsg> {
         match self.consumer.poll(Duration::ZERO)? {
-            Ok(m) => Some(OwnedMsg {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().map(<[u8]>::to_vec),
-            }),
+            Ok(m) => {
+                let partition = m.partition();
+                // Correct, only slower; said once per partition, since the
+                // tests look for it to catch a partition left unattached.
+                if self.unbatched.insert(partition) {
+                    log::warn!(
+                        "partition {partition} is delivered outside the batch queue; \
+                         reading it one message at a time"
+                    );
+                }
+                Some(OwnedMsg {
+                    partition,
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                })
+            }
             Err(e) => {
                 log::warn!("Kafka consumer error: {e}");
                 None

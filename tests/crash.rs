@@ -110,6 +110,13 @@ fn two_instances_split_the_partitions_and_the_survivor_finishes() {
         Duration::from_secs(240),
     );
     assert!(done, "the survivor did not finish:\n{}", b.log_text());
+    // Its partitions were revoked and assigned again: each must have been
+    // attached to the batch queue again, or it would be read one at a time.
+    assert!(
+        !b.log_text().contains("outside the batch queue"),
+        "{}",
+        b.log_text()
+    );
     b.signal("TERM");
     assert!(
         b.wait(Duration::from_secs(60)).success(),
