@@ -1,8 +1,9 @@
 //! kafka-mysql-sink: drains JSON order events from Kafka into MySQL.
 //!
-//! Data flows one way: the consumer thread ([`source`]) decodes messages
-//! ([`decode`]) and routes rows by key ([`route`]) into bounded channels; writer
-//! threads ([`write`]) batch them into multi-row upserts ([`sql`]) over a
+//! Data flows one way: the consumer thread ([`source`]) reads messages in
+//! batches ([`fetch`]), decodes them ([`decode`]) and routes rows by key
+//! ([`route`]) into bounded channels; writer threads ([`write`](mod@write)) batch them
+//! into multi-row upserts ([`sql`]) over a
 //! connection pool ([`db`]) and acknowledge durable offsets back to the
 //! consumer, whose tracker ([`offsets`]) commits each partition's contiguous
 //! done prefix. [`pipeline`] wires one run together.

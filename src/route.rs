@@ -59,7 +59,7 @@ pub const CHUNK_ROWS: usize = 64;
 /// The writer channels, indexed by writer, with the rows staged for each.
 ///
 /// Rows are staged per writer and handed over as a chunk once the chunk is
-/// full or the consumer has finished a read ([`Router::send_all`]). A channel
+/// full or the consumer has finished a read ([`Router::next_staged`]). A channel
 /// holds `channel_capacity / chunk` chunks, so the rows queued per writer stay
 /// within `channel_capacity`.
 pub struct Router {

@@ -1,6 +1,8 @@
 //! The consumer thread: reads Kafka, hands rows to writers, commits offsets.
 //!
-//! One thread owns the `BaseConsumer`. Between polls it takes writers'
+//! One thread owns the `BaseConsumer`. It reads messages in batches (see
+//! [`crate::fetch`]), stages each batch's rows for their writers and sends
+//! them in chunks ([`crate::route`]). Between reads it takes writers'
 //! acknowledgements, marks their offsets done in the tracker, and commits the
 //! done prefix of each partition every `commit_interval`. Rebalance callbacks
 //! run inside `poll` on this same thread, so the tracker's mutex is never

@@ -167,7 +167,7 @@ const CONN_IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// checked out per batch: r2d2_mysql pings a connection every time it goes
 /// back to the pool, which cost a round trip per batch. It is handed back
 /// after a driver or network error (so a broken one is replaced) and after
-/// sitting idle for [`CONN_IDLE_LIMIT`] (see [`MysqlSink::with_idle_limit`]).
+/// sitting idle for a minute (see [`MysqlSink::with_idle_limit`]).
 pub struct MysqlSink {
     pool: Pool,
     conn: Option<(PooledConn, Instant)>,
