@@ -117,21 +117,19 @@ impl Router {
         }
         let chunk = std::mem::take(&mut self.staged[w]);
         let n = chunk.len();
+        // Counted before it is sent: the writer may take it (and count it
+        // off) before a send returns.
+        self.queued.fetch_add(n, Ordering::Relaxed);
         // The common case, room in the channel, without reading the clock.
         let chunk = match self.senders[w].try_send(chunk) {
-            Ok(()) => {
-                self.queued.fetch_add(n, Ordering::Relaxed);
-                return Ok(());
-            }
-            Err(TrySendError::Disconnected(_)) => return Err(RouteError::WriterGone(w)),
+            Ok(()) => return Ok(()),
             Err(TrySendError::Full(chunk)) => chunk,
+            Err(TrySendError::Disconnected(_)) => return Err(RouteError::WriterGone(w)),
         };
         match self.senders[w].send_timeout(chunk, wait) {
-            Ok(()) => {
-                self.queued.fetch_add(n, Ordering::Relaxed);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(SendTimeoutError::Timeout(chunk)) => {
+                self.queued.fetch_sub(n, Ordering::Relaxed);
                 self.staged[w] = chunk;
                 Err(RouteError::Full)
             }
@@ -187,12 +185,8 @@ pub struct Inbox {
 
 impl Inbox {
     fn taken(&self, chunk: &Chunk) {
-        // Saturating: a hand-fed inbox never counted what it was sent.
-        let _ = self
-            .queued
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
-                Some(q.saturating_sub(chunk.len()))
-            });
+        // A hand-fed inbox's count wraps below zero; no one reads it.
+        self.queued.fetch_sub(chunk.len(), Ordering::Relaxed);
     }
 
     /// Waits for the next chunk; `Disconnected` once the router is gone and
@@ -219,6 +213,32 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::{Num, Row};
+
+    #[test]
+    fn queued_rows_return_to_zero_once_writers_took_everything() {
+        // A writer taking a chunk races with the router counting it; the
+        // count must come back to zero however the two interleave (a count
+        // that drifted up would keep fetching paused for good).
+        let (mut router, mut inboxes) = Router::new(1, 64);
+        let inbox = inboxes.remove(0);
+        let taker = std::thread::spawn(move || {
+            let mut rows = 0;
+            while let Ok(chunk) = inbox.recv(None) {
+                rows += chunk.len();
+            }
+            rows
+        });
+        let row = Row::new("id", "o", Num::Int(1), Num::Int(0), Num::Int(0), None);
+        for i in 0..20_000 {
+            router.stage(Envelope::upsert(0, i, row.clone()));
+            while router.send(0, Duration::from_secs(1)) == Err(RouteError::Full) {}
+        }
+        let queued = Arc::clone(&router.queued);
+        drop(router);
+        assert_eq!(taker.join().unwrap(), 20_000);
+        assert_eq!(queued.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn same_key_same_writer_and_keys_spread() {
