@@ -89,22 +89,19 @@ impl FetchQueue {
     /// is nothing does it wait, for one message.
     pub fn read(&self, batch: &mut Batch, wait: Duration) {
         batch.clear();
-        self.fill(batch, 0);
+        self.fill(batch, usize::MAX, 0);
         if batch.is_empty() && !wait.is_zero() {
             let ms = wait.as_millis().min(i32::MAX as u128) as i32;
-            self.fill_up_to(batch, 1, ms);
+            self.fill(batch, 1, ms);
             if !batch.is_empty() {
-                self.fill(batch, 0);
+                self.fill(batch, usize::MAX, 0);
             }
         }
     }
 
-    fn fill(&self, batch: &mut Batch, timeout_ms: i32) {
-        let room = batch.capacity - batch.messages.len();
-        self.fill_up_to(batch, room, timeout_ms);
-    }
-
-    fn fill_up_to(&self, batch: &mut Batch, n: usize, timeout_ms: i32) {
+    /// Appends up to `n` messages (as many as fit), waiting up to
+    /// `timeout_ms` for them.
+    fn fill(&self, batch: &mut Batch, n: usize, timeout_ms: i32) {
         let have = batch.messages.len();
         let n = n.min(batch.capacity - have);
         if n == 0 {

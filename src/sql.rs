@@ -9,7 +9,7 @@
 //! client tooling) is sent as a `_utf8mb4 X'…'` hex literal, every other string
 //! as a plain quoted literal.
 
-use crate::decode::{Num, Row};
+use crate::decode::Row;
 
 /// The columns the sink writes, in statement order.
 pub const COLUMNS: [&str; 6] = [
@@ -228,11 +228,6 @@ fn push_tuple(buf: &mut String, row: &Row) {
     buf.push(')');
 }
 
-/// Appends a number as a SQL numeric literal (see [`Num::push_to`]).
-pub fn push_num(buf: &mut String, n: Num) {
-    n.push_to(buf);
-}
-
 /// Appends `s` as a string literal whose meaning does not depend on `sql_mode`.
 pub fn push_str_literal(buf: &mut String, s: &str) {
     if needs_hex(s.as_bytes()) {
@@ -324,16 +319,16 @@ pub fn str_literal(s: &str) -> String {
     out
 }
 
-/// Renders a number alone (tests and diagnostics).
-pub fn num_literal(n: Num) -> String {
-    let mut out = String::new();
-    push_num(&mut out, n);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::Num;
+
+    fn num_literal(n: Num) -> String {
+        let mut out = String::new();
+        n.push_to(&mut out);
+        out
+    }
 
     fn row(id: &str) -> Row {
         Row::new(
