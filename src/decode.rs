@@ -18,6 +18,8 @@ use std::borrow::Cow;
 
 use simd_json::{Node, StaticNode, Tape};
 
+mod flat;
+
 /// A JSON number as a value, for rows built in code rather than decoded.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Num {
@@ -190,7 +192,8 @@ pub enum DecodeError {
 
 /// Decodes payloads, reusing its buffers from one message to the next.
 ///
-/// simd-json parses in place, so each payload is copied once into a scratch
+/// A flat order without escapes is read in one pass over the payload (see
+/// `flat`); everything else goes through simd-json. simd-json parses in place, so each payload is copied once into a scratch
 /// buffer, padded as simd-json needs so that it does not copy it again. That
 /// buffer, simd-json's own and the tape it parses into all live across
 /// messages, which leaves the row's one allocation as the only one per
@@ -240,6 +243,18 @@ impl Decoder {
         if payload.iter().all(u8::is_ascii_whitespace) {
             return Err(DecodeError::Empty);
         }
+        if let Some(flat) = flat::parse(payload) {
+            return Ok(Row::from_parts(flat.fields, flat.processed_at, raw));
+        }
+        self.decode_general(payload, raw)
+    }
+
+    /// simd-json's way, for whatever the flat pass does not accept.
+    fn decode_general(
+        &mut self,
+        payload: &[u8],
+        raw: Option<RawMessage<'_>>,
+    ) -> Result<Row, DecodeError> {
         self.scratch.clear();
         self.scratch.extend_from_slice(payload);
         self.scratch
@@ -405,8 +420,18 @@ fn widths(nodes: &[Node<'_>]) -> (usize, usize) {
 mod tests {
     use super::*;
 
+    /// Decodes `s` the public way; when that yields a row, simd-json's way
+    /// must yield the same one, whichever path the public way took.
     fn decode(s: &str) -> Result<Row, DecodeError> {
-        Decoder::new().decode(s.as_bytes())
+        let row = Decoder::new().decode(s.as_bytes());
+        if let Ok(r) = &row {
+            assert_eq!(general(s).as_ref(), Ok(r), "{s}");
+        }
+        row
+    }
+
+    fn general(s: &str) -> Result<Row, DecodeError> {
+        Decoder::new().decode_general(s.as_bytes(), None)
     }
 
     #[test]
@@ -460,7 +485,7 @@ mod tests {
 
     #[test]
     fn number_texts_are_found_through_whitespace_nesting_and_escapes() {
-        let row = decode(
+        let row = general(
             " {\"k\\\"\" : [ {\"x\":\"}\",\"y\":[1,[2],{}]} , -1.5e3 ] ,\n\t\"quantity\" :\r 12 ,\"z\":{\"quantity\":99},\"id\":\"i,\\\"d\",\"order_id\":\"o\",\"unit_price\":  -0.5E+2  ,\"total_value\":0 , \"processed_at\":1e-2} ",
         )
         .unwrap();
@@ -490,7 +515,7 @@ mod tests {
                 let doc = format!(
                     r#"{{{f1}"quantity":3,{f2}"id":"x","unit_price":12.5,{f1}"order_id":"o",{f2}"total_value":-7e1,"processed_at":17}}"#
                 );
-                let row = Decoder::new().decode(doc.as_bytes()).unwrap();
+                let row = general(&doc).unwrap();
                 let texts = [row.quantity(), row.unit_price(), row.total_value()];
                 assert_eq!(texts, ["3", "12.5", "-7e1"], "{doc}");
                 assert_eq!(row.processed_at(), Some("17"), "{doc}");
@@ -593,5 +618,79 @@ mod tests {
         assert!(d.decode(b"{broken").is_err());
         let row = d.decode(br#"{"id":"x","order_id":"y"}"#).unwrap();
         assert_eq!(row.id(), "x");
+    }
+
+    #[test]
+    fn the_flat_pass_accepts_only_what_simd_json_reads_the_same() {
+        // Messages of many shapes, each mutated over and over (bytes
+        // replaced, inserted, deleted, spans repeated) with characters that
+        // matter to JSON. Whenever the flat pass accepts a message, simd-json
+        // must read it too, into the same row; what the flat pass refuses
+        // goes to simd-json anyway, so refusing is always safe.
+        let mut bases: Vec<String> = (0..8).map(|i| crate::gen::order(i, 0).0).collect();
+        bases.extend(
+            [
+                r#"{"id":"a","order_id":"o"}"#,
+                r#" { "id" : "a b" , "order_id" : "o" , "quantity" : 12 , "unit_price" : -0.5E+2 } "#,
+                r#"{"id":"x","order_id":"o","quantity":1e2,"unit_price":0,"total_value":-0.0,"processed_at":null}"#,
+                r#"{"x":true,"y":false,"z":null,"id":"i","w":"v","order_id":"o","n":-1.5e-3}"#,
+                r#"{"id":"é€","order_id":"\u00e9","quantity":18446744073709551615}"#,
+                r#"{"id":"a","order_id":"o","meta":{"k":[1,2,{"quantity":3}]},"quantity":4}"#,
+            ]
+            .map(String::from),
+        );
+        let alphabet: &[u8] = b"{}[]:,\"\\ \t\n\r0123456789-+.eEtrufalsn\x00\x1f\x7f\xc3\xa9\xff";
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: usize| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) % n.max(1) as u64) as usize
+        };
+        let mut general = Decoder::new();
+        let (mut tried, mut accepted) = (0, 0);
+        for base in &bases {
+            for _ in 0..20_000 {
+                let mut m = base.as_bytes().to_vec();
+                for _ in 0..1 + next(3) {
+                    let at = next(m.len() + 1);
+                    let c = alphabet[next(alphabet.len())];
+                    match next(4) {
+                        0 if at < m.len() => m[at] = c,
+                        1 => m.insert(at, c),
+                        2 if at < m.len() => {
+                            m.remove(at);
+                        }
+                        _ => {
+                            let end = (at + 1 + next(8)).min(m.len());
+                            let span = m[at.min(end)..end].to_vec();
+                            m.splice(at.min(end)..at.min(end), span);
+                        }
+                    }
+                }
+                tried += 1;
+                let Some(f) = flat::parse(&m) else { continue };
+                accepted += 1;
+                let fast = Row::from_parts(f.fields, f.processed_at, None);
+                assert_eq!(
+                    general.decode_general(&m, None),
+                    Ok(fast),
+                    "{}",
+                    String::from_utf8_lossy(&m)
+                );
+            }
+        }
+        // The mutations must leave plenty that the flat pass accepts, or the
+        // comparison above would prove little.
+        assert!(accepted * 10 > tried, "{accepted} of {tried} accepted");
+    }
+
+    #[test]
+    fn generated_orders_take_the_flat_pass() {
+        for i in 0..50 {
+            let (payload, _) = crate::gen::order(i, 3);
+            assert!(flat::parse(payload.as_bytes()).is_some(), "{payload}");
+        }
     }
 }

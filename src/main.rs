@@ -104,7 +104,7 @@ fn run(config: Config, until_caught_up: bool, bars: MultiProgress) -> ExitCode {
             let c = summary.counters;
             let usage = ProcessUsage::read();
             log::info!(
-                "stopped: rows_written={} skipped={} dead_lettered={} deleted={} consumed={} batches={} seconds={:.1} active_seconds={:.3} rows/s={:.0} cpu_seconds={:.2} peak_rss_mib={:.1}",
+                "stopped: rows_written={} skipped={} dead_lettered={} deleted={} consumed={} batches={} seconds={:.1} active_seconds={:.3} rows/s={:.0} cpu_seconds={:.2} system_seconds={:.2} peak_rss_mib={:.1}",
                 c.rows_written,
                 c.skipped,
                 c.dead_lettered,
@@ -115,6 +115,7 @@ fn run(config: Config, until_caught_up: bool, bars: MultiProgress) -> ExitCode {
                 summary.active.as_secs_f64(),
                 summary.rows_per_sec(),
                 usage.cpu_seconds,
+                usage.system_seconds,
                 usage.peak_rss_mib,
             );
             ExitCode::SUCCESS

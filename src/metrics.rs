@@ -221,6 +221,10 @@ pub struct Snapshot {
 pub struct ProcessUsage {
     /// User plus system CPU seconds.
     pub cpu_seconds: f64,
+    /// The part of `cpu_seconds` spent in the kernel (socket reads and
+    /// writes, page faults): tells whether a change should aim at our code
+    /// or at the number of system calls.
+    pub system_seconds: f64,
     /// Peak resident memory (VmHWM) in MiB.
     pub peak_rss_mib: f64,
 }
@@ -242,17 +246,19 @@ impl ProcessUsage {
         // utime and stime are fields 14 and 15 of /proc/self/stat, in clock
         // ticks; the command name (field 2) may hold spaces, so count from
         // the closing parenthesis.
-        let cpu = std::fs::read_to_string("/proc/self/stat")
+        let (user, system) = std::fs::read_to_string("/proc/self/stat")
             .ok()
             .and_then(|s| {
                 let rest = s.rsplit_once(')')?.1;
                 let f: Vec<&str> = rest.split_whitespace().collect();
-                let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-                Some(ticks / 100.0)
+                let user = f.get(11)?.parse::<f64>().ok()?;
+                let system = f.get(12)?.parse::<f64>().ok()?;
+                Some((user / 100.0, system / 100.0))
             })
-            .unwrap_or(0.0);
+            .unwrap_or((0.0, 0.0));
         ProcessUsage {
-            cpu_seconds: cpu,
+            cpu_seconds: user + system,
+            system_seconds: system,
             peak_rss_mib: peak_kib / 1024.0,
         }
     }
