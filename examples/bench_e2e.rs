@@ -353,10 +353,10 @@ fn write_direct(
 /// Waits until InnoDB has written out every dirty page, so that a measured
 /// run does not pay for the one before it.
 ///
-/// Left alone, InnoDB flushes the pages a run dirtied over the following
-/// minutes, during whatever runs next: the second run of each round was
-/// measured some 10 % slower whichever side it was, and the buffer pool
-/// stayed full of the previous run's pages. Flushing is hurried by setting
+/// Left alone, InnoDB writes out the pages a run dirtied over the following
+/// minutes, during whatever runs next (thousands of dirty pages were still
+/// waiting minutes after a run), so each run's figure depended on what ran
+/// before it. Flushing is hurried by setting
 /// the dirty-page target to zero and raising the I/O budget for the wait,
 /// then the server's own settings are put back.
 fn settle(conn: &mut mysql::Conn) -> Result<(), BoxError> {
