@@ -12,8 +12,10 @@
 //! BENCH_ROUNDS times (default 3), in alternating order, each sink run
 //! compared with the ceiling of its own round, and each run starts on a
 //! settled server (see `settle`); printed are the medians over the rounds of
-//! rows/s of each, their ratio, the sink's CPU seconds per million rows and
-//! its peak RSS.
+//! rows/s of each, their ratio, the sink's CPU seconds per million rows (and
+//! the kernel's part of them), its peak RSS, and how much of their time the
+//! writers spent waiting for rows on either side (if the sink's writers wait
+//! much more than the ceiling's, what feeds them is the limit, not MySQL).
 //!
 //! Environment: BENCH_ORDERS (default 1000000), BENCH_ROUNDS (default 3),
 //! BENCH_CONFIG (default config/sink.toml), plus the sink's usual variables
@@ -104,6 +106,11 @@ fn bench() -> Result<(), BoxError> {
             r.system_per_million,
             r.peak_mib
         );
+        eprintln!(
+            "round {round}/{rounds}: writers waited for rows {:.1} % of their time (ceiling), {:.1} % (sink)",
+            100.0 * r.ceiling_waiting,
+            100.0 * r.sink_waiting
+        );
         rounds_out.push(r);
     }
 
@@ -123,7 +130,7 @@ fn bench() -> Result<(), BoxError> {
     );
     // Each round's sink is compared with the ceiling of the same round, so
     // load that comes and goes on a shared machine hits both alike.
-    let lines: [(&str, f64, &str, usize); 6] = [
+    let lines: [(&str, f64, &str, usize); 8] = [
         (
             "ceiling (sink writers, no Kafka)",
             med(&|r| r.ceiling),
@@ -150,6 +157,18 @@ fn bench() -> Result<(), BoxError> {
             2,
         ),
         ("sink peak RSS", med(&|r| r.peak_mib), "MiB", 1),
+        (
+            "writers waiting for rows, ceiling",
+            med(&|r| 100.0 * r.ceiling_waiting),
+            "%",
+            1,
+        ),
+        (
+            "writers waiting for rows, sink",
+            med(&|r| 100.0 * r.sink_waiting),
+            "%",
+            1,
+        ),
     ];
     for (label, value, unit, decimals) in lines {
         println!("{label:<34}: {value:>10.decimals$} {unit}");
@@ -160,7 +179,9 @@ fn bench() -> Result<(), BoxError> {
 
 struct Round {
     ceiling: f64,
+    ceiling_waiting: f64,
     sink: f64,
+    sink_waiting: f64,
     cpu_per_million: f64,
     system_per_million: f64,
     peak_mib: f64,
@@ -189,6 +210,7 @@ struct Bench<'a> {
 /// What one run of the sink binary measured.
 struct SinkRun {
     rows_per_sec: f64,
+    writers_waiting: f64,
     cpu_per_million: f64,
     system_per_million: f64,
     peak_mib: f64,
@@ -215,8 +237,10 @@ impl Bench<'_> {
         };
         same_rows(conn, db_name, ceiling_table, sink_table, self.n)?;
         Ok(Round {
-            ceiling,
+            ceiling: ceiling.rows_per_sec,
+            ceiling_waiting: ceiling.writers_waiting,
             sink: sink.rows_per_sec,
+            sink_waiting: sink.writers_waiting,
             cpu_per_million: sink.cpu_per_million,
             system_per_million: sink.system_per_million,
             peak_mib: sink.peak_mib,
@@ -224,7 +248,7 @@ impl Bench<'_> {
     }
 
     /// The ceiling: the sink's writers, fed from memory; rows/s.
-    fn ceiling(&self, conn: &mut mysql::Conn, round: u32, table: &str) -> Result<f64, BoxError> {
+    fn ceiling(&self, conn: &mut mysql::Conn, round: u32, table: &str) -> Result<Pace, BoxError> {
         let (n, parts) = (self.n, self.partitions as u64);
         let mut decoder = Decoder::new();
         let rows: Vec<Envelope> = (0..n)
@@ -283,8 +307,11 @@ impl Bench<'_> {
         let active = field(&text, "active_seconds=")
             .ok_or_else(|| format!("no summary line in {}", log_path.display()))?;
         verify(conn, &m.database, table, n)?;
+        let writers = self.config.sink.writers as f64;
         Ok(SinkRun {
             rows_per_sec: n as f64 / active,
+            writers_waiting: field(&text, "writer_idle_seconds=").unwrap_or(f64::NAN)
+                / (active * writers),
             cpu_per_million: field(&text, "cpu_seconds=").unwrap_or(f64::NAN) / n as f64 * 1e6,
             system_per_million: field(&text, "system_seconds=").unwrap_or(f64::NAN) / n as f64
                 * 1e6,
@@ -293,14 +320,21 @@ impl Bench<'_> {
     }
 }
 
-/// Writes `rows` through the sink's router and writers; returns rows/s from
-/// the first row handed over to the last acknowledgement.
+/// How fast rows went, and the share of the writers' time spent waiting for
+/// rows (high when what feeds them, not MySQL, is the limit).
+struct Pace {
+    rows_per_sec: f64,
+    writers_waiting: f64,
+}
+
+/// Writes `rows` through the sink's router and writers; rows/s from the
+/// first row handed over to the last acknowledgement.
 fn write_direct(
     config: &Config,
     info: &db::ServerInfo,
     table: &str,
     rows: Vec<Envelope>,
-) -> Result<f64, BoxError> {
+) -> Result<Pace, BoxError> {
     let pool = db::pool(&config.mysql);
     let metrics = Arc::new(Metrics::default());
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
@@ -347,7 +381,11 @@ fn write_direct(
     if acked != n {
         return Err(format!("ceiling: {acked} of {n} rows acknowledged").into());
     }
-    Ok(n as f64 / elapsed.as_secs_f64())
+    Ok(Pace {
+        rows_per_sec: n as f64 / elapsed.as_secs_f64(),
+        writers_waiting: metrics.writer_idle_seconds.get()
+            / (elapsed.as_secs_f64() * config.sink.writers as f64),
+    })
 }
 
 /// Waits until InnoDB has written out every dirty page, so that a measured

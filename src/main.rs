@@ -104,13 +104,14 @@ fn run(config: Config, until_caught_up: bool, bars: MultiProgress) -> ExitCode {
             let c = summary.counters;
             let usage = ProcessUsage::read();
             log::info!(
-                "stopped: rows_written={} skipped={} dead_lettered={} deleted={} consumed={} batches={} seconds={:.1} active_seconds={:.3} rows/s={:.0} cpu_seconds={:.2} system_seconds={:.2} peak_rss_mib={:.1}",
+                "stopped: rows_written={} skipped={} dead_lettered={} deleted={} consumed={} batches={} writer_idle_seconds={:.1} seconds={:.1} active_seconds={:.3} rows/s={:.0} cpu_seconds={:.2} system_seconds={:.2} peak_rss_mib={:.1}",
                 c.rows_written,
                 c.skipped,
                 c.dead_lettered,
                 c.rows_deleted,
                 c.consumed,
                 c.batches,
+                c.writer_idle_ms as f64 / 1e3,
                 summary.elapsed.as_secs_f64(),
                 summary.active.as_secs_f64(),
                 summary.rows_per_sec(),

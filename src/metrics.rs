@@ -11,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabel {
@@ -57,6 +58,10 @@ pub struct Metrics {
     pub channel_depth: Gauge,
     /// MySQL connections checked out of the pool.
     pub pool_in_use: Gauge,
+    /// Seconds the writers spent waiting for rows (each from its first row
+    /// on), summed over writers. A large share of writers × elapsed time
+    /// means the source limits the sink; close to zero, MySQL does.
+    pub writer_idle_seconds: Counter<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -79,6 +84,7 @@ impl Default for Metrics {
             consumer_lag: Family::default(),
             channel_depth: Gauge::default(),
             pool_in_use: Gauge::default(),
+            writer_idle_seconds: Counter::default(),
         }
     }
 }
@@ -113,6 +119,7 @@ impl Metrics {
             fetch_pauses: self.fetch_pauses.get(),
             commits: self.commits.get(),
             commit_failures: self.commit_failures.get(),
+            writer_idle_ms: (self.writer_idle_seconds.get() * 1e3) as u64,
         }
     }
 
@@ -191,6 +198,11 @@ impl Metrics {
             self.channel_depth.clone(),
         );
         r.register(
+            "writer_idle_seconds",
+            "Seconds writers spent waiting for rows, summed over writers",
+            self.writer_idle_seconds.clone(),
+        );
+        r.register(
             "pool_connections_in_use",
             "MySQL connections checked out of the pool",
             self.pool_in_use.clone(),
@@ -214,6 +226,8 @@ pub struct Snapshot {
     pub fetch_pauses: u64,
     pub commits: u64,
     pub commit_failures: u64,
+    /// `writer_idle_seconds`, in milliseconds.
+    pub writer_idle_ms: u64,
 }
 
 /// What the process itself used, for the summary line and benchmarks.

@@ -363,9 +363,20 @@ impl<S: BatchSink> Writer<S> {
     pub fn run(mut self) {
         let mut batch: Vec<Envelope> = Vec::with_capacity(self.settings.batch_size);
         let mut deadline: Option<Instant> = None;
+        // Waiting counts from the first row on: before it, the consumer is
+        // still joining its group, which says nothing about the pipeline.
+        let mut started = false;
         loop {
-            match self.rx.recv(deadline) {
+            let waiting = Instant::now();
+            let received = self.rx.recv(deadline);
+            if started {
+                self.metrics
+                    .writer_idle_seconds
+                    .inc_by(waiting.elapsed().as_secs_f64());
+            }
+            match received {
                 Ok(chunk) => {
+                    started = true;
                     self.take(&mut batch, chunk, &mut deadline);
                     // Take what is already queued without a deadline check.
                     while batch.len() < self.settings.batch_size {
@@ -750,6 +761,38 @@ mod tests {
         assert_eq!(ack, vec![(0, 1), (0, 2)]);
         drop(tx);
         h.join().unwrap();
+    }
+
+    #[test]
+    fn waiting_for_rows_counts_from_the_first_row_on() {
+        let (tx, rx) = route::inbox(10);
+        let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
+        let metrics = Arc::new(Metrics::default());
+        let w = Writer {
+            id: 0,
+            rx,
+            acks: ack_tx,
+            sink: Recorder::default(),
+            settings: settings(1, 600_000),
+            shutdown: Shutdown::new(),
+            metrics: metrics.clone(),
+        };
+        let h = std::thread::spawn(move || w.run());
+        // Before the first row: a consumer joining its group, not counted.
+        std::thread::sleep(Duration::from_millis(1000));
+        tx.send(vec![env(1)]).unwrap();
+        ack_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        // Between rows: the writer waiting for its source, counted.
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send(vec![env(2)]).unwrap();
+        ack_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        drop(tx);
+        h.join().unwrap();
+        let idle = metrics.writer_idle_seconds.get();
+        assert!(idle >= 0.1, "{idle}");
+        // Counting the second before the first row would make it over 1.1 s;
+        // the 0.1 s wait after it stays far below 1 s on any machine.
+        assert!(idle < 1.0, "{idle}");
     }
 
     #[test]
