@@ -98,12 +98,13 @@ fn bench() -> Result<(), BoxError> {
     for round in 1..=rounds {
         let r = bench.round(&mut conn, round)?;
         eprintln!(
-            "round {round}/{rounds}: ceiling {:.0} rows/s, sink {:.0} rows/s ({:.1} %), {:.2} s CPU per million rows ({:.2} s in the kernel), {:.1} MiB peak RSS",
+            "round {round}/{rounds}: ceiling {:.0} rows/s, sink {:.0} rows/s ({:.1} %), {:.2} s CPU per million rows ({:.2} s in the kernel, {:.0} page faults), {:.1} MiB peak RSS",
             r.ceiling,
             r.sink,
             100.0 * r.sink / r.ceiling,
             r.cpu_per_million,
             r.system_per_million,
+            r.faults_per_million,
             r.peak_mib
         );
         eprintln!(
@@ -130,7 +131,7 @@ fn bench() -> Result<(), BoxError> {
     );
     // Each round's sink is compared with the ceiling of the same round, so
     // load that comes and goes on a shared machine hits both alike.
-    let lines: [(&str, f64, &str, usize); 8] = [
+    let lines: [(&str, f64, &str, usize); 9] = [
         (
             "ceiling (sink writers, no Kafka)",
             med(&|r| r.ceiling),
@@ -155,6 +156,12 @@ fn bench() -> Result<(), BoxError> {
             med(&|r| r.system_per_million),
             "s",
             2,
+        ),
+        (
+            "  page faults per million rows",
+            med(&|r| r.faults_per_million),
+            "",
+            0,
         ),
         ("sink peak RSS", med(&|r| r.peak_mib), "MiB", 1),
         (
@@ -184,6 +191,7 @@ struct Round {
     sink_waiting: f64,
     cpu_per_million: f64,
     system_per_million: f64,
+    faults_per_million: f64,
     peak_mib: f64,
 }
 
@@ -213,6 +221,7 @@ struct SinkRun {
     writers_waiting: f64,
     cpu_per_million: f64,
     system_per_million: f64,
+    faults_per_million: f64,
     peak_mib: f64,
 }
 
@@ -243,6 +252,7 @@ impl Bench<'_> {
             sink_waiting: sink.writers_waiting,
             cpu_per_million: sink.cpu_per_million,
             system_per_million: sink.system_per_million,
+            faults_per_million: sink.faults_per_million,
             peak_mib: sink.peak_mib,
         })
     }
@@ -315,6 +325,7 @@ impl Bench<'_> {
             cpu_per_million: field(&text, "cpu_seconds=").unwrap_or(f64::NAN) / n as f64 * 1e6,
             system_per_million: field(&text, "system_seconds=").unwrap_or(f64::NAN) / n as f64
                 * 1e6,
+            faults_per_million: field(&text, "page_faults=").unwrap_or(f64::NAN) / n as f64 * 1e6,
             peak_mib: field(&text, "peak_rss_mib=").unwrap_or(f64::NAN),
         })
     }

@@ -16,6 +16,7 @@ pub mod dlq;
 pub mod fetch;
 pub mod gen;
 pub mod http;
+pub mod malloc;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;

@@ -241,6 +241,10 @@ pub struct ProcessUsage {
     pub system_seconds: f64,
     /// Peak resident memory (VmHWM) in MiB.
     pub peak_rss_mib: f64,
+    /// Minor page faults: pages the kernel had to map (and clear) for the
+    /// process, a cost that shows in `system_seconds` and not in profiles
+    /// of our code.
+    pub page_faults: u64,
 }
 
 impl ProcessUsage {
@@ -260,19 +264,22 @@ impl ProcessUsage {
         // utime and stime are fields 14 and 15 of /proc/self/stat, in clock
         // ticks; the command name (field 2) may hold spaces, so count from
         // the closing parenthesis.
-        let (user, system) = std::fs::read_to_string("/proc/self/stat")
+        // minflt is field 10.
+        let (user, system, faults) = std::fs::read_to_string("/proc/self/stat")
             .ok()
             .and_then(|s| {
                 let rest = s.rsplit_once(')')?.1;
                 let f: Vec<&str> = rest.split_whitespace().collect();
+                let faults = f.get(7)?.parse::<u64>().ok()?;
                 let user = f.get(11)?.parse::<f64>().ok()?;
                 let system = f.get(12)?.parse::<f64>().ok()?;
-                Some((user / 100.0, system / 100.0))
+                Some((user / 100.0, system / 100.0, faults))
             })
-            .unwrap_or((0.0, 0.0));
+            .unwrap_or((0.0, 0.0, 0));
         ProcessUsage {
             cpu_seconds: user + system,
             system_seconds: system,
+            page_faults: faults,
             peak_rss_mib: peak_kib / 1024.0,
         }
     }
