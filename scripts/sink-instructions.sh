@@ -26,15 +26,20 @@ fi
 # Inclusive costs of each thread's main function (the first line naming it;
 # callgrind_annotate lists some functions under two spellings of their file).
 callgrind_annotate --inclusive=yes --tree=none "$out" 2>/dev/null | awk -v n="$n" '
-    function show(label, x) {
-        if (seen[label]++) return
+    function take(k, x) {
+        if (k in v) return
         gsub(",", "", x)
-        printf "%-22s %6.0f\n", label, x / n
+        v[k] = x / n
     }
-    /PROGRAM TOTALS/ { show("whole sink process", $1) }
-    /source\.rs:kafka_mysql_sink::source::Source::run( \[|$)/ { show("  consumer thread", $1) }
-    /decode\.rs:kafka_mysql_sink::decode::Decoder::decode_row( \[|$)/ { show("    of which decoding", $1) }
-    /write\.rs:kafka_mysql_sink::write::Writer<S>::run( \[|$)/ { show("  writer threads", $1) }
-    /rdkafka_broker\.c:rd_kafka_broker_thread_main( \[|$)/ { show("  librdkafka broker", $1) }
+    /PROGRAM TOTALS/ { take(1, $1) }
+    /source\.rs:kafka_mysql_sink::source::Source::run( \[|$)/ { take(2, $1) }
+    /flat\.rs:kafka_mysql_sink::decode::flat::parse( \[|$)/ { take(3, $1) }
+    /decode\.rs:kafka_mysql_sink::decode::Row::from_parts( \[|$)/ { take(4, $1) }
+    /write\.rs:kafka_mysql_sink::write::Writer<S>::run( \[|$)/ { take(5, $1) }
+    /rdkafka_broker\.c:rd_kafka_broker_thread_main( \[|$)/ { take(6, $1) }
+    END {
+        split("whole sink process|  consumer thread|    of which decoding|    of which making rows|  writer threads|  librdkafka broker", label, "|")
+        for (k = 1; k <= 6; k++) if (k in v) printf "%-26s %6.0f\n", label[k], v[k]
+    }
 ' | sed '1s/$/ instructions per message/'
 echo "(callgrind output: $out; callgrind_annotate $out for the functions)"

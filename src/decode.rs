@@ -141,6 +141,17 @@ impl Row {
         unsafe { std::str::from_utf8_unchecked(b) }
     }
 
+    /// Asks the CPU to start loading the row's fields into its cache.
+    ///
+    /// A row is made on the consumer thread and read thousands of rows later
+    /// on a writer's, by which time it has left the caches: in profiles, the
+    /// writer's first read of each row stood for most of the time spent
+    /// putting it into a statement. Asked for a few rows ahead, the loads
+    /// overlap with the work on the rows before.
+    pub fn prefetch(&self) {
+        prefetch(self.bytes.get(..self.ends[5] as usize).unwrap_or_default());
+    }
+
     /// The message's key, if its row keeps the message and it had one.
     pub fn raw_key(&self) -> Option<&[u8]> {
         self.has_key.then(|| self.part(6))
@@ -179,6 +190,34 @@ impl Row {
     pub fn processed_at(&self) -> Option<&str> {
         self.has_processed_at.then(|| self.field(5))
     }
+}
+
+/// Asks the CPU to start loading `bytes` (up to 256 of them) into its cache,
+/// for data that another thread wrote a while ago and that is about to be
+/// read. A hint only: it changes no result.
+pub fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let Some(last) = bytes.len().checked_sub(1) else {
+            return;
+        };
+        let first = bytes.as_ptr();
+        // One hint per cache line touched, the last byte's line included.
+        let mut at = 0;
+        while at <= last.min(255) {
+            // SAFETY: `at` is within `bytes`; a prefetch never faults and
+            // reads nothing into the program.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(first.add(at).cast()) };
+            at += 64;
+        }
+        // Lines need not start where `bytes` does: the last one may be
+        // one more.
+        // SAFETY: as above, `last` is within `bytes`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(first.add(last.min(255)).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 /// Why a payload is not a row.

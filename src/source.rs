@@ -522,7 +522,16 @@ impl Source {
         // revocation in there forgets the revoked partitions' offsets, and
         // their messages must not be written here any more.
         let mut polled = false;
+        // The broker thread wrote the payloads on another core; their loads
+        // are started a few messages ahead (see decode::prefetch).
+        const AHEAD: usize = 4;
+        for m in msgs.iter().take(AHEAD) {
+            crate::decode::prefetch(m.payload.unwrap_or_default());
+        }
         for (i, m) in msgs.iter().enumerate() {
+            if let Some(ahead) = msgs.get(i + AHEAD) {
+                crate::decode::prefetch(ahead.payload.unwrap_or_default());
+            }
             let (partition, offset) = (m.partition, m.offset);
             if polled && !lock(&self.tracker).is_tracked(partition, offset) {
                 continue;

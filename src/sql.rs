@@ -185,7 +185,16 @@ impl UpsertBuilder {
         let fixed = self.head.len() + self.tail.len();
         let mut taken = 0;
         let mut tuples = 0;
-        for r in rows {
+        // Rows arrive cold (see `Row::prefetch`); their loads are started
+        // this many rows ahead of their use.
+        const AHEAD: usize = 6;
+        for r in rows.iter().take(AHEAD).filter_map(AsRow::as_row) {
+            r.prefetch();
+        }
+        for (k, r) in rows.iter().enumerate() {
+            if let Some(ahead) = rows.get(k + AHEAD).and_then(AsRow::as_row) {
+                ahead.prefetch();
+            }
             let Some(row) = r.as_row() else {
                 taken += 1;
                 continue;
