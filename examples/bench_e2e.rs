@@ -9,7 +9,7 @@
 //!    own), drains the topic into another fresh table with --until-caught-up.
 //!
 //! Both tables are checked for exactness. Steps 2 and 3 are repeated
-//! BENCH_ROUNDS times (default 3), in alternating order, each sink run
+//! BENCH_ROUNDS times (default 5), in alternating order, each sink run
 //! compared with the ceiling of its own round, and each run starts on a
 //! settled server (see `settle`); printed are the medians over the rounds of
 //! rows/s of each, their ratio, the sink's CPU seconds per million rows (and
@@ -17,9 +17,13 @@
 //! writers spent waiting for rows on either side (if the sink's writers wait
 //! much more than the ceiling's, what feeds them is the limit, not MySQL).
 //!
-//! Environment: BENCH_ORDERS (default 1000000), BENCH_ROUNDS (default 3),
-//! BENCH_CONFIG (default config/sink.toml), plus the sink's usual variables
-//! (SINK_WRITERS...).
+//! It then says which of the throughput targets the medians meet (end to
+//! end ≥ 85 % of the ceiling, CPU ≤ 2 s per million rows, peak RSS ≤ 100 MB);
+//! with BENCH_STRICT=1 a missed target fails the run.
+//!
+//! Environment: BENCH_ORDERS (default 1000000), BENCH_ROUNDS (default 5),
+//! BENCH_CONFIG (default config/sink.toml), BENCH_STRICT, plus the sink's
+//! usual variables (SINK_WRITERS...).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -61,7 +65,9 @@ fn bench() -> Result<(), BoxError> {
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|&r| r > 0)
-        .unwrap_or(3);
+        // Single rounds on the shared development machine ranged from 76 % to
+        // 117 % of the ceiling within one run; five make the median steadier.
+        .unwrap_or(5);
     let config_path =
         PathBuf::from(std::env::var("BENCH_CONFIG").unwrap_or("config/sink.toml".into()));
     let env = |name: &str| match name {
@@ -181,6 +187,31 @@ fn bench() -> Result<(), BoxError> {
         println!("{label:<34}: {value:>10.decimals$} {unit}");
     }
     println!("tables exact in every round: {n} rows, values verified");
+    // The targets of the throughput issue, checked on the medians. With
+    // BENCH_STRICT=1 a miss fails the run (for a machine quiet enough to
+    // hold a benchmark to them).
+    let targets = [
+        (
+            "end to end at least 85 % of the ceiling",
+            med(&|r| 100.0 * r.sink / r.ceiling) >= 85.0,
+        ),
+        (
+            "sink CPU at most 2 s per million rows",
+            med(&|r| r.cpu_per_million) <= 2.0,
+        ),
+        (
+            "sink peak RSS at most 100 MB",
+            med(&|r| r.peak_mib) * 1_048_576.0 <= 100e6,
+        ),
+    ];
+    let mut missed = 0;
+    for (target, met) in targets {
+        println!("target: {target}: {}", if met { "met" } else { "MISSED" });
+        missed += usize::from(!met);
+    }
+    if missed > 0 && std::env::var("BENCH_STRICT").is_ok_and(|v| v == "1") {
+        return Err(format!("{missed} target(s) missed (BENCH_STRICT=1)").into());
+    }
     Ok(())
 }
 
