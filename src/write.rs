@@ -682,8 +682,19 @@ mod tests {
         }
     }
 
-    fn run(sink: Recorder, s: WriterSettings, items: Vec<Envelope>) -> (Vec<Ack>, Arc<Metrics>) {
-        let (tx, rx) = route::inbox(100_000);
+    /// A writer over `sink`, the sender that feeds it (`chunks` deep), and
+    /// where its acknowledgements and metrics go.
+    fn writer(
+        sink: Recorder,
+        s: WriterSettings,
+        chunks: usize,
+    ) -> (
+        Writer<Recorder>,
+        crossbeam_channel::Sender<Chunk>,
+        crossbeam_channel::Receiver<Ack>,
+        Arc<Metrics>,
+    ) {
+        let (tx, rx) = route::inbox(chunks);
         let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
         let metrics = Arc::new(Metrics::default());
         let w = Writer {
@@ -695,6 +706,11 @@ mod tests {
             shutdown: Shutdown::new(),
             metrics: metrics.clone(),
         };
+        (w, tx, ack_rx, metrics)
+    }
+
+    fn run(sink: Recorder, s: WriterSettings, items: Vec<Envelope>) -> (Vec<Ack>, Arc<Metrics>) {
+        let (w, tx, ack_rx, metrics) = writer(sink, s, 100_000);
         // Chunks of 1 to 7 rows, so that they straddle batch boundaries.
         let mut items = items.into_iter().peekable();
         let mut size = 0;
@@ -741,18 +757,7 @@ mod tests {
 
     #[test]
     fn partial_batch_flushes_after_the_interval() {
-        let rec = Recorder::default();
-        let (tx, rx) = route::inbox(10);
-        let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
-        let w = Writer {
-            id: 0,
-            rx,
-            acks: ack_tx,
-            sink: rec,
-            settings: settings(1000, 20),
-            shutdown: Shutdown::new(),
-            metrics: Arc::new(Metrics::default()),
-        };
+        let (w, tx, ack_rx, _) = writer(Recorder::default(), settings(1000, 20), 10);
         let h = std::thread::spawn(move || w.run());
         tx.send(vec![env(1)]).unwrap();
         tx.send(vec![env(2)]).unwrap();
@@ -765,18 +770,7 @@ mod tests {
 
     #[test]
     fn waiting_for_rows_counts_from_the_first_row_on() {
-        let (tx, rx) = route::inbox(10);
-        let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
-        let metrics = Arc::new(Metrics::default());
-        let w = Writer {
-            id: 0,
-            rx,
-            acks: ack_tx,
-            sink: Recorder::default(),
-            settings: settings(1, 600_000),
-            shutdown: Shutdown::new(),
-            metrics: metrics.clone(),
-        };
+        let (w, tx, ack_rx, metrics) = writer(Recorder::default(), settings(1, 600_000), 10);
         let h = std::thread::spawn(move || w.run());
         // Before the first row: a consumer joining its group, not counted.
         std::thread::sleep(Duration::from_millis(1000));
