@@ -349,15 +349,15 @@ impl Bench<'_> {
             .ok_or_else(|| format!("no summary line in {}", log_path.display()))?;
         verify(conn, &m.database, table, n)?;
         let writers = self.config.sink.writers as f64;
+        let of = |key: &str| field(&text, key).unwrap_or(f64::NAN);
+        let per_million = |key: &str| of(key) / n as f64 * 1e6;
         Ok(SinkRun {
             rows_per_sec: n as f64 / active,
-            writers_waiting: field(&text, "writer_idle_seconds=").unwrap_or(f64::NAN)
-                / (active * writers),
-            cpu_per_million: field(&text, "cpu_seconds=").unwrap_or(f64::NAN) / n as f64 * 1e6,
-            system_per_million: field(&text, "system_seconds=").unwrap_or(f64::NAN) / n as f64
-                * 1e6,
-            faults_per_million: field(&text, "page_faults=").unwrap_or(f64::NAN) / n as f64 * 1e6,
-            peak_mib: field(&text, "peak_rss_mib=").unwrap_or(f64::NAN),
+            writers_waiting: of("writer_idle_seconds=") / (active * writers),
+            cpu_per_million: per_million("cpu_seconds="),
+            system_per_million: per_million("system_seconds="),
+            faults_per_million: per_million("page_faults="),
+            peak_mib: of("peak_rss_mib="),
         })
     }
 }
@@ -436,9 +436,9 @@ fn write_direct(
 /// Left alone, InnoDB writes out the pages a run dirtied over the following
 /// minutes, during whatever runs next (thousands of dirty pages were still
 /// waiting minutes after a run), so each run's figure depended on what ran
-/// before it. Flushing is hurried by setting
-/// the dirty-page target to zero and raising the I/O budget for the wait,
-/// then the server's own settings are put back.
+/// before it. Flushing is hurried by setting the dirty-page target to zero
+/// and raising the I/O budget for the wait, then the server's own settings
+/// are put back (also when the wait fails).
 fn settle(conn: &mut mysql::Conn) -> Result<(), BoxError> {
     let t = Instant::now();
     let saved: Option<(f64, u64, u64)> = conn.query_first(
@@ -458,15 +458,21 @@ fn settle(conn: &mut mysql::Conn) -> Result<(), BoxError> {
             conn.query_first("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'")?;
         Ok(row.map_or(0, |(_, v)| v))
     };
-    let mut left = dirty(conn)?;
-    while left > 0 && t.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_millis(100));
-        left = dirty(conn)?;
-    }
+    let wait = |conn: &mut mysql::Conn| -> Result<u64, BoxError> {
+        let mut left = dirty(conn)?;
+        while left > 0 && t.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_millis(100));
+            left = dirty(conn)?;
+        }
+        Ok(left)
+    };
+    // The server's settings come back even if the wait failed.
+    let waited = wait(conn);
     conn.query_drop(format!(
         "SET GLOBAL innodb_max_dirty_pages_pct = {pct}, GLOBAL innodb_io_capacity = {io}, \
          GLOBAL innodb_io_capacity_max = {io_max}"
     ))?;
+    let left = waited?;
     eprintln!(
         "settled in {:.1}s ({left} dirty pages left)",
         t.elapsed().as_secs_f64()
