@@ -232,7 +232,8 @@ pub enum DecodeError {
 /// Decodes payloads, reusing its buffers from one message to the next.
 ///
 /// A flat order without escapes is read in one pass over the payload (see
-/// `flat`); everything else goes through simd-json. simd-json parses in place, so each payload is copied once into a scratch
+/// `flat`); everything else goes through simd-json. simd-json parses in
+/// place, so each such payload is copied once into a scratch
 /// buffer, padded as simd-json needs so that it does not copy it again. That
 /// buffer, simd-json's own and the tape it parses into all live across
 /// messages, which leaves the row's one allocation as the only one per
