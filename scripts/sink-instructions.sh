@@ -32,10 +32,10 @@ callgrind_annotate --inclusive=yes --tree=none "$out" 2>/dev/null | awk -v n="$n
         v[k] = x / n
     }
     /PROGRAM TOTALS/ { take(1, $1) }
-    /source\.rs:kafka_mysql_sink::source::Source::run( \[|$)/ { take(2, $1) }
+    /source\/mod\.rs:kafka_mysql_sink::source::Source::run( \[|$)/ { take(2, $1) }
     /flat\.rs:kafka_mysql_sink::decode::flat::parse( \[|$)/ { take(3, $1) }
     /decode\.rs:kafka_mysql_sink::decode::Row::from_parts( \[|$)/ { take(4, $1) }
-    /write\.rs:kafka_mysql_sink::write::Writer<S>::run( \[|$)/ { take(5, $1) }
+    /write\/mod\.rs:kafka_mysql_sink::write::Writer<S>::run( \[|$)/ { take(5, $1) }
     /rdkafka_broker\.c:rd_kafka_broker_thread_main( \[|$)/ { take(6, $1) }
     END {
         split("whole sink process|  consumer thread|    of which decoding|    of which making rows|  writer threads|  librdkafka broker", label, "|")

@@ -3,7 +3,6 @@
 //! build the writers' connection pool.
 
 use std::thread;
-use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, SslOpts};
@@ -13,7 +12,7 @@ use crate::config::{MysqlConfig, SslMode};
 use crate::sql::{self, Dialect};
 
 pub type Pool = r2d2::Pool<MySqlConnectionManager>;
-pub type PooledConn = r2d2::PooledConnection<MySqlConnectionManager>;
+pub(crate) type PooledConn = r2d2::PooledConnection<MySqlConnectionManager>;
 
 /// Why MySQL could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +62,7 @@ impl ServerInfo {
 /// database is selected: every statement names `db`.`table`, so the sink can
 /// create the database when it is missing.
 pub fn opts(cfg: &MysqlConfig) -> OptsBuilder {
-    let timeout = Some(Duration::from_millis(cfg.timeout_ms));
+    let timeout = Some(cfg.timeout);
     let tls = |ca: &Option<std::path::PathBuf>| {
         let opts = SslOpts::default();
         match ca {
@@ -99,8 +98,8 @@ pub fn opts(cfg: &MysqlConfig) -> OptsBuilder {
         )
 }
 
-/// Connects, retrying `connect_retries` times `connect_retry_delay_ms` apart.
-pub fn connect_with_retry(cfg: &MysqlConfig) -> Result<Conn, DbError> {
+/// Connects, retrying `connect_retries` times `connect_retry_delay` apart.
+pub(crate) fn connect_with_retry(cfg: &MysqlConfig) -> Result<Conn, DbError> {
     let opts = Opts::from(opts(cfg));
     let mut attempt = 0;
     loop {
@@ -113,9 +112,9 @@ pub fn connect_with_retry(cfg: &MysqlConfig) -> Result<Conn, DbError> {
                     cfg.connect_retries,
                     cfg.host,
                     cfg.port,
-                    cfg.connect_retry_delay_ms
+                    cfg.connect_retry_delay.as_millis()
                 );
-                thread::sleep(Duration::from_millis(cfg.connect_retry_delay_ms));
+                thread::sleep(cfg.connect_retry_delay);
             }
             Err(source) => {
                 return Err(DbError::Connect {
@@ -135,7 +134,7 @@ fn query_err(what: &'static str) -> impl FnOnce(mysql::Error) -> DbError {
 }
 
 /// Reads the server's version and packet limit.
-pub fn server_info(conn: &mut Conn) -> Result<ServerInfo, DbError> {
+pub(crate) fn server_info(conn: &mut Conn) -> Result<ServerInfo, DbError> {
     let row: Option<(String, u64)> = conn
         .query_first("SELECT VERSION(), @@max_allowed_packet")
         .map_err(query_err("reading the server version"))?;
@@ -149,7 +148,7 @@ pub fn server_info(conn: &mut Conn) -> Result<ServerInfo, DbError> {
 
 /// What start-up finds of the target table.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TableState {
+pub(crate) enum TableState {
     /// There, with every column the sink writes.
     Ready,
     /// Not there (nor, maybe, its database): start-up creates it.
@@ -158,7 +157,7 @@ pub enum TableState {
 
 /// Looks at the target table without changing anything; fails when it
 /// exists without the columns the sink writes.
-pub fn inspect_table(conn: &mut Conn, db: &str, table: &str) -> Result<TableState, DbError> {
+pub(crate) fn inspect_table(conn: &mut Conn, db: &str, table: &str) -> Result<TableState, DbError> {
     let db_exists: Option<String> = conn
         .exec_first(
             "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
@@ -211,19 +210,19 @@ pub fn ensure_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbErro
 }
 
 /// Creates the dead-letter table when missing.
-pub fn ensure_dlq_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbError> {
+pub(crate) fn ensure_dlq_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbError> {
     conn.query_drop(sql::create_dlq_table(db, table))
         .map_err(query_err("creating the dead-letter table"))
 }
 
 /// Built unchecked: start-up already proved the server reachable, and a
 /// writer that cannot get a connection retries like any failed batch.
-pub fn pool(cfg: &MysqlConfig) -> Pool {
+pub(crate) fn pool(cfg: &MysqlConfig) -> Pool {
     let manager = MySqlConnectionManager::new(opts(cfg));
     r2d2::Pool::builder()
         .max_size(cfg.pool_size)
         .min_idle(Some(0))
         .test_on_check_out(false)
-        .connection_timeout(Duration::from_millis(cfg.timeout_ms))
+        .connection_timeout(cfg.timeout)
         .build_unchecked(manager)
 }

@@ -25,10 +25,9 @@ pub struct HttpError {
 }
 
 /// The running endpoint; stops when dropped.
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
-    pub addr: String,
 }
 
 impl Drop for Endpoint {
@@ -46,7 +45,7 @@ impl Drop for Endpoint {
 /// the writers' pool: writers keep their pooled connections between batches,
 /// so with `pool_size` equal to the writer count the pool has none to spare,
 /// and a probe should not take capacity from the writers anyway.
-pub struct Readiness {
+pub(crate) struct Readiness {
     /// Set once start-up is over and the consumer loop runs.
     running: Arc<AtomicBool>,
     /// The writers' pool, for the connections-in-use gauge.
@@ -56,7 +55,7 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    pub fn new(running: Arc<AtomicBool>, pool: Pool, opts: mysql::OptsBuilder) -> Readiness {
+    pub(crate) fn new(running: Arc<AtomicBool>, pool: Pool, opts: mysql::OptsBuilder) -> Readiness {
         let probe_timeout = Some(Duration::from_secs(2));
         let opts = opts
             .tcp_connect_timeout(probe_timeout)
@@ -86,7 +85,11 @@ impl Readiness {
     }
 }
 
-pub fn start(addr: &str, metrics: Arc<Metrics>, ready: Readiness) -> Result<Endpoint, HttpError> {
+pub(crate) fn start(
+    addr: &str,
+    metrics: Arc<Metrics>,
+    ready: Readiness,
+) -> Result<Endpoint, HttpError> {
     let server = Server::http(addr).map_err(|e| HttpError {
         addr: addr.to_string(),
         reason: e.to_string(),
@@ -109,7 +112,6 @@ pub fn start(addr: &str, metrics: Arc<Metrics>, ready: Readiness) -> Result<Endp
     Ok(Endpoint {
         stop,
         handle: Some(handle),
-        addr: bound,
     })
 }
 

@@ -47,6 +47,9 @@ pub struct Metrics {
     /// Times fetching was paused because the writers stayed behind for
     /// longer than the pause threshold (a MySQL outage, say).
     pub fetch_pauses: Counter,
+    /// Partitions whose messages arrived outside the batch queue (correct,
+    /// only slower; a partition the rebalance callback could not attach).
+    pub unbatched_partitions: Counter,
     /// Offset commits Kafka confirmed.
     pub commits: Counter,
     /// Offset commits Kafka refused (they are retried).
@@ -77,6 +80,7 @@ impl Default for Metrics {
             skipped: Counter::default(),
             retries: Family::default(),
             fetch_pauses: Counter::default(),
+            unbatched_partitions: Counter::default(),
             commits: Counter::default(),
             commit_failures: Counter::default(),
             // 1 ms to ~65 s.
@@ -93,10 +97,6 @@ impl Default for Metrics {
 impl Metrics {
     pub fn add(counter: &Counter, n: u64) {
         counter.inc_by(n);
-    }
-
-    pub fn get(counter: &Counter) -> u64 {
-        counter.get()
     }
 
     pub fn retry(&self, class: &'static str) {
@@ -167,6 +167,11 @@ impl Metrics {
             "fetch_pauses",
             "Times fetching was paused because the writers stayed behind",
             self.fetch_pauses.clone(),
+        );
+        r.register(
+            "unbatched_partitions",
+            "Partitions read one message at a time, outside the batch queue",
+            self.unbatched_partitions.clone(),
         );
         r.register(
             "commits",

@@ -13,6 +13,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::types::Coord;
+
 /// Hashes partition numbers. The default SipHash, built to resist chosen
 /// keys, took ~3 % of the sink's instructions for the two lookups every
 /// message makes; partition numbers are small integers chosen by no one,
@@ -74,7 +76,8 @@ impl OffsetTracker {
     }
 
     /// Records that `offset` of `partition` was read and is now in flight.
-    pub fn register(&mut self, partition: i32, offset: i64) {
+    pub fn register(&mut self, coord: Coord) {
+        let Coord { partition, offset } = coord;
         let p = self.parts.entry(partition).or_default();
         if let Some(&(last, _)) = p.pending.back() {
             if offset <= last {
@@ -96,7 +99,8 @@ impl OffsetTracker {
     /// Records that `offset` is durable (or was skipped). Unknown offsets, such
     /// as a late acknowledgement for a partition that was revoked, are ignored.
     /// Returns whether the offset was tracked.
-    pub fn complete(&mut self, partition: i32, offset: i64) -> bool {
+    pub fn complete(&mut self, coord: Coord) -> bool {
+        let Coord { partition, offset } = coord;
         let Some(p) = self.parts.get_mut(&partition) else {
             return false;
         };
@@ -114,25 +118,20 @@ impl OffsetTracker {
     }
 
     /// Marks every offset of a writer's acknowledgement as done.
-    pub fn complete_all(&mut self, ack: impl IntoIterator<Item = (i32, i64)>) {
-        for (p, o) in ack {
-            self.complete(p, o);
+    pub fn complete_all(&mut self, ack: impl IntoIterator<Item = Coord>) {
+        for c in ack {
+            self.complete(c);
         }
     }
 
-    /// The offset to commit for `partition`: everything below it is done.
-    pub fn committable(&self, partition: i32) -> Option<i64> {
-        self.parts.get(&partition).and_then(|p| p.done_below)
-    }
-
     /// Partitions whose committable offset is ahead of what Kafka confirmed.
-    pub fn commit_candidates(&self) -> Vec<(i32, i64)> {
-        let mut out: Vec<(i32, i64)> = self
+    pub fn commit_candidates(&self) -> Vec<Coord> {
+        let mut out: Vec<Coord> = self
             .parts
             .iter()
             .filter_map(|(&part, p)| match (p.done_below, p.committed) {
                 (Some(d), Some(c)) if d <= c => None,
-                (Some(d), _) => Some((part, d)),
+                (Some(d), _) => Some(Coord::new(part, d)),
                 (None, _) => None,
             })
             .collect();
@@ -170,10 +169,10 @@ impl OffsetTracker {
     }
 
     /// Whether `offset` of `partition` is in flight here.
-    pub fn is_tracked(&self, partition: i32, offset: i64) -> bool {
+    pub fn is_tracked(&self, coord: Coord) -> bool {
         self.parts
-            .get(&partition)
-            .is_some_and(|p| p.position(offset).is_some())
+            .get(&coord.partition)
+            .is_some_and(|p| p.position(coord.offset).is_some())
     }
 
     /// The offsets of `partition` still in flight (read, not yet durable).
@@ -200,21 +199,28 @@ impl OffsetTracker {
 mod tests {
     use super::*;
 
+    impl OffsetTracker {
+        /// The offset to commit for `partition`: everything below it is done.
+        fn committable(&self, partition: i32) -> Option<i64> {
+            self.parts.get(&partition).and_then(|p| p.done_below)
+        }
+    }
+
     #[test]
     fn commits_only_the_contiguous_done_prefix() {
         let mut t = OffsetTracker::new();
         for o in 10..15 {
-            t.register(0, o);
+            t.register(Coord::new(0, o));
         }
         assert_eq!(t.committable(0), None);
-        assert!(t.complete(0, 12));
-        assert!(t.complete(0, 11));
+        assert!(t.complete(Coord::new(0, 12)));
+        assert!(t.complete(Coord::new(0, 11)));
         assert_eq!(t.committable(0), None, "10 is still in flight");
-        assert!(t.complete(0, 10));
+        assert!(t.complete(Coord::new(0, 10)));
         assert_eq!(t.committable(0), Some(13));
-        assert!(t.complete(0, 14));
+        assert!(t.complete(Coord::new(0, 14)));
         assert_eq!(t.committable(0), Some(13));
-        assert!(t.complete(0, 13));
+        assert!(t.complete(Coord::new(0, 13)));
         assert_eq!(t.committable(0), Some(15));
         assert_eq!(t.in_flight(), 0);
     }
@@ -223,12 +229,12 @@ mod tests {
     fn unfinished_lists_what_is_in_flight() {
         let mut t = OffsetTracker::new();
         for o in 0..6 {
-            t.register(0, o);
+            t.register(Coord::new(0, o));
         }
-        t.complete(0, 1);
-        t.complete(0, 4);
+        t.complete(Coord::new(0, 1));
+        t.complete(Coord::new(0, 4));
         assert_eq!(t.unfinished(0).collect::<Vec<_>>(), [0, 2, 3, 5]);
-        t.complete(0, 0);
+        t.complete(Coord::new(0, 0));
         assert_eq!(t.unfinished(0).collect::<Vec<_>>(), [2, 3, 5]);
         assert_eq!(
             t.unfinished(7).count(),
@@ -240,24 +246,27 @@ mod tests {
     #[test]
     fn partitions_are_independent_and_gaps_are_fine() {
         let mut t = OffsetTracker::new();
-        t.register(0, 0);
-        t.register(1, 100);
-        t.register(1, 105); // compacted away in between
-        t.complete(1, 105);
-        t.complete(0, 0);
+        t.register(Coord::new(0, 0));
+        t.register(Coord::new(1, 100));
+        t.register(Coord::new(1, 105)); // compacted away in between
+        t.complete(Coord::new(1, 105));
+        t.complete(Coord::new(0, 0));
         assert_eq!(t.committable(0), Some(1));
         assert_eq!(t.committable(1), None);
-        t.complete(1, 100);
+        t.complete(Coord::new(1, 100));
         assert_eq!(t.committable(1), Some(106));
-        assert_eq!(t.commit_candidates(), vec![(0, 1), (1, 106)]);
+        assert_eq!(
+            t.commit_candidates(),
+            vec![Coord::new(0, 1), Coord::new(1, 106)]
+        );
     }
 
     #[test]
     fn confirmed_commits_are_not_repeated_and_never_go_back() {
         let mut t = OffsetTracker::new();
-        t.register(3, 0);
-        t.complete(3, 0);
-        assert_eq!(t.commit_candidates(), vec![(3, 1)]);
+        t.register(Coord::new(3, 0));
+        t.complete(Coord::new(3, 0));
+        assert_eq!(t.commit_candidates(), vec![Coord::new(3, 1)]);
         t.confirm_commit(3, 1);
         assert!(t.commit_candidates().is_empty());
         t.confirm_commit(3, 0);
@@ -267,11 +276,11 @@ mod tests {
     #[test]
     fn unknown_and_revoked_acks_are_ignored() {
         let mut t = OffsetTracker::new();
-        assert!(!t.complete(9, 1));
-        t.register(0, 5);
-        assert!(!t.complete(0, 4));
+        assert!(!t.complete(Coord::new(9, 1)));
+        t.register(Coord::new(0, 5));
+        assert!(!t.complete(Coord::new(0, 4)));
         assert_eq!(t.remove(0), None);
-        assert!(!t.complete(0, 5));
+        assert!(!t.complete(Coord::new(0, 5)));
         assert_eq!(t.committable(0), None);
     }
 
@@ -279,15 +288,18 @@ mod tests {
     fn rewind_forgets_later_offsets() {
         let mut t = OffsetTracker::new();
         for o in 0..5 {
-            t.register(0, o);
+            t.register(Coord::new(0, o));
         }
-        t.complete(0, 0);
-        t.complete(0, 1);
+        t.complete(Coord::new(0, 0));
+        t.complete(Coord::new(0, 1));
         // re-delivery from 1 on
-        t.register(0, 1);
+        t.register(Coord::new(0, 1));
         assert_eq!(t.committable(0), Some(1));
-        assert!(!t.complete(0, 3), "3 was forgotten and will come again");
-        t.complete(0, 1);
+        assert!(
+            !t.complete(Coord::new(0, 3)),
+            "3 was forgotten and will come again"
+        );
+        t.complete(Coord::new(0, 1));
         assert_eq!(t.committable(0), Some(2));
     }
 
@@ -298,7 +310,7 @@ mod tests {
         let n = 1000i64;
         let mut t = OffsetTracker::new();
         for o in 0..n {
-            t.register(7, o);
+            t.register(Coord::new(7, o));
         }
         let mut order: Vec<i64> = (0..n).collect();
         let mut x: u64 = 0x9E3779B97F4A7C15;
@@ -310,7 +322,7 @@ mod tests {
         }
         let mut done = vec![false; n as usize];
         for o in order {
-            t.complete(7, o);
+            t.complete(Coord::new(7, o));
             done[o as usize] = true;
             let prefix = done.iter().take_while(|d| **d).count() as i64;
             assert_eq!(t.committable(7), (prefix > 0).then_some(prefix));

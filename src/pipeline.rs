@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::db::{self, DbError};
-use crate::dlq::{DlqTarget, TopicDlq};
 use crate::http::{self, Readiness};
 use crate::metrics::{Metrics, Snapshot};
 use crate::route::Router;
 use crate::shutdown::Shutdown;
 use crate::source::{Source, SourceError};
 use crate::sql::UpsertBuilder;
+use crate::write::{DlqTarget, TopicDlq};
 use crate::write::{MysqlSink, Writer, WriterSettings};
 
 /// Why a run failed.
@@ -93,8 +93,7 @@ pub fn run(
             DlqTarget::Table(crate::sql::qualified(&m.database, &t))
         }
         (_, Some(topic)) => DlqTarget::Topic(Arc::new(
-            TopicDlq::new(&config.kafka, &topic, Duration::from_millis(m.timeout_ms))
-                .map_err(SinkError::Dlq)?,
+            TopicDlq::new(&config.kafka, &topic, m.timeout).map_err(SinkError::Dlq)?,
         )),
         _ => DlqTarget::Skip,
     };
@@ -177,17 +176,17 @@ impl Writers {
 pub fn spawn_writers(
     config: &Config,
     target: &WriterTarget<'_>,
-    acks: crossbeam_channel::Sender<crate::write::Ack>,
+    acks: crossbeam_channel::Sender<crate::types::Ack>,
     shutdown: &Shutdown,
     metrics: &Arc<Metrics>,
 ) -> Result<(Router, Writers), SinkError> {
     let (s, m) = (&config.sink, &config.mysql);
     let settings = WriterSettings {
         batch_size: s.batch_size,
-        flush_interval: s.flush_interval(),
-        retry_initial: Duration::from_millis(s.retry_initial_ms),
-        retry_max: Duration::from_millis(s.retry_max_ms),
-        shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
+        flush_interval: s.flush_interval,
+        retry_initial: s.retry_initial,
+        retry_max: s.retry_max,
+        shutdown_timeout: s.shutdown_timeout,
     };
     let (router, inboxes) = Router::new(s.writers, s.channel_capacity);
     let mut handles = Vec::with_capacity(s.writers);

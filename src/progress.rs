@@ -78,9 +78,9 @@ pub fn bar() -> ProgressBar {
 }
 
 impl Reporter {
-    pub fn new(interval_ms: u64, bar: Option<ProgressBar>) -> Reporter {
+    pub fn new(interval: Duration, bar: Option<ProgressBar>) -> Reporter {
         Reporter {
-            interval: (interval_ms > 0).then(|| Duration::from_millis(interval_ms)),
+            interval: (!interval.is_zero()).then_some(interval),
             bar,
             last_log: Instant::now(),
             last: Snapshot::default(),

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 
-use crate::write::{Chunk, Envelope};
+use crate::types::{Chunk, Envelope, Op};
 
 /// A hash of a key, stable across runs and platforms: FNV-1a over 8-byte
 /// words (byte-wise FNV was ~2 % of the sink's instructions on 36-byte ids),
 /// then a SplitMix64 finish, since multiplication alone leaves the low bits
 /// (the ones `% writers` keeps) depending only on the low bytes.
-pub fn key_hash(key: &[u8]) -> u64 {
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut words = key.chunks_exact(8);
@@ -36,8 +36,19 @@ pub fn key_hash(key: &[u8]) -> u64 {
 }
 
 /// The writer (0..writers) responsible for `id`.
-pub fn writer_for(id: &str, writers: usize) -> usize {
+pub(crate) fn writer_for(id: &str, writers: usize) -> usize {
     (key_hash(id.as_bytes()) % writers as u64) as usize
+}
+
+/// The writer a message belongs to: by `id` for upserts and deletes, so
+/// versions of a key stay in order; by position for rejects, which have no
+/// usable key.
+pub(crate) fn writer_of(env: &Envelope, writers: usize) -> usize {
+    match &env.op {
+        Op::Upsert(row) => writer_for(row.id(), writers),
+        Op::Delete(id) => writer_for(id, writers),
+        Op::Reject(_) => (env.coord.offset.unsigned_abs() % writers as u64) as usize,
+    }
 }
 
 /// Why rows could not be handed over.
@@ -54,7 +65,7 @@ pub enum RouteError {
 /// sink's instructions (and a cache line moving between cores every time);
 /// per chunk it is a rounding error, while 64 rows is still well under a
 /// batch, so writers keep getting work in small steps.
-pub const CHUNK_ROWS: usize = 64;
+pub(crate) const CHUNK_ROWS: usize = 64;
 
 /// The writer channels, indexed by writer, with the rows staged for each.
 ///
@@ -101,7 +112,7 @@ impl Router {
     /// Stages `env` for its writer. Returns the writer if that writer's
     /// chunk is now full and must be sent before more rows are staged for it.
     pub fn stage(&mut self, env: Envelope) -> Option<usize> {
-        let w = env.writer(self.senders.len());
+        let w = writer_of(&env, self.senders.len());
         let staged = &mut self.staged[w];
         if staged.capacity() == 0 {
             staged.reserve_exact(self.chunk);

@@ -1,4 +1,5 @@
-//! SQL text: identifiers, the table's DDL, and multi-row upserts.
+//! All statement text: identifiers, the tables' DDL, multi-row upserts,
+//! tombstone deletes and dead-letter inserts.
 //!
 //! Statements are built as text into a reused buffer rather than sent as
 //! prepared-statement parameters: a prepared multi-row statement is capped at
@@ -10,9 +11,10 @@
 //! as a plain quoted literal.
 
 use crate::decode::Row;
+use crate::types::{DeadLetter, Envelope, Op};
 
 /// The columns the sink writes, in statement order.
-pub const COLUMNS: [&str; 6] = [
+pub(crate) const COLUMNS: [&str; 6] = [
     "id",
     "order_id",
     "quantity",
@@ -24,7 +26,7 @@ pub const COLUMNS: [&str; 6] = [
 /// Checks a database or table name: 1 to 64 characters of letters, digits,
 /// `_`, `$` or `-`. Narrower than MySQL allows, on purpose: names come from
 /// configuration and end up inside statements.
-pub fn check_identifier(name: &str) -> Result<(), String> {
+pub(crate) fn check_identifier(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".into());
     }
@@ -43,7 +45,7 @@ pub fn check_identifier(name: &str) -> Result<(), String> {
 }
 
 /// `name` quoted as a MySQL identifier.
-pub fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
@@ -53,7 +55,7 @@ pub fn qualified(db: &str, table: &str) -> String {
 }
 
 /// The seed's DDL, word for word, with the table name qualified by its database.
-pub fn create_table(db: &str, table: &str) -> String {
+pub(crate) fn create_table(db: &str, table: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (
     `id` VARCHAR(36) PRIMARY KEY,
@@ -115,6 +117,15 @@ pub trait AsRow {
 impl AsRow for Row {
     fn as_row(&self) -> Option<&Row> {
         Some(self)
+    }
+}
+
+impl AsRow for Envelope {
+    fn as_row(&self) -> Option<&Row> {
+        match &self.op {
+            Op::Upsert(row) => Some(row),
+            _ => None,
+        }
     }
 }
 
@@ -238,7 +249,7 @@ fn push_tuple(buf: &mut String, row: &Row) {
 }
 
 /// Appends `s` as a string literal whose meaning does not depend on `sql_mode`.
-pub fn push_str_literal(buf: &mut String, s: &str) {
+pub(crate) fn push_str_literal(buf: &mut String, s: &str) {
     if needs_hex(s.as_bytes()) {
         const HEX: &[u8; 16] = b"0123456789ABCDEF";
         buf.reserve(s.len() * 2 + 12);
@@ -287,7 +298,7 @@ fn needs_hex(s: &[u8]) -> bool {
 }
 
 /// Appends raw bytes as a binary hex literal, or NULL.
-pub fn push_bytes_literal(buf: &mut String, bytes: Option<&[u8]>) {
+pub(crate) fn push_bytes_literal(buf: &mut String, bytes: Option<&[u8]>) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let Some(bytes) = bytes else {
         buf.push_str("NULL");
@@ -304,7 +315,7 @@ pub fn push_bytes_literal(buf: &mut String, bytes: Option<&[u8]>) {
 
 /// The dead-letter table: one row per message that could not be written,
 /// unique on its Kafka coordinates so a redelivered message is stored once.
-pub fn create_dlq_table(db: &str, table: &str) -> String {
+pub(crate) fn create_dlq_table(db: &str, table: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (
     `dlq_id` BIGINT AUTO_INCREMENT PRIMARY KEY,
@@ -321,17 +332,73 @@ pub fn create_dlq_table(db: &str, table: &str) -> String {
     )
 }
 
-/// Appends `s` as a plain quoted literal (for use in hand-written queries).
-pub fn str_literal(s: &str) -> String {
-    let mut out = String::new();
-    push_str_literal(&mut out, s);
-    out
+/// Appends a `DELETE` of as many of `ids` as fit in `budget` bytes (at
+/// least one); returns how many it took.
+pub(crate) fn push_delete(buf: &mut String, table: &str, ids: &[&str], budget: usize) -> usize {
+    buf.push_str("DELETE FROM ");
+    buf.push_str(table);
+    buf.push_str(" WHERE `id` IN (");
+    let mut n = 0;
+    for id in ids {
+        let mark = buf.len();
+        if n > 0 {
+            buf.push(',');
+        }
+        push_str_literal(buf, id);
+        if buf.len() + 1 > budget && n > 0 {
+            buf.truncate(mark);
+            break;
+        }
+        n += 1;
+    }
+    buf.push(')');
+    n
+}
+
+/// Appends the `INSERT` that stores `letters` in the dead-letter table.
+pub(crate) fn push_dead_letter_insert(
+    buf: &mut String,
+    table: &str,
+    source_topic: &str,
+    letters: &[DeadLetter<'_>],
+) {
+    // IGNORE: a redelivered dead letter is already there (unique on its
+    // coordinates), and no value of ours may fail the insert.
+    buf.push_str("INSERT IGNORE INTO ");
+    buf.push_str(table);
+    buf.push_str(
+        " (`topic`,`kafka_partition`,`kafka_offset`,`message_key`,`payload`,`error`) VALUES ",
+    );
+    for (i, l) in letters.iter().enumerate() {
+        if i > 0 {
+            buf.push(',');
+        }
+        buf.push('(');
+        push_str_literal(buf, source_topic);
+        buf.push(',');
+        buf.push_str(itoa::Buffer::new().format(l.env.coord.partition));
+        buf.push(',');
+        buf.push_str(itoa::Buffer::new().format(l.env.coord.offset));
+        buf.push(',');
+        push_bytes_literal(buf, l.env.raw_key());
+        buf.push(',');
+        push_bytes_literal(buf, l.env.raw_payload());
+        buf.push(',');
+        push_str_literal(buf, &l.error);
+        buf.push(')');
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::decode::Num;
+
+    fn str_literal(s: &str) -> String {
+        let mut out = String::new();
+        push_str_literal(&mut out, s);
+        out
+    }
 
     fn num_literal(n: Num) -> String {
         let mut out = String::new();

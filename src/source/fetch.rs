@@ -22,6 +22,7 @@
 
 use std::ffi::CString;
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::bindings as rd;
@@ -29,22 +30,41 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 
 /// An application queue that the assigned partitions' messages are
 /// forwarded to.
-pub struct FetchQueue {
+///
+/// librdkafka requires an application queue, and every message taken from
+/// it, to be destroyed before the client. The queue therefore holds the
+/// consumer (as rdkafka's own `PartitionQueue` does), and every [`Batch`]
+/// holds it too: whatever order safe code drops things in, the client goes
+/// last.
+pub(crate) struct FetchQueue<C: ConsumerContext + 'static> {
     queue: NonNull<rd::rd_kafka_queue_t>,
+    consumer: Arc<BaseConsumer<C>>,
 }
 
 // SAFETY: librdkafka queues are locked internally and may be used from any
 // thread; the handle is only destroyed by `Drop`, which takes `&mut self`.
-unsafe impl Send for FetchQueue {}
-unsafe impl Sync for FetchQueue {}
+// The consumer is Send + Sync on its own.
+unsafe impl<C: ConsumerContext> Send for FetchQueue<C> {}
+unsafe impl<C: ConsumerContext> Sync for FetchQueue<C> {}
 
-impl FetchQueue {
-    /// A new, empty queue on the consumer's client. It must be dropped
-    /// before the consumer is.
-    pub fn new<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<FetchQueue> {
-        // SAFETY: the client pointer is valid while `consumer` lives.
+impl<C: ConsumerContext> FetchQueue<C> {
+    /// A new, empty queue on the consumer's client; `None` if librdkafka
+    /// cannot allocate one.
+    pub(crate) fn new(consumer: Arc<BaseConsumer<C>>) -> Option<FetchQueue<C>> {
+        // SAFETY: the client pointer is valid while `consumer` lives, and the
+        // queue keeps `consumer` alive until after it is destroyed.
         let ptr = unsafe { rd::rd_kafka_queue_new(consumer.client().native_ptr()) };
-        NonNull::new(ptr).map(|queue| FetchQueue { queue })
+        NonNull::new(ptr).map(|queue| FetchQueue { queue, consumer })
+    }
+
+    /// An empty batch of up to `capacity` messages, to be filled by
+    /// [`FetchQueue::read`].
+    pub(crate) fn batch(&self, capacity: usize) -> Batch<C> {
+        Batch {
+            messages: Vec::with_capacity(capacity.max(1)),
+            capacity: capacity.max(1),
+            _client: self.consumer.clone(),
+        }
     }
 
     /// Sends `partition`'s messages to this queue from now on. Call it for
@@ -52,12 +72,7 @@ impl FetchQueue {
     /// is, in the pre-assignment callback). Returns false if librdkafka has
     /// no such partition handle, in which case its messages keep arriving
     /// through `poll`.
-    pub fn attach<C: ConsumerContext>(
-        &self,
-        consumer: &BaseConsumer<C>,
-        topic: &str,
-        partition: i32,
-    ) -> bool {
+    pub(crate) fn attach(&self, topic: &str, partition: i32) -> bool {
         let Ok(topic) = CString::new(topic) else {
             return false;
         };
@@ -66,7 +81,7 @@ impl FetchQueue {
         // to this queue, so destroying the handle right away is correct.
         unsafe {
             let part = rd::rd_kafka_queue_get_partition(
-                consumer.client().native_ptr(),
+                self.consumer.client().native_ptr(),
                 topic.as_ptr(),
                 partition,
             );
@@ -87,7 +102,7 @@ impl FetchQueue {
     /// is up, which would hold back a trickle of messages for the whole wait;
     /// so it is asked for what is there without waiting, and only when that
     /// is nothing does it wait, for one message.
-    pub fn read(&self, batch: &mut Batch, wait: Duration) {
+    pub(crate) fn read(&self, batch: &mut Batch<C>, wait: Duration) {
         batch.clear();
         self.fill(batch, usize::MAX, 0);
         if batch.is_empty() && !wait.is_zero() {
@@ -101,7 +116,7 @@ impl FetchQueue {
 
     /// Appends up to `n` messages (as many as fit), waiting up to
     /// `timeout_ms` for them.
-    fn fill(&self, batch: &mut Batch, n: usize, timeout_ms: i32) {
+    fn fill(&self, batch: &mut Batch<C>, n: usize, timeout_ms: i32) {
         let have = batch.messages.len();
         let n = n.min(batch.capacity - have);
         if n == 0 {
@@ -126,9 +141,10 @@ impl FetchQueue {
     }
 }
 
-impl Drop for FetchQueue {
+impl<C: ConsumerContext> Drop for FetchQueue<C> {
     fn drop(&mut self) {
-        // SAFETY: created by rd_kafka_queue_new, destroyed only here.
+        // SAFETY: created by rd_kafka_queue_new, destroyed only here, while
+        // `self.consumer` (dropped after this) keeps the client alive.
         // Partitions still forwarding to it hold their own reference, and
         // librdkafka drops what they send to a destroyed (disabled) queue.
         unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) }
@@ -136,43 +152,38 @@ impl Drop for FetchQueue {
 }
 
 /// Messages read by one [`FetchQueue::read`], owned until the next read (or
-/// until the batch is dropped). A batch must be dropped before the consumer.
-pub struct Batch {
+/// until the batch is dropped). The batch holds the consumer, so its
+/// messages are always destroyed before the client.
+pub(crate) struct Batch<C: ConsumerContext + 'static> {
     messages: Vec<*mut rd::rd_kafka_message_t>,
     capacity: usize,
+    _client: Arc<BaseConsumer<C>>,
 }
 
 // SAFETY: librdkafka messages may be read and destroyed on any thread.
-unsafe impl Send for Batch {}
+unsafe impl<C: ConsumerContext> Send for Batch<C> {}
 
-impl Batch {
-    pub fn with_capacity(capacity: usize) -> Batch {
-        Batch {
-            messages: Vec::with_capacity(capacity.max(1)),
-            capacity: capacity.max(1),
-        }
-    }
-
-    pub fn len(&self) -> usize {
+impl<C: ConsumerContext> Batch<C> {
+    pub(crate) fn len(&self) -> usize {
         self.messages.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
 
-    pub fn get(&self, i: usize) -> Option<Fetched<'_>> {
+    pub(crate) fn get(&self, i: usize) -> Option<Fetched<'_>> {
         // SAFETY: every pointer in `messages` came from librdkafka and is
         // live until `clear`, which needs `&mut self`.
         self.messages.get(i).map(|&m| Fetched(unsafe { &*m }))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = Fetched<'_>> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Fetched<'_>> {
         (0..self.len()).filter_map(|i| self.get(i))
     }
 
     /// Gives the messages back to librdkafka.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         for m in self.messages.drain(..) {
             // SAFETY: each message is destroyed once; `drain` forgets it.
             unsafe { rd::rd_kafka_message_destroy(m) }
@@ -180,7 +191,7 @@ impl Batch {
     }
 }
 
-impl Drop for Batch {
+impl<C: ConsumerContext> Drop for Batch<C> {
     fn drop(&mut self) {
         self.clear();
     }
@@ -188,32 +199,32 @@ impl Drop for Batch {
 
 /// One message of a [`Batch`].
 #[derive(Clone, Copy)]
-pub struct Fetched<'a>(&'a rd::rd_kafka_message_t);
+pub(crate) struct Fetched<'a>(&'a rd::rd_kafka_message_t);
 
 impl<'a> Fetched<'a> {
-    pub fn partition(&self) -> i32 {
+    pub(crate) fn partition(&self) -> i32 {
         self.0.partition
     }
 
-    pub fn offset(&self) -> i64 {
+    pub(crate) fn offset(&self) -> i64 {
         self.0.offset
     }
 
     /// Why this is not a message (a fetch error librdkafka reports in its
     /// place), if it is not.
-    pub fn error(&self) -> Option<rdkafka::error::RDKafkaErrorCode> {
+    pub(crate) fn error(&self) -> Option<rdkafka::error::RDKafkaErrorCode> {
         let err = self.0.err;
         (err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR).then(|| err.into())
     }
 
-    pub fn key(&self) -> Option<&'a [u8]> {
+    pub(crate) fn key(&self) -> Option<&'a [u8]> {
         // SAFETY: librdkafka guarantees `key_len` bytes at `key` when it is
         // not null, alive as long as the message.
         (!self.0.key.is_null())
             .then(|| unsafe { std::slice::from_raw_parts(self.0.key as *const u8, self.0.key_len) })
     }
 
-    pub fn payload(&self) -> Option<&'a [u8]> {
+    pub(crate) fn payload(&self) -> Option<&'a [u8]> {
         // SAFETY: as for `key`.
         (!self.0.payload.is_null())
             .then(|| unsafe { std::slice::from_raw_parts(self.0.payload as *const u8, self.0.len) })

@@ -18,11 +18,11 @@
 
 use std::time::Duration;
 
+use super::error::WriteError;
 use crate::sql::BuildError;
-use crate::write::WriteError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
+pub(crate) enum ErrorClass {
     Transient,
     Data,
 }
@@ -49,7 +49,7 @@ const DATA_ERRORS: &[u16] = &[
 
 /// Server error codes that are known to pass. Listed for documentation and
 /// tests; anything unlisted is transient anyway.
-pub const TRANSIENT_ERRORS: &[u16] = &[
+pub(crate) const TRANSIENT_ERRORS: &[u16] = &[
     1040, // ER_CON_COUNT_ERROR: too many connections
     1053, // ER_SERVER_SHUTDOWN
     1205, // ER_LOCK_WAIT_TIMEOUT
@@ -65,7 +65,7 @@ pub const TRANSIENT_ERRORS: &[u16] = &[
 
 /// Classifies a server error by its code, falling back to its SQLSTATE:
 /// class 22 is "data exception" and 23 "integrity constraint violation".
-pub fn classify_server(code: u16, sqlstate: &str) -> ErrorClass {
+pub(crate) fn classify_server(code: u16, sqlstate: &str) -> ErrorClass {
     if DATA_ERRORS.contains(&code) {
         return ErrorClass::Data;
     }
@@ -81,7 +81,7 @@ pub fn classify_server(code: u16, sqlstate: &str) -> ErrorClass {
 }
 
 /// Classifies any failure of a batch write.
-pub fn classify(err: &WriteError) -> ErrorClass {
+pub(crate) fn classify(err: &WriteError) -> ErrorClass {
     match err {
         WriteError::Mysql(mysql::Error::MySqlError(e)) => classify_server(e.code, &e.state),
         // I/O, protocol and driver errors: the connection is in trouble.
@@ -98,28 +98,26 @@ pub fn classify(err: &WriteError) -> ErrorClass {
 /// Capped exponential backoff with "equal jitter": half the delay is fixed,
 /// the other half random, so writers retrying together spread out but never
 /// retry immediately.
-pub struct Backoff {
-    initial: Duration,
+pub(crate) struct Backoff {
     next: Duration,
     max: Duration,
     rng: u64,
 }
 
 impl Backoff {
-    pub fn new(initial: Duration, max: Duration, seed: u64) -> Backoff {
+    pub(crate) fn new(initial: Duration, max: Duration, seed: u64) -> Backoff {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos() as u64)
             .unwrap_or(0);
         Backoff {
-            initial,
             next: initial,
             max,
             rng: (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ nanos) | 1,
         }
     }
 
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         // xorshift64: plenty for jitter, no dependency.
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
@@ -129,11 +127,6 @@ impl Backoff {
         let jitter = half.mul_f64((self.rng % 1_000_000) as f64 / 1_000_000.0);
         self.next = (base * 2).min(self.max);
         half + jitter
-    }
-
-    /// Starts over after a success.
-    pub fn reset(&mut self) {
-        self.next = self.initial;
     }
 }
 
@@ -182,13 +175,11 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_is_capped_and_resets() {
+    fn backoff_grows_and_is_capped() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000), 1);
         let d: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
         assert!(d[0] >= Duration::from_millis(50) && d[0] <= Duration::from_millis(100));
         assert!(d[3] >= Duration::from_millis(400));
         assert!(d.iter().all(|x| *x <= Duration::from_millis(1000)));
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
     }
 }

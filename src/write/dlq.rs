@@ -20,9 +20,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
+use super::error::WriteError;
 use crate::config::KafkaConfig;
-use crate::sql;
-use crate::write::{DeadLetter, WriteError};
+use crate::types::DeadLetter;
 
 /// Where dead letters go.
 #[derive(Clone)]
@@ -45,44 +45,10 @@ impl std::fmt::Debug for DlqTarget {
     }
 }
 
-/// Appends the `INSERT` that stores `letters` in the dead-letter table.
-pub fn push_table_insert(
-    buf: &mut String,
-    table: &str,
-    source_topic: &str,
-    letters: &[DeadLetter<'_>],
-) {
-    // IGNORE: a redelivered dead letter is already there (unique on its
-    // coordinates), and no value of ours may fail the insert.
-    buf.push_str("INSERT IGNORE INTO ");
-    buf.push_str(table);
-    buf.push_str(
-        " (`topic`,`kafka_partition`,`kafka_offset`,`message_key`,`payload`,`error`) VALUES ",
-    );
-    for (i, l) in letters.iter().enumerate() {
-        if i > 0 {
-            buf.push(',');
-        }
-        buf.push('(');
-        sql::push_str_literal(buf, source_topic);
-        buf.push(',');
-        buf.push_str(itoa::Buffer::new().format(l.env.partition));
-        buf.push(',');
-        buf.push_str(itoa::Buffer::new().format(l.env.offset));
-        buf.push(',');
-        sql::push_bytes_literal(buf, l.env.raw_key());
-        buf.push(',');
-        sql::push_bytes_literal(buf, l.env.raw_payload());
-        buf.push(',');
-        sql::push_str_literal(buf, &l.error);
-        buf.push(')');
-    }
-}
-
 /// Counts failed deliveries, so a flush can tell whether all of its
 /// messages arrived.
 #[derive(Default)]
-pub struct DeliveryCounter {
+pub(crate) struct DeliveryCounter {
     failed: AtomicU64,
 }
 
@@ -138,8 +104,8 @@ impl TopicDlq {
         let producer = self.producer.lock().unwrap_or_else(|p| p.into_inner());
         let before = producer.context().failed.load(Ordering::SeqCst);
         for l in letters {
-            let partition = l.env.partition.to_string();
-            let offset = l.env.offset.to_string();
+            let partition = l.env.coord.partition.to_string();
+            let offset = l.env.coord.offset.to_string();
             let headers = OwnedHeaders::new()
                 .insert(Header {
                     key: "dlq.error",

@@ -12,10 +12,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+mod env;
+mod validate;
 
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -120,13 +122,15 @@ pub struct KafkaConfig {
     pub brokers: String,
     pub topic: String,
     pub group_id: String,
-    /// Where a group without committed offsets starts: `earliest` or `latest`.
-    pub auto_offset_reset: String,
+    /// Where a group without committed offsets starts.
+    pub auto_offset_reset: AutoOffsetReset,
     /// How often durable offsets are committed to Kafka.
-    pub commit_interval_ms: u64,
+    #[serde(rename = "commit_interval_ms", with = "millis")]
+    pub commit_interval: Duration,
     /// On a rebalance, how long to wait for the revoked partitions' rows in
     /// flight before committing and letting them go.
-    pub revoke_timeout_ms: u64,
+    #[serde(rename = "revoke_timeout_ms", with = "millis")]
+    pub revoke_timeout: Duration,
     /// Passed verbatim to librdkafka (SASL, SSL, timeouts...). Values are
     /// strings, as librdkafka takes them.
     pub properties: BTreeMap<String, String>,
@@ -146,10 +150,12 @@ pub struct MysqlConfig {
     /// Start-up connection attempts before giving up (the seed: 5).
     pub connect_retries: u32,
     /// Pause between start-up attempts (the seed: 5 s).
-    pub connect_retry_delay_ms: u64,
+    #[serde(rename = "connect_retry_delay_ms", with = "millis")]
+    pub connect_retry_delay: Duration,
     /// Bound on a single connect or statement round trip, so a hung server
     /// turns into a retried error instead of a stuck writer.
-    pub timeout_ms: u64,
+    #[serde(rename = "timeout_ms", with = "millis")]
+    pub timeout: Duration,
     /// Statements run on every new connection, after `SET NAMES utf8mb4`
     /// (e.g. `SET SESSION innodb_lock_wait_timeout = 5`).
     pub init_sql: Vec<String>,
@@ -160,6 +166,35 @@ pub struct MysqlConfig {
     /// PEM file of the CA that signed the server's certificate; without it
     /// the system's roots are used.
     pub ssl_ca: Option<PathBuf>,
+}
+
+/// Where a group without committed offsets starts reading.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoOffsetReset {
+    Earliest,
+    Latest,
+}
+
+impl AutoOffsetReset {
+    /// The value librdkafka takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoOffsetReset::Earliest => "earliest",
+            AutoOffsetReset::Latest => "latest",
+        }
+    }
+}
+
+/// Durations kept in the file as whole milliseconds (`*_ms` keys).
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -177,20 +212,25 @@ pub struct SinkConfig {
     /// Rows per multi-row upsert statement.
     pub batch_size: usize,
     /// A partial batch is written once its oldest row has waited this long.
-    pub flush_interval_ms: u64,
+    #[serde(rename = "flush_interval_ms", with = "millis")]
+    pub flush_interval: Duration,
     /// Writer threads, each with its own channel and batch.
     pub writers: usize,
     /// Rows each writer's channel holds before the consumer waits (as
-    /// chunks of up to [`crate::route::CHUNK_ROWS`]).
+    /// chunks of up to 64).
     pub channel_capacity: usize,
     /// How often the stats line is logged (0 turns it off).
-    pub stats_interval_ms: u64,
+    #[serde(rename = "stats_interval_ms", with = "millis")]
+    pub stats_interval: Duration,
     /// After SIGINT/SIGTERM, how long writers keep retrying a failing batch
     /// before giving it up (uncommitted, so it is read again next start).
-    pub shutdown_timeout_ms: u64,
+    #[serde(rename = "shutdown_timeout_ms", with = "millis")]
+    pub shutdown_timeout: Duration,
     /// First retry delay of a failed batch; doubles up to `retry_max_ms`.
-    pub retry_initial_ms: u64,
-    pub retry_max_ms: u64,
+    #[serde(rename = "retry_initial_ms", with = "millis")]
+    pub retry_initial: Duration,
+    #[serde(rename = "retry_max_ms", with = "millis")]
+    pub retry_max: Duration,
     /// A tombstone (null payload) deletes the row whose `id` is the message
     /// key; when false, tombstones are skipped and counted.
     pub delete_on_tombstone: bool,
@@ -204,9 +244,9 @@ impl Default for KafkaConfig {
             brokers: "kafka:9092".into(),
             topic: "enriched_orders".into(),
             group_id: "sink-mysql-workers".into(),
-            auto_offset_reset: "earliest".into(),
-            commit_interval_ms: 1000,
-            revoke_timeout_ms: 10_000,
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            commit_interval: Duration::from_millis(1000),
+            revoke_timeout: Duration::from_millis(10_000),
             properties: BTreeMap::new(),
         }
     }
@@ -223,8 +263,8 @@ impl Default for MysqlConfig {
             table: "orders".into(),
             pool_size: 5,
             connect_retries: 5,
-            connect_retry_delay_ms: 5000,
-            timeout_ms: 30_000,
+            connect_retry_delay: Duration::from_millis(5000),
+            timeout: Duration::from_millis(30_000),
             init_sql: Vec::new(),
             ssl_mode: SslMode::Disabled,
             ssl_ca: None,
@@ -236,13 +276,13 @@ impl Default for SinkConfig {
     fn default() -> Self {
         SinkConfig {
             batch_size: 250,
-            flush_interval_ms: 200,
+            flush_interval: Duration::from_millis(200),
             writers: 4,
             channel_capacity: 1024,
-            stats_interval_ms: 10_000,
-            shutdown_timeout_ms: 30_000,
-            retry_initial_ms: 100,
-            retry_max_ms: 30_000,
+            stats_interval: Duration::from_millis(10_000),
+            shutdown_timeout: Duration::from_millis(30_000),
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_millis(30_000),
             delete_on_tombstone: false,
             max_payload_bytes: 1 << 20,
         }
@@ -261,8 +301,8 @@ impl fmt::Debug for MysqlConfig {
             .field("table", &self.table)
             .field("pool_size", &self.pool_size)
             .field("connect_retries", &self.connect_retries)
-            .field("connect_retry_delay_ms", &self.connect_retry_delay_ms)
-            .field("timeout_ms", &self.timeout_ms)
+            .field("connect_retry_delay", &self.connect_retry_delay)
+            .field("timeout", &self.timeout)
             .field("init_sql", &self.init_sql)
             .field("ssl_mode", &self.ssl_mode)
             .field("ssl_ca", &self.ssl_ca)
@@ -277,8 +317,8 @@ impl fmt::Debug for KafkaConfig {
             .field("topic", &self.topic)
             .field("group_id", &self.group_id)
             .field("auto_offset_reset", &self.auto_offset_reset)
-            .field("commit_interval_ms", &self.commit_interval_ms)
-            .field("revoke_timeout_ms", &self.revoke_timeout_ms)
+            .field("commit_interval", &self.commit_interval)
+            .field("revoke_timeout", &self.revoke_timeout)
             .field("properties", &redacted_properties(&self.properties))
             .finish()
     }
@@ -342,223 +382,6 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
     }
-
-    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        let text = |var: &'static str, slot: &mut String| {
-            if let Some(v) = env(var) {
-                *slot = v;
-            }
-        };
-        text("KAFKA_BROKERS", &mut self.kafka.brokers);
-        text("SOURCE_TOPIC", &mut self.kafka.topic);
-        text("SINK_GROUP_ID", &mut self.kafka.group_id);
-        text("MYSQL_HOST", &mut self.mysql.host);
-        text("MYSQL_USER", &mut self.mysql.user);
-        text("MYSQL_PASSWORD", &mut self.mysql.password);
-        text("MYSQL_DATABASE", &mut self.mysql.database);
-        text("MYSQL_TABLE", &mut self.mysql.table);
-        text("METRICS_ADDR", &mut self.metrics.listen);
-        number(env, "MYSQL_PORT", &mut self.mysql.port)?;
-        number(env, "SINK_BATCH_SIZE", &mut self.sink.batch_size)?;
-        number(
-            env,
-            "SINK_FLUSH_INTERVAL_MS",
-            &mut self.sink.flush_interval_ms,
-        )?;
-        number(env, "SINK_WRITERS", &mut self.sink.writers)?;
-        Ok(())
-    }
-
-    /// Checks every setting, naming the first one that is out of bounds.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        fn invalid(key: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
-            Err(ConfigError::Invalid {
-                key,
-                reason: reason.into(),
-            })
-        }
-        let k = &self.kafka;
-        let m = &self.mysql;
-        let s = &self.sink;
-        if k.brokers.trim().is_empty() {
-            return invalid("kafka.brokers", "must list at least one host:port");
-        }
-        if k.topic.trim().is_empty() {
-            return invalid("kafka.topic", "must not be empty");
-        }
-        if k.group_id.trim().is_empty() {
-            return invalid("kafka.group_id", "must not be empty");
-        }
-        if !matches!(k.auto_offset_reset.as_str(), "earliest" | "latest") {
-            return invalid(
-                "kafka.auto_offset_reset",
-                "must be \"earliest\" or \"latest\"",
-            );
-        }
-        if k.commit_interval_ms == 0 {
-            return invalid("kafka.commit_interval_ms", "must be at least 1");
-        }
-        for reserved in ["group.id", "bootstrap.servers", "enable.auto.commit"] {
-            if k.properties.contains_key(reserved) {
-                return invalid(
-                    "kafka.properties",
-                    format!("`{reserved}` is managed by the sink; use the dedicated setting"),
-                );
-            }
-        }
-        if m.host.trim().is_empty() {
-            return invalid("mysql.host", "must not be empty");
-        }
-        if m.port == 0 {
-            return invalid("mysql.port", "must be between 1 and 65535");
-        }
-        if m.user.is_empty() {
-            return invalid("mysql.user", "must not be empty");
-        }
-        if let Err(reason) = crate::sql::check_identifier(&m.database) {
-            return invalid("mysql.database", reason);
-        }
-        if let Err(reason) = crate::sql::check_identifier(&m.table) {
-            return invalid("mysql.table", reason);
-        }
-        if let Some(ca) = &m.ssl_ca {
-            if m.ssl_mode == SslMode::Disabled {
-                return invalid("mysql.ssl_ca", "is set but mysql.ssl_mode is \"disabled\"");
-            }
-            if !ca.is_file() {
-                return invalid(
-                    "mysql.ssl_ca",
-                    format!("{} is not a readable file", ca.display()),
-                );
-            }
-        }
-        if m.connect_retries == 0 {
-            return invalid("mysql.connect_retries", "must be at least 1");
-        }
-        if m.timeout_ms == 0 {
-            return invalid("mysql.timeout_ms", "must be at least 1");
-        }
-        if s.batch_size == 0 {
-            return invalid("sink.batch_size", "must be at least 1");
-        }
-        if s.batch_size > 100_000 {
-            return invalid(
-                "sink.batch_size",
-                "must be at most 100000 rows per statement",
-            );
-        }
-        if s.flush_interval_ms == 0 {
-            return invalid("sink.flush_interval_ms", "must be at least 1");
-        }
-        if s.writers == 0 || s.writers > 256 {
-            return invalid("sink.writers", "must be between 1 and 256");
-        }
-        if s.channel_capacity == 0 {
-            return invalid("sink.channel_capacity", "must be at least 1");
-        }
-        if (m.pool_size as usize) < s.writers {
-            return invalid(
-                "mysql.pool_size",
-                format!(
-                    "must be at least sink.writers ({}), or writers wait for connections",
-                    s.writers
-                ),
-            );
-        }
-        if s.max_payload_bytes == 0 {
-            return invalid("sink.max_payload_bytes", "must be at least 1");
-        }
-        if let Some(t) = self.dlq_table() {
-            if let Err(reason) = crate::sql::check_identifier(&t) {
-                return invalid("dead_letter.table", reason);
-            }
-            if t == m.table {
-                return invalid("dead_letter.table", "must differ from mysql.table");
-            }
-        }
-        if self.dlq_topic().is_some_and(|t| t == k.topic) {
-            return invalid("dead_letter.topic", "must differ from kafka.topic");
-        }
-        if !self.metrics.listen.is_empty()
-            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            return invalid(
-                "metrics.listen",
-                "must be host:port with a numeric host, e.g. 0.0.0.0:9187",
-            );
-        }
-        if s.retry_initial_ms == 0 {
-            return invalid("sink.retry_initial_ms", "must be at least 1");
-        }
-        if s.retry_max_ms < s.retry_initial_ms {
-            return invalid(
-                "sink.retry_max_ms",
-                "must be at least sink.retry_initial_ms",
-            );
-        }
-        Ok(())
-    }
-
-    /// The effective settings as one log-friendly line, secrets redacted.
-    pub fn summary(&self) -> String {
-        let props = redacted_properties(&self.kafka.properties);
-        format!(
-            "kafka brokers={} topic={} group={} auto_offset_reset={} commit_interval={}ms properties=[{}]; \
-             mysql {}@{}:{} table=`{}`.`{}` password=<redacted> pool_size={}; \
-             sink batch_size={} flush_interval={}ms writers={} channel_capacity={}; dead_letter={}",
-            self.kafka.brokers,
-            self.kafka.topic,
-            self.kafka.group_id,
-            self.kafka.auto_offset_reset,
-            self.kafka.commit_interval_ms,
-            props.join(","),
-            self.mysql.user,
-            self.mysql.host,
-            self.mysql.port,
-            self.mysql.database,
-            self.mysql.table,
-            self.mysql.pool_size,
-            self.sink.batch_size,
-            self.sink.flush_interval_ms,
-            self.sink.writers,
-            self.sink.channel_capacity,
-            match (self.dlq_table(), self.dlq_topic()) {
-                (Some(t), _) => format!("table `{t}`"),
-                (_, Some(t)) => format!("topic {t}"),
-                _ => "skip".to_string(),
-            },
-        )
-    }
-}
-
-impl SinkConfig {
-    pub fn flush_interval(&self) -> Duration {
-        Duration::from_millis(self.flush_interval_ms)
-    }
-}
-
-fn number<T>(
-    env: &dyn Fn(&str) -> Option<String>,
-    var: &'static str,
-    slot: &mut T,
-) -> Result<(), ConfigError>
-where
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    if let Some(value) = env(var) {
-        match value.trim().parse::<T>() {
-            Ok(v) => *slot = v,
-            Err(e) => {
-                return Err(ConfigError::Env {
-                    var,
-                    value,
-                    reason: format!("{e} (expected a whole number)"),
-                })
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -588,7 +411,7 @@ mod tests {
         assert_eq!(c.kafka.brokers, "kafka:9092");
         assert_eq!(c.kafka.topic, "enriched_orders");
         assert_eq!(c.kafka.group_id, "sink-mysql-workers");
-        assert_eq!(c.kafka.auto_offset_reset, "earliest");
+        assert_eq!(c.kafka.auto_offset_reset, AutoOffsetReset::Earliest);
         assert_eq!(c.mysql.host, "mysql_servers");
         assert_eq!(c.mysql.port, 3306);
         assert_eq!(c.mysql.user, "root");
@@ -596,7 +419,7 @@ mod tests {
         assert_eq!(c.mysql.database, "app_consumer");
         assert_eq!(c.mysql.table, "orders");
         assert_eq!(c.mysql.connect_retries, 5);
-        assert_eq!(c.mysql.connect_retry_delay_ms, 5000);
+        assert_eq!(c.mysql.connect_retry_delay, Duration::from_secs(5));
     }
 
     #[test]
@@ -655,7 +478,7 @@ mod tests {
         assert_eq!(c.mysql.database, "envdb");
         assert_eq!(c.mysql.table, "envtable");
         assert_eq!(c.sink.batch_size, 77);
-        assert_eq!(c.sink.flush_interval_ms, 33);
+        assert_eq!(c.sink.flush_interval, Duration::from_millis(33));
         // the file wins where the environment is silent
         assert_eq!(c.mysql.host, "filehost");
         assert_eq!(c.sink.writers, 2);
@@ -704,7 +527,6 @@ mod tests {
             ("[kafka]\nbrokers = \" \"", "kafka.brokers"),
             ("[kafka]\ntopic = \"\"", "kafka.topic"),
             ("[kafka]\ngroup_id = \"\"", "kafka.group_id"),
-            ("[kafka]\nauto_offset_reset = \"smallest\"", "kafka.auto_offset_reset"),
             ("[kafka]\ncommit_interval_ms = 0", "kafka.commit_interval_ms"),
             ("[kafka.properties]\n\"group.id\" = \"x\"", "kafka.properties"),
             ("[sink]\nmax_payload_bytes = 0", "sink.max_payload_bytes"),
@@ -737,6 +559,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("bin"), "{msg}");
+
+        let path = write_temp(
+            "badreset.toml",
+            "[kafka]\nauto_offset_reset = \"smallest\"\n",
+        );
+        let msg = Config::load(Some(&path), &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("smallest") && msg.contains("latest"), "{msg}");
 
         let path = write_temp("badtype.toml", "[sink]\nbatch_size = \"ten\"\n");
         let msg = Config::load(Some(&path), &env_of(&[]))

@@ -1,0 +1,100 @@
+//! Offsets to Kafka: taking writers' acknowledgements, committing the
+//! durable prefix, and the final drain.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::rebalance::lock;
+use super::Source;
+use crate::metrics::Metrics;
+use crate::types::Ack;
+
+/// Final commit attempts at the end of a drain.
+const FINAL_COMMIT_ATTEMPTS: u64 = 5;
+
+impl Source {
+    pub(super) fn take_acks(&self, acks: &Receiver<Ack>) {
+        while let Ok(ack) = acks.try_recv() {
+            lock(&self.tracker).complete_all(ack);
+        }
+    }
+
+    /// Waits for the writers to flush and exit (the ack channel closes when
+    /// the last one does), serving Kafka callbacks meanwhile, then commits
+    /// synchronously.
+    pub(super) fn drain(&mut self, acks: &Receiver<Ack>) {
+        // Nothing more is routed; pausing keeps poll() from fetching.
+        if let Ok(assignment) = self.consumer.assignment() {
+            let _ = self.consumer.pause(&assignment);
+        }
+        log::info!("draining: waiting for writers to flush");
+        let mut last_commit = Instant::now();
+        loop {
+            match acks.recv_timeout(Duration::from_millis(100)) {
+                Ok(ack) => lock(&self.tracker).complete_all(ack),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if let Some(Ok(_)) = self.consumer.poll(Duration::ZERO) {
+                // Paused: a message prefetched before the pause may still
+                // surface. It was not registered, so it is simply read again
+                // next time.
+            }
+            if last_commit.elapsed() >= self.settings.commit_interval {
+                self.commit();
+                last_commit = Instant::now();
+            }
+        }
+        for attempt in 1..=FINAL_COMMIT_ATTEMPTS {
+            if self.commit() {
+                break;
+            }
+            log::warn!(
+                "final offset commit failed (attempt {attempt}/{FINAL_COMMIT_ATTEMPTS}); retrying"
+            );
+            std::thread::sleep(Duration::from_millis(200 * attempt));
+        }
+        log::info!("drained; final offsets committed");
+    }
+
+    /// Commits every partition whose done prefix moved past what Kafka last
+    /// confirmed; returns whether that succeeded (or there was nothing to do).
+    ///
+    /// Synchronous on purpose: librdkafka reports the outcome of an async
+    /// commit only through a commit callback that rdkafka's event API does not
+    /// register, so an async commit could fail unseen. One round trip per
+    /// commit interval is cheap next to that, and a failure is simply
+    /// retried at the next interval with offsets that only ever grow.
+    pub(super) fn commit(&self) -> bool {
+        let candidates = lock(&self.tracker).commit_candidates();
+        if candidates.is_empty() {
+            return true;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for c in &candidates {
+            let _ = tpl.add_partition_offset(
+                &self.settings.topic,
+                c.partition,
+                Offset::Offset(c.offset),
+            );
+        }
+        match self.consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                Metrics::add(&self.metrics.commits, 1);
+                let mut t = lock(&self.tracker);
+                for c in candidates {
+                    t.confirm_commit(c.partition, c.offset);
+                }
+                true
+            }
+            Err(e) => {
+                Metrics::add(&self.metrics.commit_failures, 1);
+                log::warn!("offset commit failed: {e}; it will be retried");
+                false
+            }
+        }
+    }
+}

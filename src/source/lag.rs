@@ -1,0 +1,206 @@
+//! How far behind the consumer is: lag gauges, the progress report, and
+//! whether an `--until-caught-up` run is done.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Offset;
+
+use super::rebalance::{lock, partitions_of, SinkContext};
+use super::Source;
+use crate::metrics::PartitionLabel;
+use crate::offsets::OffsetTracker;
+use crate::progress::Reporter;
+use crate::route::Router;
+
+/// Bound on a metadata round trip (committed offsets, watermarks).
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The partition's watermarks as the fetcher last saw them, without a round
+/// trip to the broker (rdkafka exposes only the round-trip variant, so this
+/// calls librdkafka directly).
+fn cached_watermarks(
+    consumer: &BaseConsumer<SinkContext>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid for as long as `consumer` lives,
+    // `topic` is a NUL-terminated string that outlives the call, and librdkafka
+    // only writes the two out-parameters, which are valid i64s.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR)
+        .then_some((low, high))
+}
+
+/// What until-caught-up aims for in one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Target {
+    /// The high watermark when the partition was first seen.
+    pub(super) high: i64,
+    /// Whether the group had already committed that far (or the partition
+    /// was empty): nothing to do there.
+    pub(super) already: bool,
+}
+
+/// Whether one partition has reached its target: committed up to the noted
+/// high watermark, or had nothing to do and has nothing in flight.
+pub(super) fn reached(t: &OffsetTracker, partition: i32, target: Target) -> bool {
+    (target.already && t.is_idle(partition))
+        || t.committed(partition).is_some_and(|c| c >= target.high)
+}
+
+impl Source {
+    /// Updates the gauges and the progress report.
+    pub(super) fn report(&mut self, stats: &mut Reporter, router: &Router) {
+        self.metrics.channel_depth.set(router.queued() as i64);
+        let in_flight = lock(&self.tracker).in_flight();
+        let lag = self.lag();
+        stats.tick(&self.metrics, in_flight, || lag);
+    }
+
+    /// Consumer lag per assigned partition: high watermark (as last seen by
+    /// the fetcher, no round trip) less the next offset to read. Also sets
+    /// the per-partition gauges.
+    fn lag(&mut self) -> Vec<(i32, i64)> {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return Vec::new();
+        };
+        let position = self.consumer.position().ok();
+        let parts = partitions_of(&assignment);
+        self.learn_start_offsets(&parts);
+        let t = lock(&self.tracker);
+        let mut out = Vec::with_capacity(parts.len());
+        for p in parts {
+            let Some((low, high)) = cached_watermarks(&self.consumer, &self.settings.topic, p)
+            else {
+                continue;
+            };
+            if high < 0 {
+                continue;
+            }
+            let next = position
+                .as_ref()
+                .and_then(|pos| pos.find_partition(&self.settings.topic, p))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .or_else(|| self.start_offsets.get(&p).copied().filter(|o| *o >= 0))
+                .unwrap_or(low.max(0));
+            let lag = (high - next).max(0);
+            out.push((p, lag));
+            let label = PartitionLabel { partition: p };
+            self.metrics.consumer_lag.get_or_create(&label).set(lag);
+            if let Some(c) = t.committed(p) {
+                self.metrics.committed_offset.get_or_create(&label).set(c);
+            }
+        }
+        out
+    }
+
+    /// Records the group's committed offset (-1 for none) of each partition
+    /// not seen before: where its lag counts from, and whether the backlog
+    /// was already done when it was assigned. One round trip for all of
+    /// them; returns whether every partition in `parts` is known.
+    fn learn_start_offsets(&mut self, parts: &[i32]) -> bool {
+        let unknown: Vec<i32> = parts
+            .iter()
+            .copied()
+            .filter(|p| !self.start_offsets.contains_key(p))
+            .collect();
+        if unknown.is_empty() {
+            return true;
+        }
+        let Ok(committed) = self.consumer.committed(LOOKUP_TIMEOUT) else {
+            return false;
+        };
+        for p in unknown {
+            let start = match committed
+                .find_partition(&self.settings.topic, p)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            };
+            self.start_offsets.insert(p, start);
+        }
+        true
+    }
+
+    /// Whether every assigned partition is committed up to its target.
+    pub(super) fn caught_up(&mut self) -> bool {
+        let assignment = match self.consumer.assignment() {
+            Ok(a) if a.count() > 0 => a,
+            _ => return false,
+        };
+        let parts = partitions_of(&assignment);
+        if !self.learn_start_offsets(&parts) {
+            return false;
+        }
+        for &p in &parts {
+            if self.targets.contains_key(&p) {
+                continue;
+            }
+            let Ok((low, high)) =
+                self.consumer
+                    .fetch_watermarks(&self.settings.topic, p, LOOKUP_TIMEOUT)
+            else {
+                return false;
+            };
+            let already = low == high || self.start_offsets[&p] >= high;
+            self.targets.insert(p, Target { high, already });
+        }
+        let t = lock(&self.tracker);
+        parts.iter().all(|p| reached(&t, *p, self.targets[p]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Coord;
+
+    #[test]
+    fn a_partition_is_done_when_committed_up_to_the_noted_watermark() {
+        let mut t = OffsetTracker::new();
+        let target = Target {
+            high: 3,
+            already: false,
+        };
+        assert!(!reached(&t, 0, target), "nothing read yet");
+        for o in 0..3 {
+            t.register(Coord::new(0, o));
+            t.complete(Coord::new(0, o));
+        }
+        assert!(!reached(&t, 0, target), "durable but not committed");
+        t.confirm_commit(0, 3);
+        assert!(reached(&t, 0, target));
+    }
+
+    #[test]
+    fn a_partition_with_nothing_to_do_is_done_once_idle() {
+        let mut t = OffsetTracker::new();
+        let target = Target {
+            high: 10,
+            already: true,
+        };
+        assert!(reached(&t, 0, target));
+        t.register(Coord::new(0, 10));
+        assert!(
+            !reached(&t, 0, target),
+            "a message after the target is in flight"
+        );
+        t.complete(Coord::new(0, 10));
+        assert!(reached(&t, 0, target));
+    }
+}

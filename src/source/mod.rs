@@ -1,0 +1,359 @@
+//! The consumer thread: reads Kafka, hands rows to writers, commits offsets.
+//!
+//! One thread owns the `BaseConsumer`. It reads messages in batches
+//! ([`fetch`]), turns each into an operation ([`message`]), stages the rows
+//! for their writers and sends them in chunks ([`crate::route`]). Between
+//! reads it takes writers' acknowledgements and commits the done prefix of
+//! each partition every `commit_interval` ([`commit`]). When writers fall
+//! behind it waits, then pauses fetching ([`backpressure`]); rebalances are
+//! served inside `poll`, on this same thread ([`rebalance`]); [`lag`] keeps
+//! the gauges and decides when an until-caught-up run is done.
+
+mod backpressure;
+mod commit;
+mod fetch;
+mod lag;
+mod message;
+mod rebalance;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::config::{Config, KafkaConfig};
+use crate::decode::Decoder;
+use crate::metrics::Metrics;
+use crate::offsets::OffsetTracker;
+use crate::progress::Reporter;
+use crate::route::Router;
+use crate::shutdown::Shutdown;
+use crate::types::{Ack, Envelope, Op, Raw};
+use fetch::FetchQueue;
+use lag::Target;
+use message::Msg;
+use rebalance::{lock, Held, SinkContext, Tracker};
+
+pub(crate) use backpressure::pause_after;
+
+/// Why the consumer stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot create the Kafka consumer: {0} (check kafka.brokers and kafka.properties)")]
+    Create(rdkafka::error::KafkaError),
+    #[error("cannot subscribe to topic {topic}: {source}")]
+    Subscribe {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("cannot create librdkafka's message queue (out of memory?)")]
+    Queue,
+    #[error("writer {0} stopped unexpectedly; see the log above for its panic")]
+    WriterGone(usize),
+}
+
+/// Settings the consumer loop needs beyond the Kafka client's.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceSettings {
+    pub(crate) topic: String,
+    pub(crate) commit_interval: Duration,
+    pub(crate) stats_interval: Duration,
+    /// Stop once every assigned partition is committed up to the high
+    /// watermark it had when first seen.
+    pub(crate) until_caught_up: bool,
+    /// Keep each message's key and payload for the dead-letter destination.
+    pub(crate) keep_raw: bool,
+    /// Undecodable messages go to the writers (for the dead-letter
+    /// destination) instead of being skipped here.
+    pub(crate) reject_to_writers: bool,
+    pub(crate) delete_on_tombstone: bool,
+    pub(crate) max_payload_bytes: usize,
+    /// How long the consumer waits on a full writer channel before it
+    /// pauses fetching (see [`pause_after`]).
+    pub(crate) pause_after: Duration,
+}
+
+/// Messages taken from librdkafka per read; a batch is registered in the
+/// tracker under one lock and handed over before the next read.
+const READ_BATCH: usize = 256;
+
+/// What the hand-over of a batch needs besides the source itself.
+struct Handover<'r> {
+    decoder: Decoder,
+    stats: Reporter,
+    last_commit: Instant,
+    router: &'r mut Router,
+    acks: &'r Receiver<Ack>,
+    shutdown: &'r Shutdown,
+}
+
+pub(crate) struct Source {
+    /// The batch queue; it holds the consumer, so the client outlives it.
+    fetch: Arc<FetchQueue<SinkContext>>,
+    consumer: Arc<BaseConsumer<SinkContext>>,
+    tracker: Tracker,
+    acks: Receiver<Ack>,
+    held: Held,
+    /// Whether fetching is paused because the writers are behind.
+    paused: bool,
+    /// The progress bar, when stderr is a terminal.
+    bar: Option<indicatif::ProgressBar>,
+    /// Per partition, the committed offset when it was assigned (-1 for
+    /// none): where its lag is counted from until a message of it has been
+    /// read, and whether until-caught-up had anything to do there.
+    start_offsets: HashMap<i32, i64>,
+    first_message_at: Option<Instant>,
+    last_pause_log: Option<Instant>,
+    metrics: Arc<Metrics>,
+    settings: SourceSettings,
+    /// Per partition, what until-caught-up mode must reach.
+    targets: HashMap<i32, Target>,
+    /// Partitions seen delivering through `poll` (see [`fetch`]).
+    unbatched: HashSet<i32>,
+}
+
+/// The librdkafka settings for the sink's consumer.
+pub(crate) fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", &cfg.group_id)
+        .set("client.id", "kafka-mysql-sink")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", cfg.auto_offset_reset.as_str());
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+impl Source {
+    pub(crate) fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        acks: Receiver<Ack>,
+        until_caught_up: bool,
+        bar: Option<indicatif::ProgressBar>,
+    ) -> Result<Source, SourceError> {
+        let cfg = &config.kafka;
+        let dlq_keeps = config.dlq_table().is_some() || config.dlq_topic().is_some();
+        let tracker: Tracker = Arc::new(Mutex::new(OffsetTracker::new()));
+        let held: Held = Arc::new(Mutex::new(Vec::new()));
+        let context = SinkContext {
+            tracker: tracker.clone(),
+            metrics: metrics.clone(),
+            acks: acks.clone(),
+            revoke_timeout: cfg.revoke_timeout,
+            held: held.clone(),
+            fetch: OnceLock::new(),
+        };
+        let consumer: Arc<BaseConsumer<SinkContext>> = Arc::new(
+            client_config(cfg)
+                .create_with_context(context)
+                .map_err(SourceError::Create)?,
+        );
+        let fetch = Arc::new(FetchQueue::new(consumer.clone()).ok_or(SourceError::Queue)?);
+        let _ = consumer.context().fetch.set(Arc::downgrade(&fetch));
+        consumer
+            .subscribe(&[&cfg.topic])
+            .map_err(|source| SourceError::Subscribe {
+                topic: cfg.topic.clone(),
+                source,
+            })?;
+        Ok(Source {
+            fetch,
+            consumer,
+            tracker,
+            acks,
+            held,
+            paused: false,
+            bar,
+            start_offsets: HashMap::new(),
+            first_message_at: None,
+            last_pause_log: None,
+            metrics,
+            settings: SourceSettings {
+                topic: cfg.topic.clone(),
+                commit_interval: cfg.commit_interval,
+                stats_interval: config.sink.stats_interval,
+                until_caught_up,
+                keep_raw: dlq_keeps,
+                reject_to_writers: dlq_keeps,
+                delete_on_tombstone: config.sink.delete_on_tombstone,
+                max_payload_bytes: config.sink.max_payload_bytes,
+                pause_after: pause_after(cfg),
+            },
+            targets: HashMap::new(),
+            unbatched: HashSet::new(),
+        })
+    }
+
+    /// Consumes until shutdown is requested (or, in until-caught-up mode, the
+    /// backlog is done), then drains the writers and commits. `router` is
+    /// consumed: dropping it closes the writers' channels, which is how they
+    /// learn to flush and stop.
+    /// Returns how long rows were moving: from the first message read to
+    /// the end of the drain (zero when nothing was read), which is the time
+    /// that throughput should be measured over.
+    pub(crate) fn run(
+        &mut self,
+        router: Router,
+        shutdown: &Shutdown,
+    ) -> Result<Duration, SourceError> {
+        let acks = self.acks.clone();
+        let mut router = router;
+        let result = self.consume(&mut router, &acks, shutdown);
+        shutdown.start_drain();
+        drop(router);
+        self.drain(&acks);
+        let active = self
+            .first_message_at
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
+        result.map(|()| active)
+    }
+
+    fn consume(
+        &mut self,
+        router: &mut Router,
+        acks: &Receiver<Ack>,
+        shutdown: &Shutdown,
+    ) -> Result<(), SourceError> {
+        // Fetching resumes once the channels are half empty again, so a
+        // pause is not undone by the very next row.
+        let resume_below = router.capacity() / 2;
+        let mut cx = Handover {
+            decoder: Decoder::new(),
+            stats: Reporter::new(self.settings.stats_interval, self.bar.take()),
+            last_commit: Instant::now(),
+            router,
+            acks,
+            shutdown,
+        };
+        let mut batch = self.fetch.batch(READ_BATCH);
+        let mut finishing = false;
+        while !shutdown.is_requested() {
+            self.take_acks(acks);
+            if self.paused && cx.router.queued() <= resume_below {
+                self.set_paused(false);
+            }
+            if finishing || cx.last_commit.elapsed() >= self.settings.commit_interval {
+                self.commit();
+                cx.last_commit = Instant::now();
+                self.report(&mut cx.stats, cx.router);
+                if self.settings.until_caught_up && self.caught_up() {
+                    log::info!("caught up with the backlog; stopping");
+                    shutdown.request();
+                    break;
+                }
+            }
+            finishing = false;
+            // Rebalances and errors; and, should a partition have failed to
+            // attach to the batch queue, its messages.
+            let stray = self.serve_events();
+            let msgs: Vec<Msg<'_>> = match &stray {
+                Some(m) => vec![m.as_msg()],
+                None => {
+                    self.fetch.read(&mut batch, Duration::from_millis(100));
+                    batch.iter().filter_map(|m| self.message(m)).collect()
+                }
+            };
+            if msgs.is_empty() {
+                // A backfill that has read and written everything commits
+                // and checks for the end now, rather than at the next commit
+                // interval.
+                finishing = self.settings.until_caught_up
+                    && lock(&self.tracker).in_flight() == 0
+                    && cx.last_commit.elapsed() >= Duration::from_millis(20);
+                continue;
+            }
+            if !self.hand_over(&msgs, &mut cx)? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers the messages in the tracker, decodes them and hands them to
+    /// their writers. Returns false if shutdown was requested while waiting
+    /// for room: what was not handed over stays registered and in flight,
+    /// so nothing at or after it is committed.
+    fn hand_over(&mut self, msgs: &[Msg<'_>], cx: &mut Handover<'_>) -> Result<bool, SourceError> {
+        Metrics::add(&self.metrics.consumed, msgs.len() as u64);
+        if self.first_message_at.is_none() {
+            self.first_message_at = Some(Instant::now());
+        }
+        {
+            let mut t = lock(&self.tracker);
+            for m in msgs {
+                t.register(m.coord);
+            }
+        }
+        // Whether `poll` ran since the messages were registered: a
+        // revocation in there forgets the revoked partitions' offsets, and
+        // their messages must not be written here any more.
+        let mut polled = false;
+        // The broker thread wrote the payloads on another core; their loads
+        // are started a few messages ahead (see decode::prefetch).
+        const AHEAD: usize = 4;
+        for m in msgs.iter().take(AHEAD) {
+            crate::decode::prefetch(m.payload.unwrap_or_default());
+        }
+        for (i, m) in msgs.iter().enumerate() {
+            if let Some(ahead) = msgs.get(i + AHEAD) {
+                crate::decode::prefetch(ahead.payload.unwrap_or_default());
+            }
+            let coord = m.coord;
+            if polled && !lock(&self.tracker).is_tracked(coord) {
+                continue;
+            }
+            let tombstone = m.payload.is_none();
+            let op = message::to_op(&self.settings, &mut cx.decoder, m.key, m.payload);
+            let skip = match &op {
+                _ if tombstone && !self.settings.delete_on_tombstone => {
+                    log::debug!("skipping tombstone at {}/{coord}", self.settings.topic);
+                    true
+                }
+                Op::Reject(reason) if !self.settings.reject_to_writers => {
+                    log::warn!(
+                        "skipping message at {}/{coord}: {reason}",
+                        self.settings.topic
+                    );
+                    true
+                }
+                _ => false,
+            };
+            if skip {
+                Metrics::add(&self.metrics.skipped, 1);
+                lock(&self.tracker).complete(coord);
+                continue;
+            }
+            // An upsert's row keeps its message itself (see decode::Row).
+            let raw = if self.settings.keep_raw && !matches!(op, Op::Upsert(_)) {
+                let limit = self.settings.max_payload_bytes;
+                // An oversized payload is kept only up to the limit.
+                Raw::new(m.key, m.payload.map(|p| &p[..p.len().min(limit)]))
+            } else {
+                Raw::default()
+            };
+            let env = Envelope { coord, op, raw };
+            if let Some(w) = cx.router.stage(env) {
+                if !self.send_chunk(w, &msgs[i + 1..], cx, &mut polled)? {
+                    return Ok(false);
+                }
+            }
+        }
+        // The rest of every writer's chunk, so that no row waits for the
+        // next read.
+        while let Some(w) = cx.router.next_staged() {
+            if !self.send_chunk(w, &[], cx, &mut polled)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}

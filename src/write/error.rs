@@ -1,0 +1,17 @@
+//! Why a write did not happen, as the writer's parts report it.
+
+use crate::sql::BuildError;
+
+/// Why a write did not happen. [`super::retry::classify`] decides what each
+/// one means for the batch.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("no MySQL connection available: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("MySQL refused the statement: {0}")]
+    Mysql(#[from] mysql::Error),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("Kafka: {0}")]
+    Kafka(String),
+}

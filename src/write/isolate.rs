@@ -1,0 +1,134 @@
+//! Finding the rows MySQL refuses, and storing them as dead letters.
+//!
+//! A batch that fails on its data is split in halves, recursively, until the
+//! refused rows are found: every other row is written, each refused row goes
+//! to the dead-letter destination with the server's error, and the cost of
+//! one bad row in a batch of n is about 2·log2(n) extra statements.
+
+use super::retry::{classify, ErrorClass};
+use super::{BatchSink, WriteError, Writer};
+use crate::metrics::Metrics;
+use crate::types::{DeadLetter, Envelope, Op};
+
+/// A failure that should be retried as a whole.
+pub(super) struct Transient(pub(super) WriteError);
+
+impl std::fmt::Display for Transient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What one attempt at a batch applied.
+#[derive(Default)]
+pub(super) struct Applied {
+    pub(super) upserts: u64,
+    pub(super) deletes: u64,
+}
+
+impl<S: BatchSink> Writer<S> {
+    /// Applies the batch in order: runs of upserts and runs of deletes as
+    /// statements, rejects straight to `dead`. Data errors are isolated;
+    /// a transient error aborts the attempt (the whole batch is retried,
+    /// which is safe because every statement is idempotent).
+    pub(super) fn apply(
+        &mut self,
+        batch: &[Envelope],
+        dead: &mut Vec<(usize, String)>,
+    ) -> Result<Applied, Transient> {
+        let mut applied = Applied::default();
+        let mut i = 0;
+        while i < batch.len() {
+            let kind = std::mem::discriminant(&batch[i].op);
+            let j = i + batch[i..]
+                .iter()
+                .take_while(|e| std::mem::discriminant(&e.op) == kind)
+                .count();
+            match &batch[i].op {
+                Op::Reject(reason) => {
+                    for (k, e) in batch[i..j].iter().enumerate() {
+                        let reason = match &e.op {
+                            Op::Reject(r) => r.clone(),
+                            _ => reason.clone(),
+                        };
+                        dead.push((i + k, reason));
+                    }
+                }
+                Op::Upsert(_) => {
+                    let before = dead.len();
+                    self.isolate(&batch[i..j], i, dead)?;
+                    applied.upserts += (j - i - (dead.len() - before)) as u64;
+                }
+                Op::Delete(_) => {
+                    let before = dead.len();
+                    self.isolate(&batch[i..j], i, dead)?;
+                    applied.deletes += (j - i - (dead.len() - before)) as u64;
+                }
+            }
+            i = j;
+        }
+        Ok(applied)
+    }
+
+    fn isolate(
+        &mut self,
+        items: &[Envelope],
+        base: usize,
+        dead: &mut Vec<(usize, String)>,
+    ) -> Result<(), Transient> {
+        Metrics::add(&self.metrics.statements, 1);
+        match self.sink.write(items) {
+            Ok(()) => {
+                Metrics::add(&self.metrics.batches, 1);
+                Ok(())
+            }
+            Err(e) => match classify(&e) {
+                ErrorClass::Transient => Err(Transient(e)),
+                ErrorClass::Data if items.len() == 1 => {
+                    self.metrics.retry("data");
+                    dead.push((base, e.to_string()));
+                    Ok(())
+                }
+                ErrorClass::Data => {
+                    self.metrics.retry("data");
+                    let mid = items.len() / 2;
+                    self.isolate(&items[..mid], base, dead)?;
+                    self.isolate(&items[mid..], base + mid, dead)
+                }
+            },
+        }
+    }
+
+    pub(super) fn store_dead(
+        &mut self,
+        batch: &[Envelope],
+        dead: &[(usize, String)],
+    ) -> Result<(), Transient> {
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let letters: Vec<DeadLetter<'_>> = dead
+            .iter()
+            .map(|(i, error)| DeadLetter {
+                env: &batch[*i],
+                error: error.clone(),
+            })
+            .collect();
+        match self.sink.dead_letter(&letters) {
+            Ok(()) => Ok(()),
+            Err(e) if classify(&e) == ErrorClass::Transient => Err(Transient(e)),
+            Err(e) => {
+                // The dead-letter table itself refused them: nothing better
+                // is left than the log, which keeps every coordinate.
+                for l in &letters {
+                    log::error!(
+                        "dead letter {} could not be stored ({e}); it was: {}",
+                        l.env.coord,
+                        l.error
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+}
