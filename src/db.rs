@@ -1,8 +1,12 @@
 //! MySQL at start-up: connect (with the seed's retry policy), learn what the
 //! server is, make sure the table is there and has the columns we write, and
-//! build the writers' connection pool.
+//! build the writers' connection pool, whose sessions are set up so that the
+//! server refuses what does not fit and answers lock waits before the client
+//! gives up on it.
 
+use std::ops::{Deref, DerefMut};
 use std::thread;
+use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, SslOpts};
@@ -11,8 +15,94 @@ use r2d2_mysql::MySqlConnectionManager;
 use crate::config::{MysqlConfig, SslMode};
 use crate::sql::{self, Dialect};
 
-pub type Pool = r2d2::Pool<MySqlConnectionManager>;
-pub(crate) type PooledConn = r2d2::PooledConnection<MySqlConnectionManager>;
+pub type Pool = r2d2::Pool<SessionManager>;
+pub(crate) type PooledConn = r2d2::PooledConnection<SessionManager>;
+
+/// A pooled MySQL session that can be condemned.
+///
+/// After a client-side error (a read timeout, a broken packet) the client no
+/// longer knows where the conversation stands: the server may still be
+/// running the statement and will answer it later, and the next statement
+/// sent would read that answer as its own. Such a session must never be
+/// used again; [`Session::condemn`] makes the pool close it instead of
+/// handing it out.
+pub struct Session {
+    conn: Conn,
+    condemned: bool,
+}
+
+impl Session {
+    pub(crate) fn condemn(&mut self) {
+        self.condemned = true;
+    }
+}
+
+impl Deref for Session {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.conn
+    }
+}
+
+impl DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+}
+
+/// r2d2_mysql's manager, plus condemned sessions.
+#[derive(Debug, Clone)]
+pub struct SessionManager(MySqlConnectionManager);
+
+impl r2d2::ManageConnection for SessionManager {
+    type Connection = Session;
+    type Error = mysql::Error;
+
+    fn connect(&self) -> Result<Session, mysql::Error> {
+        Ok(Session {
+            conn: self.0.connect()?,
+            condemned: false,
+        })
+    }
+
+    fn is_valid(&self, s: &mut Session) -> Result<(), mysql::Error> {
+        self.0.is_valid(&mut s.conn)
+    }
+
+    fn has_broken(&self, s: &mut Session) -> bool {
+        s.condemned || self.0.has_broken(&mut s.conn)
+    }
+}
+
+/// Whole seconds the server waits for a row or metadata lock: below the
+/// client's timeout where it can be, so that an ordinary lock wait comes
+/// back as a server error (1205, retried on the same session) rather than
+/// as a client timeout that costs the session.
+pub(crate) fn lock_wait_seconds(client_timeout: Duration) -> u64 {
+    (client_timeout.as_millis() as u64 * 3 / 4 / 1000).max(1)
+}
+
+/// What every session of the sink runs first.
+///
+/// Strict mode is added to whatever the server's mode is (its other flags
+/// are kept): without it MySQL truncates a value that does not fit, with a
+/// warning nobody reads, and two ids that differ after the 36th character
+/// become one row. With it the statement fails and the row is
+/// dead-lettered with the server's own error.
+fn session_setup(cfg: &MysqlConfig) -> Vec<String> {
+    let lock_wait = lock_wait_seconds(cfg.timeout);
+    [
+        "SET NAMES utf8mb4".to_string(),
+        "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')"
+            .to_string(),
+        format!(
+            "SET SESSION innodb_lock_wait_timeout = {lock_wait}, lock_wait_timeout = {lock_wait}"
+        ),
+    ]
+    .into_iter()
+    .chain(cfg.init_sql.iter().cloned())
+    .collect()
+}
 
 /// Why MySQL could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +124,15 @@ pub enum DbError {
         source: mysql::Error,
     },
     #[error(
+        "cannot create the offsets table {table}: {source}; grant the sink's user CREATE on \
+         the database, or create the table once as an administrator:\n{ddl}"
+    )]
+    OffsetsTable {
+        table: String,
+        ddl: String,
+        source: mysql::Error,
+    },
+    #[error(
         "table {table} exists but lacks column(s) {missing:?} that the sink writes; \
          add them or point mysql.table/MYSQL_TABLE at another table"
     )]
@@ -50,12 +149,16 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
-    /// The largest statement the writers build: the packet limit less room
-    /// for the protocol header and for a server that counts slightly
-    /// differently from us.
     pub fn statement_budget(&self) -> usize {
-        self.max_allowed_packet.saturating_sub(1024).max(4096)
+        statement_budget(self.max_allowed_packet)
     }
+}
+
+/// The largest statement the writers build: the packet limit less room for
+/// the protocol header and for a server that counts slightly differently
+/// from us.
+pub(crate) fn statement_budget(max_allowed_packet: usize) -> usize {
+    max_allowed_packet.saturating_sub(1024).max(4096)
 }
 
 /// Connection options shared by the start-up connection and the pool. No
@@ -91,11 +194,7 @@ pub fn opts(cfg: &MysqlConfig) -> OptsBuilder {
         .tcp_connect_timeout(timeout)
         .read_timeout(timeout)
         .write_timeout(timeout)
-        .init(
-            std::iter::once("SET NAMES utf8mb4".to_string())
-                .chain(cfg.init_sql.iter().cloned())
-                .collect(),
-        )
+        .init(session_setup(cfg))
 }
 
 /// Connects, retrying `connect_retries` times `connect_retry_delay` apart.
@@ -209,6 +308,36 @@ pub fn ensure_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbErro
         .map_err(query_err("creating the table"))
 }
 
+/// Creates the offsets table when missing, saying how to do it by hand when
+/// the sink may not.
+pub(crate) fn ensure_offsets_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbError> {
+    // Looked up first: CREATE TABLE IF NOT EXISTS needs the CREATE privilege
+    // even when the table is there, and a pre-created table is the way to
+    // run without it.
+    if table_exists(conn, db, table)? {
+        return Ok(());
+    }
+    let ddl = sql::create_offsets_table(db, table);
+    conn.query_drop(&ddl)
+        .map_err(|source| DbError::OffsetsTable {
+            table: sql::qualified(db, table),
+            ddl: ddl.clone(),
+            source,
+        })
+}
+
+/// Whether `db`.`table` exists.
+pub(crate) fn table_exists(conn: &mut Conn, db: &str, table: &str) -> Result<bool, DbError> {
+    let found: Option<String> = conn
+        .exec_first(
+            "SELECT TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .map_err(query_err("looking up a table"))?;
+    Ok(found.is_some())
+}
+
 /// Creates the dead-letter table when missing.
 pub(crate) fn ensure_dlq_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbError> {
     conn.query_drop(sql::create_dlq_table(db, table))
@@ -218,7 +347,7 @@ pub(crate) fn ensure_dlq_table(conn: &mut Conn, db: &str, table: &str) -> Result
 /// Built unchecked: start-up already proved the server reachable, and a
 /// writer that cannot get a connection retries like any failed batch.
 pub(crate) fn pool(cfg: &MysqlConfig) -> Pool {
-    let manager = MySqlConnectionManager::new(opts(cfg));
+    let manager = SessionManager(MySqlConnectionManager::new(opts(cfg)));
     r2d2::Pool::builder()
         .max_size(cfg.pool_size)
         .min_idle(Some(0))

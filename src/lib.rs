@@ -24,6 +24,7 @@ pub mod shutdown;
 
 mod db;
 mod decode;
+mod fence;
 mod http;
 mod offsets;
 mod produce;
@@ -39,11 +40,12 @@ mod write;
 pub mod internals {
     pub use crate::db::{ensure_table, opts, DbError, Pool};
     pub use crate::decode::{DecodeError, Decoder, Num, Row};
+    pub use crate::fence::Standing;
     pub use crate::offsets::OffsetTracker;
     pub use crate::pipeline::{spawn_writers, WriterTarget};
     pub use crate::produce::send;
-    pub use crate::route::{inbox, RouteError, Router};
+    pub use crate::route::{inbox, RouteError, Router, Routing};
     pub use crate::sql::{qualified, Dialect, UpsertBuilder};
     pub use crate::types::{Coord, Envelope, Op};
-    pub use crate::write::{BatchSink, DlqTarget, MysqlSink, Writer, WriterSettings};
+    pub use crate::write::{BatchSink, Claim, DlqTarget, MysqlSink, Writer, WriterSettings};
 }

@@ -47,9 +47,17 @@ pub struct Metrics {
     /// Times fetching was paused because the writers stayed behind for
     /// longer than the pause threshold (a MySQL outage, say).
     pub fetch_pauses: Counter,
+    /// Batches that kept failing on a server error the classifier does not
+    /// know, until their failing rows were isolated as data errors.
+    pub unknown_errors_as_data: Counter,
     /// Partitions whose messages arrived outside the batch queue (correct,
     /// only slower; a partition the rebalance callback could not attach).
     pub unbatched_partitions: Counter,
+    /// Partitions claimed in the offsets table (a new generation each).
+    pub claims: Counter,
+    /// Rows dropped because their partition had been claimed by another
+    /// owner (or again by this one) since they were read.
+    pub fenced_rows: Counter,
     /// Offset commits Kafka confirmed.
     pub commits: Counter,
     /// Offset commits Kafka refused (they are retried).
@@ -81,6 +89,9 @@ impl Default for Metrics {
             retries: Family::default(),
             fetch_pauses: Counter::default(),
             unbatched_partitions: Counter::default(),
+            claims: Counter::default(),
+            fenced_rows: Counter::default(),
+            unknown_errors_as_data: Counter::default(),
             commits: Counter::default(),
             commit_failures: Counter::default(),
             // 1 ms to ~65 s.
@@ -121,6 +132,10 @@ impl Metrics {
             commits: self.commits.get(),
             commit_failures: self.commit_failures.get(),
             writer_idle_ms: (self.writer_idle_seconds.get() * 1e3) as u64,
+            claims: self.claims.get(),
+            fenced_rows: self.fenced_rows.get(),
+            unknown_errors_as_data: self.unknown_errors_as_data.get(),
+            unbatched_partitions: self.unbatched_partitions.get(),
         }
     }
 
@@ -167,6 +182,21 @@ impl Metrics {
             "fetch_pauses",
             "Times fetching was paused because the writers stayed behind",
             self.fetch_pauses.clone(),
+        );
+        r.register(
+            "unknown_errors_as_data",
+            "Batches whose unknown server error was taken for a data error after repeated attempts",
+            self.unknown_errors_as_data.clone(),
+        );
+        r.register(
+            "claims",
+            "Partitions claimed in the offsets table",
+            self.claims.clone(),
+        );
+        r.register(
+            "fenced_rows",
+            "Rows dropped because another claim of their partition came after they were read",
+            self.fenced_rows.clone(),
         );
         r.register(
             "unbatched_partitions",
@@ -234,6 +264,10 @@ pub struct Snapshot {
     pub commit_failures: u64,
     /// `writer_idle_seconds`, in milliseconds.
     pub writer_idle_ms: u64,
+    pub claims: u64,
+    pub fenced_rows: u64,
+    pub unknown_errors_as_data: u64,
+    pub unbatched_partitions: u64,
 }
 
 /// What the process itself used, for the summary line and benchmarks.

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, Delivery};
 use crate::db::{self, DbError};
+use crate::fence::FenceSpec;
 use crate::http::{self, Readiness};
 use crate::metrics::{Metrics, Snapshot};
-use crate::route::Router;
+use crate::route::{Router, Routing};
 use crate::shutdown::Shutdown;
 use crate::source::{Source, SourceError};
 use crate::sql::UpsertBuilder;
@@ -87,6 +88,7 @@ pub fn run(
         info.max_allowed_packet
     );
     db::ensure_table(&mut conn, &m.database, &m.table)?;
+    db::ensure_offsets_table(&mut conn, &m.database, &config.offsets_table())?;
     let dlq = match (config.dlq_table(), config.dlq_topic()) {
         (Some(t), _) => {
             db::ensure_dlq_table(&mut conn, &m.database, &t)?;
@@ -116,6 +118,7 @@ pub fn run(
             info: &info,
             table: &m.table,
             dlq: &dlq,
+            fenced: true,
         },
         ack_tx,
         shutdown,
@@ -153,6 +156,9 @@ pub struct WriterTarget<'a> {
     /// The table, in `config.mysql.database`.
     pub table: &'a str,
     pub dlq: &'a DlqTarget,
+    /// Whether writes check partition ownership; only writers fed by
+    /// something other than the consumer (benchmarks) go without.
+    pub fenced: bool,
 }
 
 /// Running writer threads.
@@ -188,25 +194,36 @@ pub fn spawn_writers(
         retry_max: s.retry_max,
         shutdown_timeout: s.shutdown_timeout,
     };
-    let (router, inboxes) = Router::new(s.writers, s.channel_capacity);
+    // Exactly-once transactions each cover a run of one partition's
+    // offsets, so a partition has one writer; otherwise rows spread by key.
+    let routing = match s.delivery {
+        Delivery::ExactlyOnce => Routing::ByPartition,
+        Delivery::AtLeastOnce => Routing::ByKey,
+    };
+    let (router, inboxes) = Router::new(s.writers, s.channel_capacity, routing);
     let mut handles = Vec::with_capacity(s.writers);
     for (id, rx) in inboxes.into_iter().enumerate() {
-        let writer = Writer {
+        let mut sink = MysqlSink::new(
+            target.pool.clone(),
+            UpsertBuilder::new(&m.database, target.table, target.info.dialect),
+            crate::sql::qualified(&m.database, target.table),
+            target.info.statement_budget(),
+            config.kafka.topic.clone(),
+            target.dlq.clone(),
+        )
+        .with_side_connection(mysql::Opts::from(db::opts(m)));
+        if target.fenced {
+            sink = sink.fenced(FenceSpec::new(config));
+        }
+        let writer = Writer::new(
             id,
             rx,
-            acks: acks.clone(),
-            sink: MysqlSink::new(
-                target.pool.clone(),
-                UpsertBuilder::new(&m.database, target.table, target.info.dialect),
-                crate::sql::qualified(&m.database, target.table),
-                target.info.statement_budget(),
-                config.kafka.topic.clone(),
-                target.dlq.clone(),
-            ),
-            settings: settings.clone(),
-            shutdown: shutdown.clone(),
-            metrics: metrics.clone(),
-        };
+            acks.clone(),
+            sink,
+            settings.clone(),
+            shutdown.clone(),
+            metrics.clone(),
+        );
         let handle = thread::Builder::new()
             .name(format!("writer-{id}"))
             .spawn(move || writer.run())

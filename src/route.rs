@@ -40,10 +40,23 @@ pub(crate) fn writer_for(id: &str, writers: usize) -> usize {
     (key_hash(id.as_bytes()) % writers as u64) as usize
 }
 
-/// The writer a message belongs to: by `id` for upserts and deletes, so
-/// versions of a key stay in order; by position for rejects, which have no
-/// usable key.
-pub(crate) fn writer_of(env: &Envelope, writers: usize) -> usize {
+/// How messages are spread over writers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// By the row's key: versions of a key stay in order on one writer, and
+    /// keys spread over all writers even from a single partition.
+    ByKey,
+    /// By partition: one writer sees a partition's messages in offset
+    /// order, so each of its transactions covers a contiguous run of them.
+    ByPartition,
+}
+
+/// The writer a message belongs to. By key: by `id` for upserts and
+/// deletes, by position for rejects, which have no usable key.
+pub(crate) fn writer_of(env: &Envelope, writers: usize, routing: Routing) -> usize {
+    if routing == Routing::ByPartition {
+        return (env.coord.partition.unsigned_abs() as usize) % writers;
+    }
     match &env.op {
         Op::Upsert(row) => writer_for(row.id(), writers),
         Op::Delete(id) => writer_for(id, writers),
@@ -77,6 +90,7 @@ pub struct Router {
     senders: Vec<Sender<Chunk>>,
     staged: Vec<Chunk>,
     chunk: usize,
+    routing: Routing,
     /// Rows sent and not yet taken by a writer, over all writers.
     queued: Arc<AtomicUsize>,
 }
@@ -84,7 +98,7 @@ pub struct Router {
 impl Router {
     /// A router over `writers` new channels, each holding about
     /// `capacity` rows; returns the receiving ends for the writers.
-    pub fn new(writers: usize, capacity: usize) -> (Router, Vec<Inbox>) {
+    pub fn new(writers: usize, capacity: usize, routing: Routing) -> (Router, Vec<Inbox>) {
         assert!(writers > 0, "at least one writer");
         let chunk = CHUNK_ROWS.min(capacity).max(1);
         let queued = Arc::new(AtomicUsize::new(0));
@@ -104,6 +118,7 @@ impl Router {
             senders,
             staged: (0..writers).map(|_| Vec::new()).collect(),
             chunk,
+            routing,
             queued,
         };
         (router, inboxes)
@@ -112,7 +127,7 @@ impl Router {
     /// Stages `env` for its writer. Returns the writer if that writer's
     /// chunk is now full and must be sent before more rows are staged for it.
     pub fn stage(&mut self, env: Envelope) -> Option<usize> {
-        let w = writer_of(&env, self.senders.len());
+        let w = writer_of(&env, self.senders.len(), self.routing);
         let staged = &mut self.staged[w];
         if staged.capacity() == 0 {
             staged.reserve_exact(self.chunk);
@@ -231,7 +246,7 @@ mod tests {
         // A writer taking a chunk races with the router counting it; the
         // count must come back to zero however the two interleave (a count
         // that drifted up would keep fetching paused for good).
-        let (mut router, mut inboxes) = Router::new(1, 64);
+        let (mut router, mut inboxes) = Router::new(1, 64, Routing::ByKey);
         let inbox = inboxes.remove(0);
         let taker = std::thread::spawn(move || {
             let mut rows = 0;

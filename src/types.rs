@@ -79,6 +79,9 @@ impl Raw {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     pub coord: Coord,
+    /// The generation of its partition's claim when it was read (see
+    /// `fence`): it may only be written while that claim is current.
+    pub generation: u64,
     pub op: Op,
     pub raw: Raw,
 }
@@ -88,6 +91,7 @@ impl Envelope {
     pub fn upsert(partition: i32, offset: i64, row: Row) -> Envelope {
         Envelope {
             coord: Coord::new(partition, offset),
+            generation: 0,
             op: Op::Upsert(row),
             raw: Raw::default(),
         }

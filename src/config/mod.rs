@@ -71,6 +71,9 @@ pub struct DeadLetterConfig {
     pub table: String,
     /// The topic for `topic` mode; empty means `<kafka.topic>_dlq`.
     pub topic: String,
+    /// librdkafka properties for the dead-letter producer, on top of the
+    /// consumer's connection settings (security, timeouts).
+    pub properties: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -87,6 +90,7 @@ impl Default for DeadLetterConfig {
             mode: DlqMode::Table,
             table: String::new(),
             topic: String::new(),
+            properties: BTreeMap::new(),
         }
     }
 }
@@ -100,6 +104,15 @@ impl Config {
             }
             DlqMode::Topic => Some(self.dead_letter.topic.clone()),
             _ => None,
+        }
+    }
+
+    /// The offsets table's name.
+    pub fn offsets_table(&self) -> String {
+        if self.mysql.offsets_table.is_empty() {
+            format!("{}_offsets", self.mysql.table)
+        } else {
+            self.mysql.offsets_table.clone()
         }
     }
 
@@ -147,6 +160,9 @@ pub struct MysqlConfig {
     pub table: String,
     /// Connections in the r2d2 pool; at least one per writer.
     pub pool_size: u32,
+    /// Where partition ownership (and, in exactly-once mode, the next offset
+    /// to read) is kept; empty means `<table>_offsets`.
+    pub offsets_table: String,
     /// Start-up connection attempts before giving up (the seed: 5).
     pub connect_retries: u32,
     /// Pause between start-up attempts (the seed: 5 s).
@@ -236,6 +252,42 @@ pub struct SinkConfig {
     pub delete_on_tombstone: bool,
     /// Payloads larger than this are dead-lettered without being parsed.
     pub max_payload_bytes: usize,
+    /// What a written message promises: see [`Delivery`].
+    pub delivery: Delivery,
+}
+
+/// The delivery guarantee.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Every message is applied at least once; a restart re-applies what
+    /// came after the last Kafka commit. Rows are spread over writers by key.
+    AtLeastOnce,
+    /// Every message is applied exactly once: rows, dead letters and the
+    /// partition's next offset commit in one MySQL transaction, and the
+    /// consumer resumes from MySQL's offset. A partition's rows go to one
+    /// writer.
+    ExactlyOnce,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::AtLeastOnce => "at_least_once",
+            Delivery::ExactlyOnce => "exactly_once",
+        }
+    }
+}
+
+impl std::str::FromStr for Delivery {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Delivery, String> {
+        match s.trim() {
+            "at_least_once" => Ok(Delivery::AtLeastOnce),
+            "exactly_once" => Ok(Delivery::ExactlyOnce),
+            _ => Err("expected \"at_least_once\" or \"exactly_once\"".into()),
+        }
+    }
 }
 
 impl Default for KafkaConfig {
@@ -262,6 +314,7 @@ impl Default for MysqlConfig {
             database: "app_consumer".into(),
             table: "orders".into(),
             pool_size: 5,
+            offsets_table: String::new(),
             connect_retries: 5,
             connect_retry_delay: Duration::from_millis(5000),
             timeout: Duration::from_millis(30_000),
@@ -285,6 +338,7 @@ impl Default for SinkConfig {
             retry_max: Duration::from_millis(30_000),
             delete_on_tombstone: false,
             max_payload_bytes: 1 << 20,
+            delivery: Delivery::AtLeastOnce,
         }
     }
 }
@@ -300,6 +354,7 @@ impl fmt::Debug for MysqlConfig {
             .field("database", &self.database)
             .field("table", &self.table)
             .field("pool_size", &self.pool_size)
+            .field("offsets_table", &self.offsets_table)
             .field("connect_retries", &self.connect_retries)
             .field("connect_retry_delay", &self.connect_retry_delay)
             .field("timeout", &self.timeout)

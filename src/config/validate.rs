@@ -1,6 +1,6 @@
 //! Checking every setting once, so the rest of the program can trust them.
 
-use super::{Config, ConfigError, SslMode};
+use super::{Config, ConfigError, Delivery, SslMode};
 
 impl Config {
     /// Checks every setting, naming the first one that is out of bounds.
@@ -104,6 +104,31 @@ impl Config {
                 return invalid("dead_letter.table", "must differ from mysql.table");
             }
         }
+        let offsets = self.offsets_table();
+        if let Err(reason) = crate::sql::check_identifier(&offsets) {
+            return invalid("mysql.offsets_table", reason);
+        }
+        if offsets == m.table || self.dlq_table().is_some_and(|t| t == offsets) {
+            return invalid(
+                "mysql.offsets_table",
+                "must differ from mysql.table and dead_letter.table",
+            );
+        }
+        if s.delivery == Delivery::ExactlyOnce && self.dlq_topic().is_some() {
+            return invalid(
+                "dead_letter.mode",
+                "\"topic\" cannot join a MySQL transaction, so it cannot be used with \
+                 sink.delivery = \"exactly_once\"; use \"table\" (or \"skip\")",
+            );
+        }
+        for reserved in ["bootstrap.servers", "transactional.id"] {
+            if self.dead_letter.properties.contains_key(reserved) {
+                return invalid(
+                    "dead_letter.properties",
+                    format!("`{reserved}` is managed by the sink"),
+                );
+            }
+        }
         if self.dlq_topic().is_some_and(|t| t == k.topic) {
             return invalid("dead_letter.topic", "must differ from kafka.topic");
         }
@@ -133,7 +158,7 @@ impl Config {
         format!(
             "kafka brokers={} topic={} group={} auto_offset_reset={} commit_interval={}ms properties=[{}]; \
              mysql {}@{}:{} table=`{}`.`{}` password=<redacted> pool_size={}; \
-             sink batch_size={} flush_interval={}ms writers={} channel_capacity={}; dead_letter={}",
+             sink batch_size={} flush_interval={}ms writers={} channel_capacity={} delivery={}; dead_letter={}",
             self.kafka.brokers,
             self.kafka.topic,
             self.kafka.group_id,
@@ -150,6 +175,7 @@ impl Config {
             self.sink.flush_interval.as_millis(),
             self.sink.writers,
             self.sink.channel_capacity,
+            self.sink.delivery.as_str(),
             match (self.dlq_table(), self.dlq_topic()) {
                 (Some(t), _) => format!("table `{t}`"),
                 (_, Some(t)) => format!("topic {t}"),

@@ -29,12 +29,18 @@ use crate::types::Coord;
 /// which the group evicts the consumer; a quarter of that, capped at five
 /// seconds, leaves ample margin while still riding out ordinary slow batches.
 pub(crate) fn pause_after(cfg: &KafkaConfig) -> Duration {
-    let max_poll_ms = cfg
+    let max_poll_ms = max_poll_interval(cfg).as_millis() as u64;
+    Duration::from_millis((max_poll_ms / 4).clamp(100, 5_000))
+}
+
+/// librdkafka's `max.poll.interval.ms` as configured (300 s by default).
+pub(crate) fn max_poll_interval(cfg: &KafkaConfig) -> Duration {
+    let ms = cfg
         .properties
         .get("max.poll.interval.ms")
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(300_000);
-    Duration::from_millis((max_poll_ms / 4).clamp(100, 5_000))
+    Duration::from_millis(ms)
 }
 
 /// Where each partition must be rewound to: the lowest offset among

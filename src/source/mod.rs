@@ -10,6 +10,7 @@
 //! the gauges and decides when an until-caught-up run is done.
 
 mod backpressure;
+mod claim;
 mod commit;
 mod fetch;
 mod lag;
@@ -25,19 +26,22 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::config::{Config, KafkaConfig};
+use crate::db;
 use crate::decode::Decoder;
+use crate::fence::FenceSpec;
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
 use crate::progress::Reporter;
 use crate::route::Router;
 use crate::shutdown::Shutdown;
 use crate::types::{Ack, Envelope, Op, Raw};
+use claim::Claimer;
 use fetch::FetchQueue;
 use lag::Target;
 use message::Msg;
 use rebalance::{lock, Held, SinkContext, Tracker};
 
-pub(crate) use backpressure::pause_after;
+pub(crate) use backpressure::{max_poll_interval, pause_after};
 
 /// Why the consumer stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,8 @@ pub enum SourceError {
     Queue,
     #[error("writer {0} stopped unexpectedly; see the log above for its panic")]
     WriterGone(usize),
+    #[error("{0}; check that MySQL is reachable and the offsets table writable, then start again")]
+    Claim(String),
 }
 
 /// Settings the consumer loop needs beyond the Kafka client's.
@@ -113,6 +119,7 @@ pub(crate) struct Source {
     targets: HashMap<i32, Target>,
     /// Partitions seen delivering through `poll` (see [`fetch`]).
     unbatched: HashSet<i32>,
+    claimer: Arc<Claimer>,
 }
 
 /// The librdkafka settings for the sink's consumer.
@@ -143,6 +150,14 @@ impl Source {
         let dlq_keeps = config.dlq_table().is_some() || config.dlq_topic().is_some();
         let tracker: Tracker = Arc::new(Mutex::new(OffsetTracker::new()));
         let held: Held = Arc::new(Mutex::new(Vec::new()));
+        // A claim may wait for a previous owner's transaction; it must end
+        // well within the poll interval, which a rebalance callback counts
+        // against.
+        let claimer = Arc::new(Claimer::new(
+            FenceSpec::new(config),
+            mysql::Opts::from(db::opts(&config.mysql)),
+            max_poll_interval(cfg) / 2,
+        ));
         let context = SinkContext {
             tracker: tracker.clone(),
             metrics: metrics.clone(),
@@ -150,6 +165,7 @@ impl Source {
             revoke_timeout: cfg.revoke_timeout,
             held: held.clone(),
             fetch: OnceLock::new(),
+            claimer: claimer.clone(),
         };
         let consumer: Arc<BaseConsumer<SinkContext>> = Arc::new(
             client_config(cfg)
@@ -189,6 +205,7 @@ impl Source {
             },
             targets: HashMap::new(),
             unbatched: HashSet::new(),
+            claimer,
         })
     }
 
@@ -255,6 +272,9 @@ impl Source {
             // Rebalances and errors; and, should a partition have failed to
             // attach to the batch queue, its messages.
             let stray = self.serve_events();
+            if let Some(reason) = self.claimer.failure() {
+                return Err(SourceError::Claim(reason));
+            }
             let msgs: Vec<Msg<'_>> = match &stray {
                 Some(m) => vec![m.as_msg()],
                 None => {
@@ -297,6 +317,9 @@ impl Source {
         // revocation in there forgets the revoked partitions' offsets, and
         // their messages must not be written here any more.
         let mut polled = false;
+        // The generation of the partition of the message before; messages
+        // of a read come in runs of one partition.
+        let mut claimed: Option<(i32, u64)> = None;
         // The broker thread wrote the payloads on another core; their loads
         // are started a few messages ahead (see decode::prefetch).
         const AHEAD: usize = 4;
@@ -340,7 +363,20 @@ impl Source {
             } else {
                 Raw::default()
             };
-            let env = Envelope { coord, op, raw };
+            let generation = match claimed {
+                Some((p, g)) if p == coord.partition && !polled => g,
+                _ => {
+                    let g = self.claimer.generation(coord.partition);
+                    claimed = Some((coord.partition, g));
+                    g
+                }
+            };
+            let env = Envelope {
+                coord,
+                generation,
+                op,
+                raw,
+            };
             if let Some(w) = cx.router.stage(env) {
                 if !self.send_chunk(w, &msgs[i + 1..], cx, &mut polled)? {
                     return Ok(false);

@@ -1,19 +1,23 @@
 //! Rebalance callbacks: what happens when partitions come and go.
 //!
 //! librdkafka runs these inside `poll`, on the consumer thread. On
-//! assignment each partition is attached to the batch queue before fetching
-//! starts (see [`super::fetch`]). On revocation the writers get a bounded
-//! time to finish what they hold of the lost partitions, what is durable is
-//! committed, and the partitions are forgotten: acknowledgements that arrive
-//! later are ignored, since another member may already own them.
+//! assignment each partition is claimed in MySQL (see [`super::claim`]) and
+//! attached to the batch queue before fetching starts (see
+//! [`super::fetch`]); in exactly-once mode it starts at the next offset
+//! MySQL holds. On revocation the writers get a bounded time to finish what
+//! they hold of the lost partitions, what is durable is committed, and the
+//! partitions are forgotten: acknowledgements that arrive later are
+//! ignored, since another member may already own them.
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::claim::Claimer;
 use super::fetch::FetchQueue;
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
@@ -46,6 +50,7 @@ pub(crate) struct SinkContext {
     /// Where assigned partitions' messages go; weak, because the queue keeps
     /// the consumer (and so this context) alive, not the other way round.
     pub(super) fetch: OnceLock<Weak<FetchQueue<SinkContext>>>,
+    pub(super) claimer: Arc<Claimer>,
 }
 
 /// Whether every offset of `parts` still in flight is one that is only held
@@ -100,48 +105,113 @@ impl SinkContext {
 
 impl ClientContext for SinkContext {}
 
-impl ConsumerContext for SinkContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                let parts = partitions_of(tpl);
-                self.wait_idle(&parts);
-                let released = release(&mut lock(&self.tracker), &parts);
-                log::info!("partitions revoked: {parts:?}");
+impl SinkContext {
+    /// Claims the partitions, points exactly-once partitions at MySQL's next
+    /// offset and attaches them to the batch queue. Returns false if the
+    /// claim failed: the partitions must not be read.
+    fn prepare_assignment(&self, tpl: &mut TopicPartitionList) -> bool {
+        let parts = partitions_of(tpl);
+        let Some(standing) = self.claimer.claim(&parts, &self.metrics) else {
+            return false;
+        };
+        if self.claimer.exactly_once() {
+            for s in standing {
+                let Some(next) = s.next_offset else { continue };
                 let Some(topic) = tpl.elements().first().map(|e| e.topic().to_owned()) else {
-                    return;
+                    continue;
                 };
-                if released.is_empty() {
-                    return;
-                }
-                let mut commit = TopicPartitionList::new();
-                for c in released {
-                    let _ =
-                        commit.add_partition_offset(&topic, c.partition, Offset::Offset(c.offset));
-                }
-                match consumer.commit(&commit, CommitMode::Sync) {
-                    Ok(()) => Metrics::add(&self.metrics.commits, 1),
-                    Err(e) => {
-                        Metrics::add(&self.metrics.commit_failures, 1);
-                        log::warn!("commit of revoked partitions failed: {e}; they will be re-read by their next owner");
-                    }
+                if let Err(e) = tpl.set_partition_offset(&topic, s.partition, Offset::Offset(next))
+                {
+                    log::warn!("cannot start partition {} at {next}: {e}", s.partition);
+                    return false;
                 }
             }
-            Rebalance::Assign(tpl) => {
-                // Before librdkafka starts fetching them (see super::fetch).
-                if let Some(queue) = self.fetch.get().and_then(Weak::upgrade) {
-                    for e in tpl.elements() {
-                        if !queue.attach(e.topic(), e.partition()) {
-                            log::warn!(
-                                "cannot route partition {} to the batch queue; reading it one message at a time",
-                                e.partition()
-                            );
-                        }
-                    }
+        }
+        // Before librdkafka starts fetching them (see super::fetch).
+        if let Some(queue) = self.fetch.get().and_then(Weak::upgrade) {
+            for e in tpl.elements() {
+                if !queue.attach(e.topic(), e.partition()) {
+                    log::warn!(
+                        "cannot route partition {} to the batch queue; reading it one message at a time",
+                        e.partition()
+                    );
+                }
+            }
+        }
+        true
+    }
+
+    /// Lets the writers finish what they hold of the lost partitions, then
+    /// commits what is durable and forgets them.
+    fn release_revoked(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let parts = partitions_of(tpl);
+        self.wait_idle(&parts);
+        let released = release(&mut lock(&self.tracker), &parts);
+        self.claimer.forget(&parts);
+        log::info!("partitions revoked: {parts:?}");
+        let Some(topic) = tpl.elements().first().map(|e| e.topic().to_owned()) else {
+            return;
+        };
+        if released.is_empty() {
+            return;
+        }
+        let mut commit = TopicPartitionList::new();
+        for c in released {
+            let _ = commit.add_partition_offset(&topic, c.partition, Offset::Offset(c.offset));
+        }
+        match consumer.commit(&commit, CommitMode::Sync) {
+            Ok(()) => Metrics::add(&self.metrics.commits, 1),
+            Err(e) => {
+                Metrics::add(&self.metrics.commit_failures, 1);
+                log::warn!("commit of revoked partitions failed: {e}; they will be re-read by their next owner");
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SinkContext {
+    // The whole rebalance, not only its pre- and post-hooks: an assignment
+    // must be claimed in MySQL, and in exactly-once mode be given MySQL's
+    // offsets, before librdkafka is told about it.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if !self.prepare_assignment(tpl) {
+                    // The consumer loop stops on the claim's failure; nothing
+                    // of these partitions is read meanwhile.
+                    return;
                 }
                 log::info!("partitions assigned: {:?}", partitions_of(tpl));
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
             }
-            Rebalance::Error(e) => log::warn!("rebalance error: {e}"),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.release_revoked(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                log::warn!("rebalance error: {:?}", other);
+                return;
+            }
+        };
+        if let Err(e) = result {
+            log::error!("librdkafka refused the rebalance: {e}");
         }
     }
 }

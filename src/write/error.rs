@@ -14,4 +14,6 @@ pub enum WriteError {
     Build(#[from] BuildError),
     #[error("Kafka: {0}")]
     Kafka(String),
+    #[error("the batch's transaction was lost with its MySQL session ({0}); it is retried whole")]
+    TransactionLost(#[source] Box<WriteError>),
 }

@@ -10,12 +10,25 @@ use super::{BatchSink, WriteError, Writer};
 use crate::metrics::Metrics;
 use crate::types::{DeadLetter, Envelope, Op};
 
-/// A failure that should be retried as a whole.
-pub(super) struct Transient(pub(super) WriteError);
+/// A failure that should be retried as a whole, and whether it was one the
+/// classifier does not know.
+pub(super) struct Transient {
+    pub(super) error: WriteError,
+    pub(super) unknown: bool,
+}
+
+impl Transient {
+    pub(super) fn new(error: WriteError, class: ErrorClass) -> Transient {
+        Transient {
+            error,
+            unknown: class == ErrorClass::Unknown,
+        }
+    }
+}
 
 impl std::fmt::Display for Transient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        self.error.fmt(f)
     }
 }
 
@@ -30,10 +43,13 @@ impl<S: BatchSink> Writer<S> {
     /// Applies the batch in order: runs of upserts and runs of deletes as
     /// statements, rejects straight to `dead`. Data errors are isolated;
     /// a transient error aborts the attempt (the whole batch is retried,
-    /// which is safe because every statement is idempotent).
+    /// which is safe because every statement is idempotent). With
+    /// `unknown_is_data`, errors the classifier does not know are isolated
+    /// like data errors.
     pub(super) fn apply(
         &mut self,
         batch: &[Envelope],
+        unknown_is_data: bool,
         dead: &mut Vec<(usize, String)>,
     ) -> Result<Applied, Transient> {
         let mut applied = Applied::default();
@@ -56,12 +72,12 @@ impl<S: BatchSink> Writer<S> {
                 }
                 Op::Upsert(_) => {
                     let before = dead.len();
-                    self.isolate(&batch[i..j], i, dead)?;
+                    self.isolate(&batch[i..j], i, unknown_is_data, dead)?;
                     applied.upserts += (j - i - (dead.len() - before)) as u64;
                 }
                 Op::Delete(_) => {
                     let before = dead.len();
-                    self.isolate(&batch[i..j], i, dead)?;
+                    self.isolate(&batch[i..j], i, unknown_is_data, dead)?;
                     applied.deletes += (j - i - (dead.len() - before)) as u64;
                 }
             }
@@ -74,29 +90,30 @@ impl<S: BatchSink> Writer<S> {
         &mut self,
         items: &[Envelope],
         base: usize,
+        unknown_is_data: bool,
         dead: &mut Vec<(usize, String)>,
     ) -> Result<(), Transient> {
         Metrics::add(&self.metrics.statements, 1);
-        match self.sink.write(items) {
+        let e = match self.sink.write(items) {
             Ok(()) => {
                 Metrics::add(&self.metrics.batches, 1);
-                Ok(())
+                return Ok(());
             }
-            Err(e) => match classify(&e) {
-                ErrorClass::Transient => Err(Transient(e)),
-                ErrorClass::Data if items.len() == 1 => {
-                    self.metrics.retry("data");
-                    dead.push((base, e.to_string()));
-                    Ok(())
-                }
-                ErrorClass::Data => {
-                    self.metrics.retry("data");
-                    let mid = items.len() / 2;
-                    self.isolate(&items[..mid], base, dead)?;
-                    self.isolate(&items[mid..], base + mid, dead)
-                }
-            },
+            Err(e) => e,
+        };
+        match classify(&e) {
+            ErrorClass::Data => {}
+            ErrorClass::Unknown if unknown_is_data => {}
+            class => return Err(Transient::new(e, class)),
         }
+        self.metrics.retry("data");
+        if items.len() == 1 {
+            dead.push((base, e.to_string()));
+            return Ok(());
+        }
+        let mid = items.len() / 2;
+        self.isolate(&items[..mid], base, unknown_is_data, dead)?;
+        self.isolate(&items[mid..], base + mid, unknown_is_data, dead)
     }
 
     pub(super) fn store_dead(
@@ -116,7 +133,10 @@ impl<S: BatchSink> Writer<S> {
             .collect();
         match self.sink.dead_letter(&letters) {
             Ok(()) => Ok(()),
-            Err(e) if classify(&e) == ErrorClass::Transient => Err(Transient(e)),
+            Err(e) if classify(&e) != ErrorClass::Data => {
+                let class = classify(&e);
+                Err(Transient::new(e, class))
+            }
             Err(e) => {
                 // The dead-letter table itself refused them: nothing better
                 // is left than the log, which keeps every coordinate.

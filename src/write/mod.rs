@@ -13,6 +13,7 @@
 //! Only after all of that is durable are the batch's offsets acknowledged to
 //! the consumer.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,10 +22,10 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use crate::metrics::Metrics;
 use crate::route::Inbox;
 use crate::shutdown::Shutdown;
-use crate::types::{Ack, Chunk, Envelope};
-use isolate::Transient;
-use retry::Backoff;
+use crate::types::{Ack, Chunk, Coord, Envelope};
+use retry::{Backoff, UNKNOWN_ERROR_ATTEMPTS};
 
+mod attempt;
 pub(crate) mod dlq;
 mod error;
 mod isolate;
@@ -34,7 +35,7 @@ mod retry;
 pub use self::dlq::DlqTarget;
 pub(crate) use self::dlq::TopicDlq;
 pub(crate) use self::error::WriteError;
-pub use self::mysql_sink::{BatchSink, MysqlSink};
+pub use self::mysql_sink::{BatchSink, Claim, MysqlSink};
 
 /// The writer's batching and retry settings.
 #[derive(Debug, Clone)]
@@ -47,16 +48,39 @@ pub struct WriterSettings {
 }
 
 pub struct Writer<S> {
-    pub id: usize,
-    pub rx: Inbox,
-    pub acks: Sender<Ack>,
-    pub sink: S,
-    pub settings: WriterSettings,
-    pub shutdown: Shutdown,
-    pub metrics: Arc<Metrics>,
+    id: usize,
+    rx: Inbox,
+    acks: Sender<Ack>,
+    sink: S,
+    settings: WriterSettings,
+    shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+    /// Claims this writer found superseded (and said so once).
+    fenced: HashSet<Claim>,
 }
 
 impl<S: BatchSink> Writer<S> {
+    pub fn new(
+        id: usize,
+        rx: Inbox,
+        acks: Sender<Ack>,
+        sink: S,
+        settings: WriterSettings,
+        shutdown: Shutdown,
+        metrics: Arc<Metrics>,
+    ) -> Writer<S> {
+        Writer {
+            id,
+            rx,
+            acks,
+            sink,
+            settings,
+            shutdown,
+            metrics,
+            fenced: HashSet::new(),
+        }
+    }
+
     /// Runs until the channel is closed and drained.
     pub fn run(mut self) {
         let mut batch: Vec<Envelope> = Vec::with_capacity(self.settings.batch_size);
@@ -126,39 +150,58 @@ impl<S: BatchSink> Writer<S> {
         );
         let mut dead: Vec<(usize, String)> = Vec::new();
         let started = Instant::now();
+        // Consecutive attempts that failed on an error the classifier does
+        // not know; past the limit it is isolated like a data error.
+        let mut unknown_failures = 0;
+        // Rows an earlier attempt committed although its answer was lost.
+        let mut settled: Vec<Coord> = Vec::new();
         loop {
             dead.clear();
-            let result = self
-                .apply(batch, &mut dead)
-                .and_then(|applied| self.store_dead(batch, &dead).map(|()| applied));
-            match result {
-                Ok(applied) => {
-                    Metrics::add(&self.metrics.rows_written, applied.upserts);
-                    Metrics::add(&self.metrics.rows_deleted, applied.deletes);
-                    Metrics::add(&self.metrics.dead_lettered, dead.len() as u64);
+            let unknown_is_data = unknown_failures >= UNKNOWN_ERROR_ATTEMPTS;
+            match self.attempt(batch, &mut settled, unknown_is_data, &mut dead) {
+                Ok(outcome) => {
+                    Metrics::add(&self.metrics.rows_written, outcome.applied.upserts);
+                    Metrics::add(&self.metrics.rows_deleted, outcome.applied.deletes);
+                    Metrics::add(&self.metrics.dead_lettered, outcome.dead as u64);
                     self.metrics
                         .batch_seconds
                         .observe(started.elapsed().as_secs_f64());
-                    let ack: Ack = batch.iter().map(|e| e.coord).collect();
+                    settled.extend(batch.iter().map(|e| e.coord));
                     // The consumer outlives the writers; if it is gone the
                     // process is exiting and the offsets stay uncommitted.
-                    let _ = self.acks.send(ack);
+                    let _ = self.acks.send(settled);
                     break;
                 }
-                Err(Transient(e)) => {
+                Err(t) => {
                     if self.shutdown.drain_expired(self.settings.shutdown_timeout) {
                         log::error!(
-                            "writer {}: giving up a batch of {} rows at shutdown: {e}; \
+                            "writer {}: giving up a batch of {} rows at shutdown: {t}; \
                              its offsets stay uncommitted and will be read again",
                             self.id,
                             batch.len()
                         );
                         break;
                     }
-                    self.metrics.retry("transient");
+                    if t.unknown {
+                        unknown_failures += 1;
+                        self.metrics.retry("unknown");
+                        if unknown_failures == UNKNOWN_ERROR_ATTEMPTS {
+                            Metrics::add(&self.metrics.unknown_errors_as_data, 1);
+                            log::warn!(
+                                "writer {}: a batch of {} rows failed {unknown_failures} times \
+                                 with an error not known to pass ({t}); the rows the server \
+                                 keeps refusing go to the dead-letter destination",
+                                self.id,
+                                batch.len()
+                            );
+                        }
+                    } else {
+                        unknown_failures = 0;
+                        self.metrics.retry("transient");
+                    }
                     let delay = backoff.next_delay();
                     log::warn!(
-                        "writer {}: batch of {} rows failed: {e}; retrying in {} ms",
+                        "writer {}: batch of {} rows failed: {t}; retrying in {} ms",
                         self.id,
                         batch.len(),
                         delay.as_millis()
@@ -186,21 +229,32 @@ impl<S: BatchSink> Writer<S> {
 mod tests {
     use super::*;
     use crate::decode::{Num, Row};
+    use crate::fence::Standing;
     use crate::route;
     use crate::sql::BuildError;
     use crate::types::{Coord, DeadLetter, Op};
     use std::collections::HashSet;
     use std::sync::Mutex;
 
-    /// Records what it is asked to write; refuses rows whose id is in `bad`
-    /// (a data error) and fails the first `transient` calls.
+    /// Records what it is asked to write, transaction by transaction:
+    /// writes are kept once committed and forgotten on rollback. Refuses
+    /// rows whose offset is in `bad` (a data error) or in `signal` (an error
+    /// the classifier does not know), fails the first `transient` calls,
+    /// and answers `begin` as if partitions in `lost` were claimed by
+    /// another owner and as if `next` held exactly-once next offsets.
     #[derive(Clone, Default)]
     struct Recorder {
         written: Arc<Mutex<Vec<i64>>>,
+        pending: Arc<Mutex<Vec<i64>>>,
         dead: Arc<Mutex<Vec<(i64, String)>>>,
         bad: Arc<HashSet<i64>>,
+        signal: Arc<HashSet<i64>>,
+        lost: Arc<HashSet<i32>>,
+        next: Arc<Vec<(i32, i64)>>,
         transient: Arc<Mutex<u32>>,
         calls: Arc<Mutex<u32>>,
+        commits: Arc<Mutex<Vec<Vec<Coord>>>>,
+        rollbacks: Arc<Mutex<u32>>,
     }
 
     fn data_error() -> WriteError {
@@ -214,7 +268,30 @@ mod tests {
         WriteError::Mysql(::mysql::Error::IoError(std::io::Error::other("gone away")))
     }
 
+    fn signal_error() -> WriteError {
+        WriteError::Mysql(::mysql::Error::MySqlError(::mysql::MySqlError {
+            state: "45000".into(),
+            message: "refused by a trigger".into(),
+            code: 1644,
+        }))
+    }
+
     impl BatchSink for Recorder {
+        fn begin(&mut self, claims: &[Claim]) -> Result<Vec<Standing>, WriteError> {
+            Ok(claims
+                .iter()
+                .filter(|c| !self.lost.contains(&c.partition))
+                .map(|c| Standing {
+                    partition: c.partition,
+                    generation: c.generation,
+                    next_offset: self
+                        .next
+                        .iter()
+                        .find(|(p, _)| *p == c.partition)
+                        .map(|(_, n)| *n),
+                })
+                .collect())
+        }
         fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError> {
             *self.calls.lock().unwrap() += 1;
             let mut t = self.transient.lock().unwrap();
@@ -225,7 +302,10 @@ mod tests {
             if items.iter().any(|e| self.bad.contains(&e.coord.offset)) {
                 return Err(data_error());
             }
-            self.written
+            if items.iter().any(|e| self.signal.contains(&e.coord.offset)) {
+                return Err(signal_error());
+            }
+            self.pending
                 .lock()
                 .unwrap()
                 .extend(items.iter().map(|e| e.coord.offset));
@@ -238,6 +318,16 @@ mod tests {
                     .map(|l| (l.env.coord.offset, l.error.clone())),
             );
             Ok(())
+        }
+        fn commit(&mut self, next: &[Coord]) -> Result<(), WriteError> {
+            let pending = std::mem::take(&mut *self.pending.lock().unwrap());
+            self.written.lock().unwrap().extend(pending);
+            self.commits.lock().unwrap().push(next.to_vec());
+            Ok(())
+        }
+        fn rollback(&mut self) {
+            self.pending.lock().unwrap().clear();
+            *self.rollbacks.lock().unwrap() += 1;
         }
     }
 
@@ -281,15 +371,7 @@ mod tests {
         let (tx, rx) = route::inbox(chunks);
         let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
         let metrics = Arc::new(Metrics::default());
-        let w = Writer {
-            id: 0,
-            rx,
-            acks: ack_tx,
-            sink,
-            settings: s,
-            shutdown: Shutdown::new(),
-            metrics: metrics.clone(),
-        };
+        let w = Writer::new(0, rx, ack_tx, sink, s, Shutdown::new(), metrics.clone());
         (w, tx, ack_rx, metrics)
     }
 
@@ -410,5 +492,75 @@ mod tests {
         dead.sort();
         assert_eq!(dead, vec![0, 5, 6, 50, 99]);
         assert_eq!(m.snapshot().dead_lettered, 5);
+    }
+
+    fn env_in(partition: i32, offset: i64) -> Envelope {
+        let mut e = env(offset);
+        e.coord.partition = partition;
+        e.generation = 1;
+        e
+    }
+
+    #[test]
+    fn rows_of_a_partition_claimed_elsewhere_are_dropped_and_never_acked() {
+        let rec = Recorder {
+            lost: Arc::new([1].into_iter().collect()),
+            ..Default::default()
+        };
+        let items: Vec<Envelope> = (0..20).map(|o| env_in((o % 2) as i32, o)).collect();
+        let (acks, m) = run(rec.clone(), settings(20, 600_000), items);
+        let evens: Vec<i64> = (0..20).filter(|o| o % 2 == 0).collect();
+        assert_eq!(*rec.written.lock().unwrap(), evens);
+        let acked: Vec<Coord> = acks.into_iter().flatten().collect();
+        assert!(acked.iter().all(|c| c.partition == 0), "{acked:?}");
+        assert_eq!(acked.len(), 10);
+        assert_eq!(m.snapshot().fenced_rows, 10);
+        // Only partition 0's next offset is recorded.
+        assert_eq!(*rec.commits.lock().unwrap(), vec![vec![Coord::new(0, 19)]]);
+    }
+
+    #[test]
+    fn rows_an_earlier_commit_wrote_are_acked_without_being_written_again() {
+        let rec = Recorder {
+            next: Arc::new(vec![(0, 5)]),
+            ..Default::default()
+        };
+        let items: Vec<Envelope> = (0..10).map(|o| env_in(0, o)).collect();
+        let (acks, _) = run(rec.clone(), settings(10, 600_000), items);
+        assert_eq!(*rec.written.lock().unwrap(), (5..10).collect::<Vec<_>>());
+        let mut acked: Vec<i64> = acks.into_iter().flatten().map(|c| c.offset).collect();
+        acked.sort();
+        assert_eq!(acked, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_failed_attempt_is_rolled_back_and_retried_whole() {
+        let rec = Recorder::default();
+        *rec.transient.lock().unwrap() = 2;
+        let (acks, _) = run(rec.clone(), settings(4, 600_000), (0..4).map(env).collect());
+        assert_eq!(*rec.rollbacks.lock().unwrap(), 2);
+        assert_eq!(*rec.written.lock().unwrap(), vec![0, 1, 2, 3]);
+        assert_eq!(acks.len(), 1);
+    }
+
+    #[test]
+    fn an_error_nobody_knows_stalls_only_for_a_bounded_number_of_attempts() {
+        let rec = Recorder {
+            signal: Arc::new([3].into_iter().collect()),
+            ..Default::default()
+        };
+        let (acks, m) = run(rec.clone(), settings(8, 600_000), (0..8).map(env).collect());
+        let dead: Vec<i64> = rec.dead.lock().unwrap().iter().map(|d| d.0).collect();
+        assert_eq!(dead, vec![3]);
+        assert_eq!(
+            *rec.written.lock().unwrap(),
+            vec![0, 1, 2, 4, 5, 6, 7],
+            "every other row is written"
+        );
+        assert_eq!(acks.into_iter().flatten().count(), 8);
+        let s = m.snapshot();
+        assert_eq!(s.unknown_errors_as_data, 1);
+        assert_eq!(s.dead_lettered, 1);
+        assert_eq!(*rec.rollbacks.lock().unwrap(), UNKNOWN_ERROR_ATTEMPTS);
     }
 }

@@ -1,5 +1,5 @@
-//! The writer's MySQL side: one kept connection, the statements a batch
-//! needs, and when a connection must be given up.
+//! The writer's MySQL side: one kept session, the transaction of a batch,
+//! and when a session must be given up.
 
 use std::time::{Duration, Instant};
 
@@ -7,25 +7,55 @@ use mysql::prelude::Queryable;
 
 use super::dlq::DlqTarget;
 use super::error::WriteError;
-use crate::db::{Pool, PooledConn};
+use super::retry::is_packet_too_large;
+use crate::db::{self, Pool, PooledConn};
+use crate::fence::{self, FenceSpec, Standing};
 use crate::sql::{self, AsRow, UpsertBuilder};
-use crate::types::{DeadLetter, Envelope, Op};
+use crate::types::{Coord, DeadLetter, Envelope, Op};
+
+/// A partition of a batch, with the generation its rows were read under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Claim {
+    pub partition: i32,
+    pub generation: u64,
+}
 
 /// Where a writer sends its work; MySQL in production, something cheaper in
 /// benchmarks of the pipeline itself.
+///
+/// One attempt at a batch is `begin`, any number of `write`s and
+/// `dead_letter`s, then `commit`; a failed attempt is abandoned with
+/// `rollback` and started over.
 pub trait BatchSink: Send {
+    /// Starts an attempt at a batch whose rows were read under `claims`, and
+    /// returns how the partitions stand now (those missing from the answer,
+    /// or standing at another generation, are no longer this instance's).
+    fn begin(&mut self, claims: &[Claim]) -> Result<Vec<Standing>, WriteError> {
+        Ok(claims
+            .iter()
+            .map(|c| Standing {
+                partition: c.partition,
+                generation: c.generation,
+                next_offset: None,
+            })
+            .collect())
+    }
     /// Applies `items`, which are all upserts or all deletes, in order.
     fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError>;
     /// Stores messages that cannot be written. Must be idempotent.
     fn dead_letter(&mut self, letters: &[DeadLetter<'_>]) -> Result<(), WriteError>;
+    /// Makes the attempt durable; in exactly-once mode together with each
+    /// partition's next offset.
+    fn commit(&mut self, _next: &[Coord]) -> Result<(), WriteError> {
+        Ok(())
+    }
+    /// Abandons the attempt.
+    fn rollback(&mut self) {}
 }
 
 /// How long a writer keeps an idle connection before handing it back, well
 /// under any server's `wait_timeout`.
 const CONN_IDLE_LIMIT: Duration = Duration::from_secs(60);
-
-/// Dead letters per `INSERT`.
-const DEAD_LETTERS_PER_STATEMENT: usize = 100;
 
 /// Writes batches as multi-row upserts over a pooled connection.
 ///
@@ -43,6 +73,13 @@ pub struct MysqlSink {
     budget: usize,
     topic: String,
     dlq: DlqTarget,
+    /// Partition ownership; `None` only where no consumer claims partitions
+    /// (tests and benchmarks that drive writers directly).
+    fence: Option<FenceSpec>,
+    /// How to reach the server on a side connection, to stop a statement
+    /// left running by a session given up on.
+    side: Option<mysql::Opts>,
+    in_tx: bool,
     buf: String,
 }
 
@@ -64,6 +101,9 @@ impl MysqlSink {
             budget: statement_budget,
             topic,
             dlq,
+            fence: None,
+            side: None,
+            in_tx: false,
             buf: String::new(),
         }
     }
@@ -71,6 +111,20 @@ impl MysqlSink {
     /// Hands an idle connection back after `limit` instead of a minute.
     pub fn with_idle_limit(mut self, limit: Duration) -> MysqlSink {
         self.idle_limit = limit;
+        self
+    }
+
+    /// Writes every batch in a transaction that first checks partition
+    /// ownership (see [`crate::fence`]).
+    pub(crate) fn fenced(mut self, spec: FenceSpec) -> MysqlSink {
+        self.fence = Some(spec);
+        self
+    }
+
+    /// Kills what a session given up on left running, over a side
+    /// connection made with `opts`.
+    pub(crate) fn with_side_connection(mut self, opts: mysql::Opts) -> MysqlSink {
+        self.side = Some(opts);
         self
     }
 
@@ -82,9 +136,10 @@ impl MysqlSink {
     ) -> Result<T, WriteError> {
         // An idle-expired connection goes back to the pool (which pings it
         // and drops it if the server closed it) before another is taken, so
-        // a pool no larger than the writer count is never short by one.
+        // a pool no larger than the writer count is never short by one. A
+        // connection in a transaction is never handed back.
         let kept = match self.conn.take() {
-            Some((c, used)) if used.elapsed() < self.idle_limit => Some(c),
+            Some((c, used)) if self.in_tx || used.elapsed() < self.idle_limit => Some(c),
             _ => None,
         };
         let mut conn = match kept {
@@ -92,18 +147,81 @@ impl MysqlSink {
             None => self.pool.get()?,
         };
         let result = statements(self, &mut conn);
-        let keep = match &result {
-            Ok(_) => true,
-            // The server answered, so the connection works, unless the
-            // answer was that it is shutting down (1053) or killed it (1927).
-            Err(WriteError::Mysql(mysql::Error::MySqlError(e))) => !matches!(e.code, 1053 | 1927),
-            _ => false,
-        };
-        if keep {
+        let Err(e) = result else {
             self.conn = Some((conn, Instant::now()));
+            return result;
+        };
+        if is_packet_too_large(&e) {
+            self.reread_budget();
         }
-        // Otherwise it goes back to the pool, which drops it if it is broken.
-        result
+        match &e {
+            // The server answered, so the session works, unless the answer
+            // was that it is shutting down (1053), killed it (1927), or is
+            // closing it over a packet too large (1153).
+            WriteError::Mysql(mysql::Error::MySqlError(se))
+                if !matches!(se.code, 1053 | 1927 | 1153) =>
+            {
+                self.conn = Some((conn, Instant::now()));
+                return Err(e);
+            }
+            WriteError::Mysql(mysql::Error::MySqlError(_)) => {}
+            // No answer, or one the client could not read: where the
+            // conversation stands is unknown, so the session is closed and
+            // whatever it left running on the server is stopped.
+            _ => {
+                let id = conn.connection_id();
+                conn.condemn();
+                drop(conn);
+                self.kill_query(id);
+            }
+        }
+        if std::mem::take(&mut self.in_tx) {
+            // The transaction went with its session: the attempt is over.
+            return Err(WriteError::TransactionLost(Box::new(e)));
+        }
+        Err(e)
+    }
+
+    /// Stops the statement a given-up session may still be running, so that
+    /// it cannot land after the batch is retried elsewhere.
+    fn kill_query(&self, connection_id: u32) {
+        let Some(opts) = &self.side else {
+            return;
+        };
+        let result = mysql::Conn::new(opts.clone())
+            .and_then(|mut c| c.query_drop(format!("KILL QUERY {connection_id}")));
+        match result {
+            Ok(()) => {
+                log::warn!("stopped the statement of abandoned MySQL session {connection_id}")
+            }
+            // 1094: no such thread: the session is gone already.
+            Err(mysql::Error::MySqlError(e)) if e.code == 1094 => {}
+            Err(e) => log::warn!(
+                "cannot stop the statement of abandoned MySQL session {connection_id}: {e}; \
+                 it ends with its connection"
+            ),
+        }
+    }
+
+    /// Reads `max_allowed_packet` again after the server refused a packet.
+    fn reread_budget(&mut self) {
+        let read = self.pool.get().map_err(WriteError::from).and_then(|mut c| {
+            c.query_first::<u64, _>("SELECT @@max_allowed_packet")
+                .map_err(WriteError::from)
+        });
+        match read {
+            Ok(Some(max)) => {
+                let budget = db::statement_budget(usize::try_from(max).unwrap_or(usize::MAX));
+                if budget != self.budget {
+                    log::warn!(
+                        "max_allowed_packet is now {max} bytes; statements are sized to {budget}"
+                    );
+                }
+                self.budget = budget;
+            }
+            Ok(None) => {}
+            Err(e) => log::warn!("cannot read max_allowed_packet again: {e}"),
+        }
     }
 
     fn delete(&mut self, ids: &[&str]) -> Result<(), WriteError> {
@@ -120,6 +238,31 @@ impl MysqlSink {
 }
 
 impl BatchSink for MysqlSink {
+    fn begin(&mut self, claims: &[Claim]) -> Result<Vec<Standing>, WriteError> {
+        let Some(spec) = self.fence.clone() else {
+            return Ok(claims
+                .iter()
+                .map(|c| Standing {
+                    partition: c.partition,
+                    generation: c.generation,
+                    next_offset: None,
+                })
+                .collect());
+        };
+        let mut partitions: Vec<i32> = claims.iter().map(|c| c.partition).collect();
+        partitions.dedup();
+        self.with_conn(|this, conn| {
+            conn.query_drop("START TRANSACTION")?;
+            this.in_tx = true;
+            Ok(fence::read(
+                &mut ***conn,
+                &spec.rows(),
+                &partitions,
+                spec.exactly_once(),
+            )?)
+        })
+    }
+
     fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError> {
         if items.iter().all(|e| e.as_row().is_none()) {
             let ids: Vec<&str> = items
@@ -162,12 +305,54 @@ impl BatchSink for MysqlSink {
             DlqTarget::Topic(t) => return t.send(letters),
         };
         self.with_conn(|this, conn| {
-            for chunk in letters.chunks(DEAD_LETTERS_PER_STATEMENT) {
+            let mut start = 0;
+            while start < letters.len() {
                 this.buf.clear();
-                sql::push_dead_letter_insert(&mut this.buf, &table, &this.topic, chunk);
+                start += sql::push_dead_letter_insert(
+                    &mut this.buf,
+                    &table,
+                    &this.topic,
+                    &letters[start..],
+                    this.budget,
+                );
                 conn.query_drop(&this.buf)?;
             }
             Ok(())
         })
+    }
+
+    fn commit(&mut self, next: &[Coord]) -> Result<(), WriteError> {
+        if !self.in_tx {
+            return Ok(());
+        }
+        let set_next = match &self.fence {
+            Some(spec) if spec.exactly_once() && !next.is_empty() => {
+                Some(spec.rows().set_next(next))
+            }
+            _ => None,
+        };
+        self.with_conn(|this, conn| {
+            if let Some(statement) = &set_next {
+                conn.query_drop(statement)?;
+            }
+            conn.query_drop("COMMIT")?;
+            this.in_tx = false;
+            Ok(())
+        })
+    }
+
+    fn rollback(&mut self) {
+        if !std::mem::take(&mut self.in_tx) {
+            return;
+        }
+        if let Some((mut conn, _)) = self.conn.take() {
+            match conn.query_drop("ROLLBACK") {
+                Ok(()) => self.conn = Some((conn, Instant::now())),
+                Err(e) => {
+                    log::warn!("ROLLBACK failed ({e}); closing the session instead");
+                    conn.condemn();
+                }
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The retry policy: which failures are worth retrying, and how long to wait.
 //!
-//! Every failed write is put in one of two classes, here and nowhere else:
+//! Every failed write is put in one of three classes, here and nowhere else:
 //!
 //! - **Transient**: the server or the connection is in trouble (gone away,
 //!   too many connections, deadlock, lock wait timeout, read-only during a
@@ -12,9 +12,16 @@
 //!   help, so the batch is split to find the offending rows, which go to the
 //!   dead-letter destination while every other row is written.
 //!
-//! An error we do not recognise is treated as transient: retrying a data error
-//! stalls the stream visibly (and the log says why), while dead-lettering a
-//! transient one would throw good rows away.
+//! - **Unknown**: a server error in neither list (a trigger's `SIGNAL`, an
+//!   error of a newer server). It is retried like a transient one for
+//!   [`UNKNOWN_ERROR_ATTEMPTS`] attempts, since dead-lettering a passing
+//!   error would throw good rows away; after that it is taken for a data
+//!   error, so that one row the server keeps refusing cannot stall the
+//!   stream for ever.
+//!
+//! Client-side failures (I/O, timeouts, protocol) are transient: the server
+//! may be fine and the network not. A packet too large for the server,
+//! whichever side notices it, is data: the same statement will never fit.
 
 use std::time::Duration;
 
@@ -25,11 +32,20 @@ use crate::sql::BuildError;
 pub(crate) enum ErrorClass {
     Transient,
     Data,
+    Unknown,
 }
+
+/// Attempts at a batch that keeps failing with an unknown server error
+/// before the error is taken for a data error.
+pub(crate) const UNKNOWN_ERROR_ATTEMPTS: u32 = 8;
+
+/// ER_NET_PACKET_TOO_LARGE: the statement exceeds `max_allowed_packet`.
+const PACKET_TOO_LARGE: u16 = 1153;
 
 /// MySQL/MariaDB server error codes that mean "these values are wrong".
 const DATA_ERRORS: &[u16] = &[
     1048, // ER_BAD_NULL_ERROR: column cannot be null
+    1153, // ER_NET_PACKET_TOO_LARGE: this statement never fits
     1062, // ER_DUP_ENTRY: a unique key other than the one being upserted
     1264, // ER_WARN_DATA_OUT_OF_RANGE
     1265, // WARN_DATA_TRUNCATED
@@ -47,8 +63,7 @@ const DATA_ERRORS: &[u16] = &[
     4025, // ER_CONSTRAINT_FAILED (MariaDB)
 ];
 
-/// Server error codes that are known to pass. Listed for documentation and
-/// tests; anything unlisted is transient anyway.
+/// Server error codes that are known to pass.
 pub(crate) const TRANSIENT_ERRORS: &[u16] = &[
     1040, // ER_CON_COUNT_ERROR: too many connections
     1053, // ER_SERVER_SHUTDOWN
@@ -77,17 +92,34 @@ pub(crate) fn classify_server(code: u16, sqlstate: &str) -> ErrorClass {
     if sqlstate.starts_with("22") || sqlstate.starts_with("23") {
         return ErrorClass::Data;
     }
-    ErrorClass::Transient
+    ErrorClass::Unknown
+}
+
+/// Whether the statement was too large for the server (or for the client's
+/// idea of the server's limit): the budget must be read again.
+pub(crate) fn is_packet_too_large(err: &WriteError) -> bool {
+    matches!(
+        err,
+        WriteError::Mysql(mysql::Error::MySqlError(e)) if e.code == PACKET_TOO_LARGE
+    ) || matches!(
+        err,
+        WriteError::Mysql(mysql::Error::DriverError(
+            mysql::DriverError::PacketTooLarge
+        ))
+    )
 }
 
 /// Classifies any failure of a batch write.
 pub(crate) fn classify(err: &WriteError) -> ErrorClass {
     match err {
         WriteError::Mysql(mysql::Error::MySqlError(e)) => classify_server(e.code, &e.state),
+        _ if is_packet_too_large(err) => ErrorClass::Data,
         // I/O, protocol and driver errors: the connection is in trouble.
         WriteError::Mysql(_) => ErrorClass::Transient,
         // No connection could be had from the pool in time.
         WriteError::Pool(_) => ErrorClass::Transient,
+        // The statements that did go through are undone: try it all again.
+        WriteError::TransactionLost(_) => ErrorClass::Transient,
         // The dead-letter topic is unreachable: wait for it.
         WriteError::Kafka(_) => ErrorClass::Transient,
         // One row alone does not fit in a statement: it never will.
@@ -154,10 +186,13 @@ mod tests {
         }
         // Deadlock's SQLSTATE is 40001, never mistaken for data.
         assert_eq!(classify_server(1213, "40001"), Transient);
-        // Unknown codes: by SQLSTATE class, else transient.
+        // Unknown codes: by SQLSTATE class, else unknown (a trigger's
+        // SIGNAL among them).
         assert_eq!(classify_server(9999, "22012"), Data);
         assert_eq!(classify_server(9999, "23505"), Data);
-        assert_eq!(classify_server(9999, "HY000"), Transient);
+        assert_eq!(classify_server(9999, "HY000"), Unknown);
+        assert_eq!(classify_server(1644, "45000"), Unknown);
+        assert_eq!(classify_server(1153, "08S01"), Data);
     }
 
     #[test]
@@ -172,6 +207,12 @@ mod tests {
             limit: 5,
         });
         assert_eq!(classify(&big), ErrorClass::Data);
+        let too_large = WriteError::Mysql(mysql::Error::DriverError(
+            mysql::DriverError::PacketTooLarge,
+        ));
+        assert!(is_packet_too_large(&too_large));
+        assert_eq!(classify(&too_large), ErrorClass::Data);
+        assert!(!is_packet_too_large(&io));
     }
 
     #[test]

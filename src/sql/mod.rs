@@ -11,7 +11,13 @@
 //! as a plain quoted literal.
 
 use crate::decode::Row;
-use crate::types::{DeadLetter, Envelope, Op};
+use crate::types::{Envelope, Op};
+
+mod dead_letter;
+mod offsets;
+
+pub(crate) use dead_letter::{create_dlq_table, push_dead_letter_insert};
+pub(crate) use offsets::*;
 
 /// The columns the sink writes, in statement order.
 pub(crate) const COLUMNS: [&str; 6] = [
@@ -313,25 +319,6 @@ pub(crate) fn push_bytes_literal(buf: &mut String, bytes: Option<&[u8]>) {
     buf.push('\'');
 }
 
-/// The dead-letter table: one row per message that could not be written,
-/// unique on its Kafka coordinates so a redelivered message is stored once.
-pub(crate) fn create_dlq_table(db: &str, table: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {} (
-    `dlq_id` BIGINT AUTO_INCREMENT PRIMARY KEY,
-    `topic` VARCHAR(249) NOT NULL,
-    `kafka_partition` INT NOT NULL,
-    `kafka_offset` BIGINT NOT NULL,
-    `message_key` VARBINARY(1024) NULL,
-    `payload` LONGBLOB NULL,
-    `error` TEXT NOT NULL,
-    `failed_at` TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
-    UNIQUE KEY `uq_source` (`topic`, `kafka_partition`, `kafka_offset`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
-        qualified(db, table)
-    )
-}
-
 /// Appends a `DELETE` of as many of `ids` as fit in `budget` bytes (at
 /// least one); returns how many it took.
 pub(crate) fn push_delete(buf: &mut String, table: &str, ids: &[&str], budget: usize) -> usize {
@@ -353,40 +340,6 @@ pub(crate) fn push_delete(buf: &mut String, table: &str, ids: &[&str], budget: u
     }
     buf.push(')');
     n
-}
-
-/// Appends the `INSERT` that stores `letters` in the dead-letter table.
-pub(crate) fn push_dead_letter_insert(
-    buf: &mut String,
-    table: &str,
-    source_topic: &str,
-    letters: &[DeadLetter<'_>],
-) {
-    // IGNORE: a redelivered dead letter is already there (unique on its
-    // coordinates), and no value of ours may fail the insert.
-    buf.push_str("INSERT IGNORE INTO ");
-    buf.push_str(table);
-    buf.push_str(
-        " (`topic`,`kafka_partition`,`kafka_offset`,`message_key`,`payload`,`error`) VALUES ",
-    );
-    for (i, l) in letters.iter().enumerate() {
-        if i > 0 {
-            buf.push(',');
-        }
-        buf.push('(');
-        push_str_literal(buf, source_topic);
-        buf.push(',');
-        buf.push_str(itoa::Buffer::new().format(l.env.coord.partition));
-        buf.push(',');
-        buf.push_str(itoa::Buffer::new().format(l.env.coord.offset));
-        buf.push(',');
-        push_bytes_literal(buf, l.env.raw_key());
-        buf.push(',');
-        push_bytes_literal(buf, l.env.raw_payload());
-        buf.push(',');
-        push_str_literal(buf, &l.error);
-        buf.push(')');
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,114 @@
+//! Partition ownership kept in MySQL, so that a writer cut off from its
+//! group cannot land a stale write.
+//!
+//! Each partition has a row in the offsets table with a generation number.
+//! An instance that is assigned a partition claims it: it bumps the
+//! generation, which takes the row's lock and so waits for every
+//! transaction still holding it. Every write transaction first reads the
+//! generations of its partitions under a lock and goes on only with the
+//! partitions whose generation is still the one its rows were read under;
+//! the claim of a new owner therefore happens either entirely before such a
+//! transaction (which then sees the new generation and drops the rows) or
+//! entirely after it (whose rows were legitimately the old owner's to
+//! write). In exactly-once mode the same row also carries the partition's
+//! next offset, written in the transaction that writes the rows.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, TxOpts};
+
+use crate::config::{Config, Delivery};
+use crate::sql::{self, OffsetsRows};
+
+/// Which offsets-table rows an instance works on, and how.
+#[derive(Debug, Clone)]
+pub(crate) struct FenceSpec {
+    /// The offsets table, quoted and qualified.
+    pub(crate) table: String,
+    pub(crate) group: String,
+    pub(crate) topic: String,
+    pub(crate) delivery: Delivery,
+}
+
+impl FenceSpec {
+    pub(crate) fn new(config: &Config) -> FenceSpec {
+        FenceSpec {
+            table: sql::qualified(&config.mysql.database, &config.offsets_table()),
+            group: config.kafka.group_id.clone(),
+            topic: config.kafka.topic.clone(),
+            delivery: config.sink.delivery,
+        }
+    }
+
+    pub(crate) fn rows(&self) -> OffsetsRows<'_> {
+        OffsetsRows {
+            table: &self.table,
+            group: &self.group,
+            topic: &self.topic,
+        }
+    }
+
+    pub(crate) fn exactly_once(&self) -> bool {
+        self.delivery == Delivery::ExactlyOnce
+    }
+}
+
+/// A partition's row as a transaction sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub partition: i32,
+    pub generation: u64,
+    /// The next offset to read, as the last exactly-once transaction left it.
+    pub next_offset: Option<i64>,
+}
+
+/// Claims `partitions` for `owner`: a new generation for each, read back in
+/// the same transaction (so no other claim can slip in between).
+pub(crate) fn claim(
+    conn: &mut Conn,
+    spec: &FenceSpec,
+    partitions: &[i32],
+    owner: &str,
+) -> Result<Vec<Standing>, mysql::Error> {
+    if partitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = spec.rows();
+    let mut tx = conn.start_transaction(TxOpts::default())?;
+    tx.query_drop(rows.claim(partitions, owner))?;
+    let got = read(&mut tx, &rows, partitions, true)?;
+    tx.commit()?;
+    Ok(got)
+}
+
+/// Reads the partitions' rows under a lock held until the transaction ends.
+pub(crate) fn read(
+    conn: &mut impl Queryable,
+    rows: &OffsetsRows<'_>,
+    partitions: &[i32],
+    exclusive: bool,
+) -> Result<Vec<Standing>, mysql::Error> {
+    let got: Vec<(i32, u64, Option<i64>)> = conn.query(rows.read(partitions, exclusive))?;
+    Ok(got
+        .into_iter()
+        .map(|(partition, generation, next_offset)| Standing {
+            partition,
+            generation,
+            next_offset,
+        })
+        .collect())
+}
+
+/// This process as an owner: host, process id and start time, so that a
+/// restarted process on the same host is a different owner.
+pub(crate) fn owner_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown-host".into());
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{}:{}:{started}", host.trim(), std::process::id())
+}

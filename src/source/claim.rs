@@ -1,0 +1,117 @@
+//! Claiming assigned partitions in MySQL before reading them (see
+//! [`crate::fence`]), and, in exactly-once mode, where to read them from.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::fence::{self, FenceSpec, Standing};
+use crate::metrics::Metrics;
+
+/// This instance's claims, kept by the consumer.
+pub(crate) struct Claimer {
+    spec: FenceSpec,
+    opts: mysql::Opts,
+    owner: String,
+    conn: Mutex<Option<mysql::Conn>>,
+    /// The generation of each partition this instance holds.
+    generations: Mutex<HashMap<i32, u64>>,
+    /// Why a claim could not be made, for the consumer loop to stop on.
+    failure: Mutex<Option<String>>,
+    /// How long a claim is retried before the run gives up.
+    patience: Duration,
+}
+
+impl Claimer {
+    pub(crate) fn new(spec: FenceSpec, opts: mysql::Opts, patience: Duration) -> Claimer {
+        Claimer {
+            spec,
+            opts,
+            owner: fence::owner_id(),
+            conn: Mutex::new(None),
+            generations: Mutex::new(HashMap::new()),
+            failure: Mutex::new(None),
+            patience,
+        }
+    }
+
+    pub(crate) fn exactly_once(&self) -> bool {
+        self.spec.exactly_once()
+    }
+
+    /// Claims `partitions`, retrying while MySQL is unreachable or the rows
+    /// are locked by a previous owner's transaction. On success the new
+    /// generations are current here; on failure the reason is kept for
+    /// [`Claimer::failure`] and `None` returned.
+    pub(crate) fn claim(&self, partitions: &[i32], metrics: &Metrics) -> Option<Vec<Standing>> {
+        let deadline = Instant::now() + self.patience;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.try_claim(partitions) {
+                Ok(standing) => {
+                    let mut g = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+                    for s in &standing {
+                        g.insert(s.partition, s.generation);
+                    }
+                    Metrics::add(&metrics.claims, standing.len() as u64);
+                    return Some(standing);
+                }
+                Err(e) if Instant::now() + delay < deadline => {
+                    log::warn!(
+                        "cannot claim partitions {partitions:?} in MySQL yet: {e}; retrying in {} ms",
+                        delay.as_millis()
+                    );
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                        "cannot claim partitions {partitions:?} in {} for {} s: {e}",
+                        self.spec.table,
+                        self.patience.as_secs()
+                    ));
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn try_claim(&self, partitions: &[i32]) -> Result<Vec<Standing>, mysql::Error> {
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = match slot.as_mut() {
+            Some(c) => c,
+            None => slot.insert(mysql::Conn::new(self.opts.clone())?),
+        };
+        let result = fence::claim(conn, &self.spec, partitions, &self.owner);
+        if result.is_err() {
+            // A fresh connection next time: this one may be broken.
+            *slot = None;
+        }
+        result
+    }
+
+    /// The generation this instance holds `partition` at (0 for none).
+    pub(crate) fn generation(&self, partition: i32) -> u64 {
+        self.generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&partition)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn forget(&self, partitions: &[i32]) {
+        let mut g = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        for p in partitions {
+            g.remove(p);
+        }
+    }
+
+    /// Why claiming failed, if it did.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
