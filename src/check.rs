@@ -100,5 +100,36 @@ pub fn run(config: &Config, out: &mut dyn Write) -> Result<(), CheckFailed> {
             }
         )),
     }
+
+    let offsets_name = config.offsets_table();
+    let offsets = crate::sql::qualified(&m.database, &offsets_name);
+    let exists = db::table_exists(&mut conn, &m.database, &offsets_name)
+        .map_err(|e| fail("offsets", e.to_string()))?;
+    if exists {
+        db::probe_offsets_writes(&mut conn, &offsets).map_err(|e| {
+            fail(
+                "offsets",
+                format!("{offsets} is there but the sink's user cannot write it: {e}"),
+            )
+        })?;
+        line(format!("ok   offsets: {offsets} is there and writable"));
+    } else if db::may_create_tables(&mut conn, &m.database)
+        .map_err(|e| fail("offsets", e.to_string()))?
+    {
+        line(format!(
+            "ok   offsets: {offsets} is missing; it will be created at start-up"
+        ));
+    } else {
+        return Err(fail(
+            "offsets",
+            format!(
+                "{offsets} is missing and {} may not create it; grant CREATE on `{}`, or \
+                 create it once as an administrator:\n{}",
+                m.user,
+                m.database,
+                crate::sql::create_offsets_table(&m.database, &offsets_name)
+            ),
+        ));
+    }
     Ok(())
 }

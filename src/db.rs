@@ -338,6 +338,41 @@ pub(crate) fn table_exists(conn: &mut Conn, db: &str, table: &str) -> Result<boo
     Ok(found.is_some())
 }
 
+/// Whether the session's user may create tables in `db`, by a global or a
+/// database-level grant (reads the grants; changes nothing).
+pub(crate) fn may_create_tables(conn: &mut Conn, db: &str) -> Result<bool, DbError> {
+    let me: Option<String> = conn
+        .query_first("SELECT CURRENT_USER()")
+        .map_err(query_err("reading the current user"))?;
+    let me = me.unwrap_or_default();
+    let (user, host) = me.rsplit_once('@').unwrap_or((me.as_str(), "%"));
+    let grantee = format!("'{user}'@'{host}'");
+    let n: Option<u64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM ( \
+               SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ? \
+               UNION ALL \
+               SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES \
+               WHERE GRANTEE = ? AND ? LIKE TABLE_SCHEMA \
+             ) AS p WHERE PRIVILEGE_TYPE = 'CREATE'",
+            (&grantee, &grantee, db),
+        )
+        .map_err(query_err("reading the user's privileges"))?;
+    Ok(n.unwrap_or(0) > 0)
+}
+
+/// Checks that the session may insert into and update the offsets table,
+/// by statements that match no row.
+pub(crate) fn probe_offsets_writes(conn: &mut Conn, table: &str) -> Result<(), mysql::Error> {
+    conn.query_drop(format!(
+        "INSERT INTO {table} (`consumer_group`,`topic`,`kafka_partition`,`generation`,`owner`) \
+         SELECT '', '', 0, 0, '' FROM DUAL WHERE 1 = 0"
+    ))?;
+    conn.query_drop(format!(
+        "UPDATE {table} SET `generation` = `generation` WHERE 1 = 0"
+    ))
+}
+
 /// Creates the dead-letter table when missing.
 pub(crate) fn ensure_dlq_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbError> {
     conn.query_drop(sql::create_dlq_table(db, table))

@@ -95,7 +95,7 @@ pub fn run(
             DlqTarget::Table(crate::sql::qualified(&m.database, &t))
         }
         (_, Some(topic)) => DlqTarget::Topic(Arc::new(
-            TopicDlq::new(&config.kafka, &topic, m.timeout).map_err(SinkError::Dlq)?,
+            TopicDlq::new(config, &topic).map_err(SinkError::Dlq)?,
         )),
         _ => DlqTarget::Skip,
     };
@@ -138,7 +138,9 @@ pub fn run(
     running.store(true, Ordering::SeqCst);
     let result = source.run(router, shutdown);
     running.store(false, Ordering::SeqCst);
-    writers.join();
+    // The drain is over (or out of time): writers still stuck now are left
+    // behind, and the process does not wait for them.
+    writers.join_until(Instant::now() + WRITER_EXIT_GRACE);
     // Leave the group before reporting, so a restart gets a clean assignment.
     drop(source);
     let active = result?;
@@ -164,6 +166,9 @@ pub struct WriterTarget<'a> {
 /// Running writer threads.
 pub struct Writers(Vec<thread::JoinHandle<()>>);
 
+/// How long writers get to exit once the consumer's drain is over.
+const WRITER_EXIT_GRACE: Duration = Duration::from_secs(1);
+
 impl Writers {
     /// Waits for every writer to finish (drop their router first, or this
     /// waits forever).
@@ -172,6 +177,30 @@ impl Writers {
             if h.join().is_err() {
                 log::error!("a writer thread panicked");
             }
+        }
+    }
+
+    /// Waits for the writers until `deadline`; those still running then are
+    /// left to end with the process.
+    fn join_until(self, deadline: Instant) {
+        let mut left = Vec::new();
+        for h in self.0 {
+            while !h.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(10));
+            }
+            if h.is_finished() {
+                if h.join().is_err() {
+                    log::error!("a writer thread panicked");
+                }
+            } else {
+                left.push(h);
+            }
+        }
+        if !left.is_empty() {
+            log::warn!(
+                "{} writer(s) still waiting on MySQL after the drain; left behind, their rows uncommitted",
+                left.len()
+            );
         }
     }
 }

@@ -19,7 +19,11 @@ pub struct Shutdown {
 
 #[derive(Debug, Default)]
 struct Inner {
-    requested: Arc<AtomicBool>,
+    /// Set by SIGINT/SIGTERM.
+    signalled: Arc<AtomicBool>,
+    /// Set by the program itself (tests, until-caught-up): not a signal, so
+    /// the next real signal is a first one, not a second.
+    requested: AtomicBool,
     drain_started: OnceLock<Instant>,
 }
 
@@ -39,9 +43,9 @@ impl Shutdown {
             flag::register_conditional_shutdown(
                 sig,
                 FORCED_EXIT_CODE,
-                self.inner.requested.clone(),
+                self.inner.signalled.clone(),
             )?;
-            flag::register(sig, self.inner.requested.clone())?;
+            flag::register(sig, self.inner.signalled.clone())?;
         }
         Ok(())
     }
@@ -53,7 +57,7 @@ impl Shutdown {
     }
 
     pub fn is_requested(&self) -> bool {
-        self.inner.requested.load(Ordering::SeqCst)
+        self.inner.requested.load(Ordering::SeqCst) || self.inner.signalled.load(Ordering::SeqCst)
     }
 
     /// Marks the start of the drain; the first call wins.
@@ -63,9 +67,15 @@ impl Shutdown {
 
     /// Whether a drain started more than `timeout` ago.
     pub fn drain_expired(&self, timeout: Duration) -> bool {
+        self.drain_left(timeout).is_some_and(|left| left.is_zero())
+    }
+
+    /// What is left of a drain of at most `timeout`; `None` before the
+    /// drain started.
+    pub fn drain_left(&self, timeout: Duration) -> Option<Duration> {
         self.inner
             .drain_started
             .get()
-            .is_some_and(|t| t.elapsed() >= timeout)
+            .map(|t| timeout.saturating_sub(t.elapsed()))
     }
 }

@@ -103,13 +103,15 @@ impl Source {
                 .collect();
             held.sort_unstable();
             *self.held.lock().unwrap_or_else(|p| p.into_inner()) = held;
-            self.poll_while_paused();
+            let served = self.poll_while_paused();
             *polled = true;
             self.held.lock().unwrap_or_else(|p| p.into_inner()).clear();
             // Rows of partitions revoked meanwhile are for their new owner
             // to read again from the committed offset.
             let t = lock(&self.tracker);
             cx.router.retain_staged(|e| t.is_tracked(e.coord));
+            drop(t);
+            served?;
         }
     }
 
@@ -126,6 +128,11 @@ impl Source {
         match result {
             Ok(()) => {
                 self.paused = pause;
+                // Partitions assigned from now on start paused too.
+                self.consumer
+                    .context()
+                    .fetch_paused
+                    .store(pause, std::sync::atomic::Ordering::SeqCst);
                 if pause {
                     Metrics::add(&self.metrics.fetch_pauses, 1);
                 }
@@ -157,8 +164,10 @@ impl Source {
 
     /// Serves rebalances and the poll-interval deadline while fetching is
     /// paused. A message fetched before the pause took effect is not lost:
-    /// its partition is rewound to it, so it is fetched again on resume.
-    fn poll_while_paused(&mut self) {
+    /// its partition is rewound to it, so it is fetched again on resume. A
+    /// rewind that cannot be made ends the run: reading on would skip those
+    /// messages, and committing later offsets would lose them.
+    fn poll_while_paused(&mut self) -> Result<(), SourceError> {
         let before = self.consumer.assignment().map(|a| a.count()).unwrap_or(0);
         let stray = self.serve_events().map(|m| m.coord());
         let mut late = self.fetch.batch(READ_BATCH);
@@ -170,24 +179,60 @@ impl Source {
             .collect();
         drop(late);
         for c in rewind_targets(stray.into_iter().chain(surfaced)) {
-            if let Err(e) = self.consumer.seek(
-                &self.settings.topic,
-                c.partition,
-                Offset::Offset(c.offset),
-                Duration::from_secs(5),
-            ) {
-                log::warn!(
-                    "cannot rewind partition {} to {} while paused: {e}",
-                    c.partition,
-                    c.offset
-                );
-            }
+            self.rewind(c)?;
         }
-        // A rebalance hands out partitions unpaused; pause them too.
+        // A rebalance hands out partitions unpaused; the rebalance callback
+        // pauses them, and this catches any it could not.
         let after = self.consumer.assignment().map(|a| a.count()).unwrap_or(0);
         if self.paused && after != before {
             self.set_paused(true);
         }
+        Ok(())
+    }
+
+    /// Seeks `c.partition` back to `c.offset`, retrying a few times.
+    fn rewind(&mut self, c: Coord) -> Result<(), SourceError> {
+        const ATTEMPTS: u32 = 5;
+        let mut attempt = 1;
+        loop {
+            let result = self.consumer.seek(
+                &self.settings.topic,
+                c.partition,
+                Offset::Offset(c.offset),
+                Duration::from_secs(5),
+            );
+            let e = match result {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            // A partition revoked meanwhile is its next owner's to read.
+            if !self.assigned(c.partition) {
+                return Ok(());
+            }
+            if attempt >= ATTEMPTS {
+                return Err(SourceError::Seek {
+                    partition: c.partition,
+                    offset: c.offset,
+                    source: e,
+                });
+            }
+            log::warn!(
+                "cannot rewind partition {} to {} (attempt {attempt}/{ATTEMPTS}): {e}; retrying",
+                c.partition,
+                c.offset
+            );
+            std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+            attempt += 1;
+        }
+    }
+
+    /// Whether `partition` is in the current assignment (assumed so when
+    /// the assignment cannot be read).
+    fn assigned(&self, partition: i32) -> bool {
+        self.consumer
+            .assignment()
+            .map(|a| a.find_partition(&self.settings.topic, partition).is_some())
+            .unwrap_or(true)
     }
 }
 

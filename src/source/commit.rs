@@ -10,6 +10,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::rebalance::lock;
 use super::Source;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 use crate::types::Ack;
 
 /// Final commit attempts at the end of a drain.
@@ -24,16 +25,32 @@ impl Source {
 
     /// Waits for the writers to flush and exit (the ack channel closes when
     /// the last one does), serving Kafka callbacks meanwhile, then commits
-    /// synchronously.
-    pub(super) fn drain(&mut self, acks: &Receiver<Ack>) {
+    /// synchronously. Bounded by `shutdown_timeout`: writers still stuck
+    /// past it (a server that drops packets) are left behind, and what they
+    /// hold stays uncommitted.
+    pub(super) fn drain(&mut self, acks: &Receiver<Ack>, shutdown: &Shutdown) {
         // Nothing more is routed; pausing keeps poll() from fetching.
+        self.consumer
+            .context()
+            .fetch_paused
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         if let Ok(assignment) = self.consumer.assignment() {
             let _ = self.consumer.pause(&assignment);
         }
         log::info!("draining: waiting for writers to flush");
         let mut last_commit = Instant::now();
+        let timeout = self.settings.shutdown_timeout;
         loop {
-            match acks.recv_timeout(Duration::from_millis(100)) {
+            let left = shutdown.drain_left(timeout).unwrap_or(timeout);
+            if left.is_zero() {
+                log::warn!(
+                    "writers did not finish within sink.shutdown_timeout_ms ({} ms); \
+                     what they still hold stays uncommitted and is read again next start",
+                    timeout.as_millis()
+                );
+                break;
+            }
+            match acks.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok(ack) => lock(&self.tracker).complete_all(ack),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,

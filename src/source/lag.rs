@@ -52,11 +52,25 @@ pub(super) struct Target {
     pub(super) already: bool,
 }
 
-/// Whether one partition has reached its target: committed up to the noted
-/// high watermark, or had nothing to do and has nothing in flight.
-pub(super) fn reached(t: &OffsetTracker, partition: i32, target: Target) -> bool {
-    (target.already && t.is_idle(partition))
-        || t.committed(partition).is_some_and(|c| c >= target.high)
+/// Whether one partition has reached its target: the consumer's position
+/// (the next offset it will read) has reached the noted high watermark and
+/// nothing of it is in flight; or it had nothing to do and has nothing in
+/// flight.
+///
+/// Not "committed up to the watermark": on a transactional topic the last
+/// offset is a commit marker, and on a compacted one the last records may
+/// be gone; neither is ever delivered, so nothing can be committed past
+/// them, while the position does move past them.
+pub(super) fn reached(
+    t: &OffsetTracker,
+    partition: i32,
+    target: Target,
+    position: Option<i64>,
+) -> bool {
+    t.is_idle(partition)
+        && (target.already
+            || position.is_some_and(|p| p >= target.high)
+            || t.committed(partition).is_some_and(|c| c >= target.high))
 }
 
 impl Source {
@@ -160,8 +174,20 @@ impl Source {
             let already = low == high || self.start_offsets[&p] >= high;
             self.targets.insert(p, Target { high, already });
         }
+        let positions = self.consumer.position().ok();
+        let position_of = |p: i32| {
+            positions
+                .as_ref()
+                .and_then(|tpl| tpl.find_partition(&self.settings.topic, p))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+        };
         let t = lock(&self.tracker);
-        parts.iter().all(|p| reached(&t, *p, self.targets[p]))
+        parts
+            .iter()
+            .all(|p| reached(&t, *p, self.targets[p], position_of(*p)))
     }
 }
 
@@ -171,20 +197,42 @@ mod tests {
     use crate::types::Coord;
 
     #[test]
-    fn a_partition_is_done_when_committed_up_to_the_noted_watermark() {
+    fn a_partition_is_done_when_its_position_reached_the_watermark_and_nothing_is_in_flight() {
         let mut t = OffsetTracker::new();
         let target = Target {
             high: 3,
             already: false,
         };
-        assert!(!reached(&t, 0, target), "nothing read yet");
+        assert!(!reached(&t, 0, target, None), "nothing read yet");
+        assert!(!reached(&t, 0, target, Some(2)), "one more to read");
         for o in 0..3 {
+            t.register(Coord::new(0, o));
+        }
+        assert!(!reached(&t, 0, target, Some(3)), "read, not yet durable");
+        for o in 0..3 {
+            t.complete(Coord::new(0, o));
+        }
+        assert!(reached(&t, 0, target, Some(3)));
+    }
+
+    #[test]
+    fn a_transaction_marker_at_the_end_is_never_waited_for() {
+        // Offsets 0 and 1 are records, 2 the commit marker of their
+        // transaction: the high watermark is 3, yet only 0 and 1 are ever
+        // delivered, so nothing can be committed past 2.
+        let mut t = OffsetTracker::new();
+        let target = Target {
+            high: 3,
+            already: false,
+        };
+        for o in 0..2 {
             t.register(Coord::new(0, o));
             t.complete(Coord::new(0, o));
         }
-        assert!(!reached(&t, 0, target), "durable but not committed");
-        t.confirm_commit(0, 3);
-        assert!(reached(&t, 0, target));
+        t.confirm_commit(0, 2);
+        assert!(!reached(&t, 0, target, Some(2)));
+        // The consumer's position moves past the marker.
+        assert!(reached(&t, 0, target, Some(3)));
     }
 
     #[test]
@@ -194,13 +242,13 @@ mod tests {
             high: 10,
             already: true,
         };
-        assert!(reached(&t, 0, target));
+        assert!(reached(&t, 0, target, None));
         t.register(Coord::new(0, 10));
         assert!(
-            !reached(&t, 0, target),
+            !reached(&t, 0, target, Some(11)),
             "a message after the target is in flight"
         );
         t.complete(Coord::new(0, 10));
-        assert!(reached(&t, 0, target));
+        assert!(reached(&t, 0, target, None));
     }
 }

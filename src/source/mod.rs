@@ -18,6 +18,7 @@ mod message;
 mod rebalance;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,15 @@ pub enum SourceError {
     WriterGone(usize),
     #[error("{0}; check that MySQL is reachable and the offsets table writable, then start again")]
     Claim(String),
+    #[error(
+        "cannot rewind partition {partition} to offset {offset} after pausing: {source}; \
+         stopping so that nothing after it is committed (a restart reads it again)"
+    )]
+    Seek {
+        partition: i32,
+        offset: i64,
+        source: rdkafka::error::KafkaError,
+    },
 }
 
 /// Settings the consumer loop needs beyond the Kafka client's.
@@ -80,6 +90,8 @@ pub(crate) struct SourceSettings {
     /// How long the consumer waits on a full writer channel before it
     /// pauses fetching (see [`pause_after`]).
     pub(crate) pause_after: Duration,
+    /// How long the drain after a stop may take in all.
+    pub(crate) shutdown_timeout: Duration,
 }
 
 /// Messages taken from librdkafka per read; a batch is registered in the
@@ -166,6 +178,7 @@ impl Source {
             held: held.clone(),
             fetch: OnceLock::new(),
             claimer: claimer.clone(),
+            fetch_paused: AtomicBool::new(false),
         };
         let consumer: Arc<BaseConsumer<SinkContext>> = Arc::new(
             client_config(cfg)
@@ -202,6 +215,7 @@ impl Source {
                 delete_on_tombstone: config.sink.delete_on_tombstone,
                 max_payload_bytes: config.sink.max_payload_bytes,
                 pause_after: pause_after(cfg),
+                shutdown_timeout: config.sink.shutdown_timeout,
             },
             targets: HashMap::new(),
             unbatched: HashSet::new(),
@@ -226,7 +240,7 @@ impl Source {
         let result = self.consume(&mut router, &acks, shutdown);
         shutdown.start_drain();
         drop(router);
-        self.drain(&acks);
+        self.drain(&acks, shutdown);
         let active = self
             .first_message_at
             .map(|t| t.elapsed())

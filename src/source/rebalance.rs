@@ -9,6 +9,7 @@
 //! partitions are forgotten: acknowledgements that arrive later are
 //! ignored, since another member may already own them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,9 @@ pub(crate) struct SinkContext {
     /// the consumer (and so this context) alive, not the other way round.
     pub(super) fetch: OnceLock<Weak<FetchQueue<SinkContext>>>,
     pub(super) claimer: Arc<Claimer>,
+    /// Whether fetching is paused: partitions assigned meanwhile are paused
+    /// as they are assigned, rather than fetched and rewound over and over.
+    pub(super) fetch_paused: AtomicBool,
 }
 
 /// Whether every offset of `parts` still in flight is one that is only held
@@ -191,11 +195,17 @@ impl ConsumerContext for SinkContext {
                     return;
                 }
                 log::info!("partitions assigned: {:?}", partitions_of(tpl));
-                if cooperative {
+                let assigned = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
                     consumer.assign(tpl)
+                };
+                if assigned.is_ok() && self.fetch_paused.load(Ordering::SeqCst) {
+                    if let Err(e) = consumer.pause(tpl) {
+                        log::warn!("cannot pause newly assigned partitions: {e}");
+                    }
                 }
+                assigned
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.release_revoked(consumer, tpl);

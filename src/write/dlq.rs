@@ -21,7 +21,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::ClientContext;
 
 use super::error::WriteError;
-use crate::config::KafkaConfig;
+use crate::config::Config;
 use crate::types::DeadLetter;
 
 /// Where dead letters go.
@@ -64,6 +64,13 @@ impl ProducerContext for DeliveryCounter {
     }
 }
 
+/// librdkafka's default `message.max.bytes`.
+const LIBRDKAFKA_DEFAULT_MESSAGE_MAX: usize = 1_000_000;
+
+/// Room for a dead letter's key (up to the table's 1 KiB), its headers
+/// (the error and the source coordinates) and the record framing.
+const MESSAGE_OVERHEAD: usize = 64 * 1024;
+
 /// Publishes dead letters to a Kafka topic and waits until they are acked.
 pub struct TopicDlq {
     pub topic: String,
@@ -75,7 +82,10 @@ pub struct TopicDlq {
 }
 
 impl TopicDlq {
-    pub fn new(kafka: &KafkaConfig, topic: &str, timeout: Duration) -> Result<TopicDlq, String> {
+    /// A producer for `topic` that accepts every payload the sink accepts.
+    pub fn new(config: &Config, topic: &str) -> Result<TopicDlq, String> {
+        let kafka = &config.kafka;
+        let timeout = config.mysql.timeout;
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &kafka.brokers)
             .set("client.id", "kafka-mysql-sink-dlq")
@@ -88,6 +98,15 @@ impl TopicDlq {
             if is_shared_property(k) {
                 cfg.set(k, v);
             }
+        }
+        // A dead letter carries its message whole (up to max_payload_bytes)
+        // plus key and headers; librdkafka's default limit is about 1 MB.
+        let needed = config.sink.max_payload_bytes + MESSAGE_OVERHEAD;
+        if needed > LIBRDKAFKA_DEFAULT_MESSAGE_MAX {
+            cfg.set("message.max.bytes", needed.to_string());
+        }
+        for (k, v) in &config.dead_letter.properties {
+            cfg.set(k, v);
         }
         let producer = cfg
             .create_with_context(DeliveryCounter::default())
