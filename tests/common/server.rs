@@ -176,16 +176,23 @@ impl Drop for RowLock {
     }
 }
 
-/// Sessions of the server waiting for a row lock, by statement text.
+/// How long each statement now running on the server whose text matches
+/// `pattern` (SQL `LIKE`, e.g. ``"INSERT INTO `my_db`.%"``) has been
+/// running, longest first; the caller's own statement is left out.
 ///
-/// `filter` is matched with `LIKE` against the waiting statement (e.g.
-/// `"%`my_db`%"`).
-pub fn lock_waits(conn: &mut Conn, filter: &str) -> u64 {
-    conn.exec_first(
-        "SELECT COUNT(*) FROM information_schema.INNODB_TRX \
-         WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE ?",
-        (filter,),
-    )
-    .expect("reading information_schema.INNODB_TRX")
-    .unwrap_or(0)
+/// A statement blocked by a [`RowLock`] shows here for as long as it waits
+/// (MariaDB's `information_schema.INNODB_TRX` does not always list such
+/// waits, so the process list is what to watch).
+pub fn running(conn: &mut Conn, pattern: &str) -> Vec<Duration> {
+    let ms: Vec<f64> = conn
+        .exec(
+            "SELECT CAST(TIME_MS AS DOUBLE) FROM information_schema.PROCESSLIST \
+             WHERE COMMAND = 'Query' AND INFO LIKE ? AND ID <> CONNECTION_ID() \
+             ORDER BY TIME_MS DESC",
+            (pattern,),
+        )
+        .expect("reading information_schema.PROCESSLIST");
+    ms.into_iter()
+        .map(|m| Duration::from_secs_f64(m.max(0.0) / 1000.0))
+        .collect()
 }
