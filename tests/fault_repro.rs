@@ -18,7 +18,7 @@ use mysql::Conn;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use server::{GlobalGuard, RowLock};
+use server::{DropDatabase, GlobalGuard, RowLock};
 
 /// Kafka settings for a sink that joins and commits quickly.
 const KAFKA: &str = "[kafka]\ncommit_interval_ms = 100\n[kafka.properties]\n\
@@ -130,6 +130,7 @@ fn a_statement_that_outlives_the_client_timeout_does_not_desynchronise_the_conne
     let _lock_wait = GlobalGuard::set("innodb_lock_wait_timeout", "50");
     let dir = scratch_dir("desync");
     let (_cluster, t) = target(&mut conn, "desync", 1);
+    let _drop_db = DropDatabase(t.db.clone());
     let config = write_config(
         &dir,
         &format!(
@@ -220,7 +221,6 @@ fn a_statement_that_outlives_the_client_timeout_does_not_desynchronise_the_conne
     assert_eq!(rows, want, "every good row, in its last version");
     assert!(caught_up, "committed {committed:?}, end {end:?}");
     assert_eq!(committed, end);
-    drop_db(&mut conn, &t.db);
 }
 
 /// Dead letters of about 1 MB each: the dead-letter INSERT of a batch of
@@ -240,6 +240,7 @@ fn dead_letters_too_large_for_one_packet_are_stored_not_retried_forever() {
     const N: usize = 40;
     const SIZE: usize = 1_000_000;
     let (_cluster, t) = target(&mut conn, "bigdlq", PARTS);
+    let _drop_db = DropDatabase(t.db.clone());
     let config = write_config(&dir, KAFKA);
     let payloads: Vec<Vec<u8>> = (0..N)
         .map(|i| {
@@ -296,7 +297,6 @@ fn dead_letters_too_large_for_one_packet_are_stored_not_retried_forever() {
     }
     assert_eq!(committed, end);
     assert_eq!(count(&mut conn, &t.db, "orders"), 0);
-    drop_db(&mut conn, &t.db);
 }
 
 /// On a server whose `sql_mode` is not strict, a value too long for its
@@ -310,6 +310,7 @@ fn a_server_without_strict_sql_mode_does_not_truncate_ids_silently() {
     let _mode = GlobalGuard::set("sql_mode", "''");
     let dir = scratch_dir("nonstrict");
     let (_cluster, t) = target(&mut conn, "nonstrict", 1);
+    let _drop_db = DropDatabase(t.db.clone());
     let config = write_config(&dir, KAFKA);
 
     // 30 ordinary orders, with 5 long ids among them at known offsets.
@@ -375,5 +376,4 @@ fn a_server_without_strict_sql_mode_does_not_truncate_ids_silently() {
     assert_eq!(committed, end);
     let ids: BTreeSet<String> = rows.into_iter().map(|r| r.id).collect();
     assert_eq!(ids.len() as u64, ordinary);
-    drop_db(&mut conn, &t.db);
 }

@@ -242,6 +242,7 @@ fn global_guard_sets_and_restores_even_on_panic() {
 fn a_row_lock_blocks_writers_until_released() {
     let Some(mut conn) = mysql() else { return };
     let db = fresh_db(&mut conn, "rowlock");
+    let _drop_db = server::DropDatabase(db.clone());
     conn.query_drop(format!("CREATE DATABASE `{db}`")).unwrap();
     conn.query_drop(format!(
         "CREATE TABLE `{db}`.`t` (id VARCHAR(36) PRIMARY KEY, v INT) ENGINE=InnoDB"
@@ -295,5 +296,4 @@ fn a_row_lock_blocks_writers_until_released() {
         .query_first(format!("SELECT v FROM `{db}`.`t` WHERE id = 'b'"))
         .unwrap();
     assert_eq!(v, Some(2));
-    drop_db(&mut conn, &db);
 }

@@ -115,6 +115,19 @@ impl Drop for GlobalGuard {
     }
 }
 
+/// Drops a test's database when it goes out of scope, also when the test
+/// fails: declare it right after the database is named, so that whatever
+/// writes to the database (declared later) is dropped first.
+pub struct DropDatabase(pub String);
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut c) = Conn::new(Opts::from(mysql_opts())) {
+            let _ = c.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.0));
+        }
+    }
+}
+
 /// Rows locked by another session: a transaction that has run
 /// `SELECT ... FOR UPDATE` on the given ids and stays open until released
 /// (or dropped, which rolls it back).
