@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kafka_mysql_sink::decode::{Decoder, Num, Row};
-use kafka_mysql_sink::gen;
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::offsets::OffsetTracker;
 use kafka_mysql_sink::route::{RouteError, Router};
@@ -18,8 +17,11 @@ use kafka_mysql_sink::write::{
     BatchSink, DeadLetter, Envelope, WriteError, Writer, WriterSettings,
 };
 
+#[path = "../tests/common/orders.rs"]
+mod orders;
+
 fn payloads(n: u64) -> Vec<Vec<u8>> {
-    (0..n).map(|i| gen::order(i, 0).0.into_bytes()).collect()
+    (0..n).map(|i| orders::order(i, 0).0.into_bytes()).collect()
 }
 
 fn decode(c: &mut Criterion) {
@@ -83,7 +85,7 @@ fn decode(c: &mut Criterion) {
 fn rows(n: u64) -> Vec<Row> {
     let mut d = Decoder::new();
     (0..n)
-        .map(|i| d.decode(gen::order(i, 0).0.as_bytes()).unwrap())
+        .map(|i| d.decode(orders::order(i, 0).0.as_bytes()).unwrap())
         .collect()
 }
 

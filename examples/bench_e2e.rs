@@ -34,7 +34,6 @@ use kafka_mysql_sink::config::Config;
 use kafka_mysql_sink::db;
 use kafka_mysql_sink::decode::Decoder;
 use kafka_mysql_sink::dlq::DlqTarget;
-use kafka_mysql_sink::gen;
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::pipeline::{self, WriterTarget};
 use kafka_mysql_sink::route::{RouteError, Router};
@@ -43,6 +42,9 @@ use kafka_mysql_sink::sql::qualified;
 use kafka_mysql_sink::write::Envelope;
 use mysql::prelude::Queryable;
 use rdkafka::mocking::MockCluster;
+
+#[path = "../tests/common/orders.rs"]
+mod orders;
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -85,7 +87,7 @@ fn bench() -> Result<(), BoxError> {
     let brokers = cluster.bootstrap_servers();
     eprintln!("producing {n} orders over {partitions} partitions ...");
     let t = Instant::now();
-    gen::produce_orders(&brokers, &config.kafka.topic, n, partitions)?;
+    orders::produce_orders(&brokers, &config.kafka.topic, n, partitions)?;
     eprintln!("produced in {:.1}s", t.elapsed().as_secs_f64());
 
     let m = &config.mysql;
@@ -294,7 +296,7 @@ impl Bench<'_> {
         let mut decoder = Decoder::new();
         let rows: Vec<Envelope> = (0..n)
             .map(|i| {
-                let row = decoder.decode(gen::order(i, 0).0.as_bytes())?;
+                let row = decoder.decode(orders::order(i, 0).0.as_bytes())?;
                 Ok(Envelope::upsert(
                     (i % parts) as i32,
                     (i / parts) as i64,
@@ -484,7 +486,7 @@ fn settle(conn: &mut mysql::Conn) -> Result<(), BoxError> {
 fn verify(conn: &mut mysql::Conn, db: &str, table: &str, n: u64) -> Result<(), BoxError> {
     let (mut qty, mut price_cents, mut total_cents) = (0i64, 0i64, 0i64);
     for i in 0..n {
-        let e = gen::order(i, 0).1;
+        let e = orders::order(i, 0).1;
         qty += e.quantity;
         price_cents += cents(&e.unit_price);
         total_cents += cents(&e.total_value);

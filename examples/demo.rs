@@ -16,12 +16,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kafka_mysql_sink::config::Config;
-use kafka_mysql_sink::gen;
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::pipeline::{self, RunOptions};
 use kafka_mysql_sink::shutdown::Shutdown;
 use mysql::prelude::Queryable;
 use rdkafka::mocking::MockCluster;
+
+#[path = "../tests/common/orders.rs"]
+mod orders;
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -70,7 +72,7 @@ fn demo(bars: &indicatif::MultiProgress) -> Result<(), Box<dyn std::error::Error
         config.kafka.topic
     );
     let t = Instant::now();
-    gen::produce_orders(
+    orders::produce_orders(
         &config.kafka.brokers,
         &config.kafka.topic,
         orders,

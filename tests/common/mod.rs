@@ -2,18 +2,20 @@
 //! and librdkafka's in-process mock cluster.
 #![allow(dead_code, unused_imports)]
 
+mod orders;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kafka_mysql_sink::config::Config;
-pub use kafka_mysql_sink::gen::{order, Expected};
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::pipeline::{self, RunOptions, SinkError, Summary};
 use kafka_mysql_sink::shutdown::Shutdown;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
+pub use orders::{order, order_id, Expected};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
@@ -130,7 +132,7 @@ pub fn produce(
             .partition(partition)
             .key(&key)
             .payload(&payload);
-        kafka_mysql_sink::produce::send(&producer, record).expect("produce");
+        orders::send(&producer, record).expect("produce");
         producer.poll(Duration::ZERO);
     }
     producer.flush(Duration::from_secs(120)).expect("flush");
