@@ -47,6 +47,16 @@ pub struct Metrics {
     /// Times fetching was paused because the writers stayed behind for
     /// longer than the pause threshold (a MySQL outage, say).
     pub fetch_pauses: Counter,
+    /// Partitions whose messages arrived outside the batch queue (each read
+    /// one message at a time: correct, only slower).
+    pub unbatched_partitions: Counter,
+    /// Rebalances that assigned partitions to this member (an empty
+    /// assignment counts too).
+    pub assignments: Counter,
+    /// Partitions this member holds.
+    pub assigned_partitions: Gauge,
+    /// 1 once shutdown was requested and the drain runs.
+    pub draining: Gauge,
     /// Offset commits Kafka confirmed.
     pub commits: Counter,
     /// Offset commits Kafka refused (they are retried).
@@ -77,6 +87,10 @@ impl Default for Metrics {
             skipped: Counter::default(),
             retries: Family::default(),
             fetch_pauses: Counter::default(),
+            unbatched_partitions: Counter::default(),
+            assignments: Counter::default(),
+            assigned_partitions: Gauge::default(),
+            draining: Gauge::default(),
             commits: Counter::default(),
             commit_failures: Counter::default(),
             // 1 ms to ~65 s.
@@ -167,6 +181,26 @@ impl Metrics {
             "fetch_pauses",
             "Times fetching was paused because the writers stayed behind",
             self.fetch_pauses.clone(),
+        );
+        r.register(
+            "unbatched_partitions",
+            "Partitions delivered outside the batch queue (read one message at a time)",
+            self.unbatched_partitions.clone(),
+        );
+        r.register(
+            "assignments",
+            "Rebalances that assigned partitions to this member",
+            self.assignments.clone(),
+        );
+        r.register(
+            "assigned_partitions",
+            "Partitions this member holds",
+            self.assigned_partitions.clone(),
+        );
+        r.register(
+            "draining",
+            "1 once shutdown was requested and the drain runs",
+            self.draining.clone(),
         );
         r.register(
             "commits",

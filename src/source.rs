@@ -131,6 +131,7 @@ impl ConsumerContext for SinkContext {
                     }
                 }
                 log::info!("partitions revoked: {:?}", partitions_of(tpl));
+                self.metrics.assigned_partitions.dec_by(tpl.count() as i64);
                 if commit.count() > 0 {
                     match consumer.commit(&commit, CommitMode::Sync) {
                         Ok(()) => Metrics::add(&self.metrics.commits, 1),
@@ -154,6 +155,8 @@ impl ConsumerContext for SinkContext {
                     }
                 }
                 log::info!("partitions assigned: {:?}", partitions_of(tpl));
+                Metrics::add(&self.metrics.assignments, 1);
+                self.metrics.assigned_partitions.inc_by(tpl.count() as i64);
             }
             Rebalance::Error(e) => log::warn!("rebalance error: {e}"),
         }
@@ -484,6 +487,7 @@ impl Source {
                 // Correct, only slower; said once per partition, since the
                 // tests look for it to catch a partition left unattached.
                 if self.unbatched.insert(partition) {
+                    Metrics::add(&self.metrics.unbatched_partitions, 1);
                     log::warn!(
                         "partition {partition} is delivered outside the batch queue; \
                          reading it one message at a time"
@@ -814,6 +818,7 @@ impl Source {
             let _ = self.consumer.pause(&assignment);
         }
         log::info!("draining: waiting for writers to flush");
+        self.metrics.draining.set(1);
         let mut last_commit = Instant::now();
         loop {
             match acks.recv_timeout(Duration::from_millis(100)) {
