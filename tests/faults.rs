@@ -40,7 +40,7 @@ fn dead_letters(conn: &mut mysql::Conn, db: &str) -> Vec<Dead> {
 
 #[test]
 fn poison_rows_in_a_batch_of_1000_are_isolated_and_dead_lettered() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "poison");
     let (topic, group) = ("enriched_orders", "poison-group");
     let cluster = mock_cluster(topic, 1);
@@ -143,7 +143,7 @@ fn poison_rows_in_a_batch_of_1000_are_isolated_and_dead_lettered() {
 
 #[test]
 fn undecodable_messages_of_every_kind_are_dead_lettered() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "undecodable");
     let (topic, group) = ("enriched_orders", "undecodable-group");
     let cluster = mock_cluster(topic, 1);
@@ -221,7 +221,7 @@ fn undecodable_messages_of_every_kind_are_dead_lettered() {
 
 #[test]
 fn tombstones_delete_by_key_or_are_skipped() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     for delete in [true, false] {
         let db = fresh_db(&mut conn, "tombstone");
         let (topic, group) = ("enriched_orders", "tombstone-group");
@@ -264,7 +264,7 @@ fn tombstones_delete_by_key_or_are_skipped() {
 
 #[test]
 fn lock_wait_timeouts_are_retried_until_the_lock_is_gone() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "lockwait");
     let (topic, group) = ("enriched_orders", "lockwait-group");
     let cluster = mock_cluster(topic, 1);
@@ -276,7 +276,7 @@ fn lock_wait_timeouts_are_retried_until_the_lock_is_gone() {
     ))
     .unwrap();
     // Hold the row's lock in another transaction.
-    let mut locker = mysql().unwrap();
+    let mut locker = mysql();
     locker.query_drop("START TRANSACTION").unwrap();
     let _: Vec<String> = locker
         .query(format!(
@@ -317,14 +317,14 @@ fn lock_wait_timeouts_are_retried_until_the_lock_is_gone() {
 
 #[test]
 fn a_short_stall_blocks_the_consumer_without_pausing_fetching() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "stall");
     let (topic, group, parts) = ("enriched_orders", "stall-group", 2);
     let cluster = mock_cluster(topic, parts);
     let brokers = cluster.bootstrap_servers();
     kafka_mysql_sink::db::ensure_table(&mut conn, &db, "orders").unwrap();
     // Locking every row of the empty table (its supremum) holds back every insert.
-    let mut locker = mysql().unwrap();
+    let mut locker = mysql();
     locker.query_drop("START TRANSACTION").unwrap();
     let _: Vec<String> = locker
         .query(format!("SELECT id FROM `{db}`.`orders` FOR UPDATE"))
@@ -358,7 +358,7 @@ fn a_short_stall_blocks_the_consumer_without_pausing_fetching() {
 
 #[test]
 fn broker_down_and_commit_errors_lose_nothing_and_never_go_back() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "kafkafaults");
     let (topic, group, parts) = ("enriched_orders", "kafkafaults-group", 4);
     let cluster = mock_cluster(topic, parts);
@@ -414,7 +414,7 @@ fn dead_letters_can_go_to_a_kafka_topic_with_headers() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers, Message};
 
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "dlqtopic");
     let (topic, group) = ("enriched_orders", "dlqtopic-group");
     let cluster = mock_cluster(topic, 1);

@@ -42,7 +42,7 @@ fn show_create(conn: &mut Conn, db: &str, table: &str) -> String {
 
 #[test]
 fn table_is_created_with_the_seeds_ddl() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let sink_db = fresh_db(&mut conn, "ddl_sink");
     let seed_db = fresh_db(&mut conn, "ddl_seed");
     // The sink creates its database too when it is missing.
@@ -86,7 +86,7 @@ fn table_is_created_with_the_seeds_ddl() {
 
 #[test]
 fn an_existing_table_without_our_columns_is_refused() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db_name = fresh_db(&mut conn, "ddl_missing");
     conn.query_drop(format!("CREATE DATABASE `{db_name}`"))
         .unwrap();
@@ -124,7 +124,7 @@ fn sized_pool(mode: &str, size: u32) -> db::Pool {
 
 #[test]
 fn a_writer_keeps_its_connection_and_renews_an_idle_one_in_a_pool_of_one() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db_name = fresh_db(&mut conn, "keepconn");
     db::ensure_table(&mut conn, &db_name, "orders").unwrap();
     let pool = sized_pool("STRICT_TRANS_TABLES", 1);
@@ -187,7 +187,7 @@ const NASTY: &[&str] = &[
 
 #[test]
 fn strings_round_trip_byte_for_byte_under_any_sql_mode() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     for (i, mode) in [
         "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION",
         "",
@@ -245,7 +245,7 @@ fn strings_round_trip_byte_for_byte_under_any_sql_mode() {
 
 #[test]
 fn decimals_are_exact_and_batches_split_under_a_small_packet_budget() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db_name = fresh_db(&mut conn, "split");
     db::ensure_table(&mut conn, &db_name, "orders").unwrap();
     let info = db::server_info(&mut conn).unwrap();

@@ -38,25 +38,19 @@ pub fn mysql_opts() -> OptsBuilder {
         .prefer_socket(false)
 }
 
-/// A connection to the test server. `None` (test skipped) on a developer
-/// machine without MariaDB; under CI a missing server fails the test.
-pub fn mysql() -> Option<Conn> {
-    match Conn::new(Opts::from(mysql_opts())) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!(
-                    "MariaDB is required under CI but unreachable on 127.0.0.1:{}: {e}",
-                    mysql_port()
-                );
-            }
-            eprintln!(
-                "SKIPPED: no MariaDB on 127.0.0.1:{} ({e}); run scripts/mariadb-local.sh start",
-                mysql_port()
-            );
-            None
-        }
-    }
+/// A connection to the test server. A test that needs MariaDB fails when it
+/// is unreachable, on a developer machine as under CI: a skipped test must
+/// never count as a passed one.
+pub fn mysql() -> Conn {
+    Conn::new(Opts::from(mysql_opts())).unwrap_or_else(|e| {
+        panic!(
+            "this test needs MariaDB on 127.0.0.1:{port}, which is unreachable: {e}\n\
+             start it with `make mysql-start` (or `scripts/mariadb-local.sh start`); \
+             for another port, start it with KMS_MYSQL_PORT={port} and run the tests with \
+             the same KMS_MYSQL_PORT",
+            port = mysql_port()
+        )
+    })
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
