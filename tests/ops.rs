@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -12,34 +10,6 @@ use common::*;
 const FAST: &str =
     "[kafka]\ncommit_interval_ms = 200\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
                     [sink]\nflush_interval_ms = 50\nstats_interval_ms = 500\n";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A plain HTTP/1.0 GET: (status, body), or None while nothing listens.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, body))
-}
-
-/// The value of one sample line, e.g. `kafka_mysql_sink_rows_written_total`.
-fn sample(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
 
 #[test]
 fn until_caught_up_exits_with_a_summary_and_promptly_on_an_empty_topic() {

@@ -4,6 +4,8 @@
 
 mod orders;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -180,6 +182,50 @@ pub fn end_offsets(brokers: &str, topic: &str, partitions: i32) -> Vec<i64> {
                 .1
         })
         .collect()
+}
+
+/// A port nothing listens on (at the moment of asking).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.0 GET: (status, body), or None while nothing listens.
+pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// The value of one sample line, e.g. `kafka_mysql_sink_rows_written_total`
+/// or `kafka_mysql_sink_retries_total{class="transient"}`.
+pub fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// One sample scraped from the `/metrics` endpoint on `port`; None while
+/// nothing answers there or the sample is not exported (yet).
+pub fn scrape(port: u16, name: &str) -> Option<f64> {
+    let (status, body) = get(port, "/metrics")?;
+    (status == 200).then(|| sample(&body, name)).flatten()
+}
+
+/// The environment that turns a sink process's metrics endpoint on, at a
+/// free port: `(port, env)`.
+pub fn metrics_env() -> (u16, (&'static str, String)) {
+    let port = free_port();
+    (port, ("METRICS_ADDR", format!("127.0.0.1:{port}")))
 }
 
 /// Polls `f` every 100 ms until it holds or `limit` passes.
