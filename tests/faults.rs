@@ -336,13 +336,28 @@ fn a_short_stall_blocks_the_consumer_without_pausing_fetching() {
     config.sink.batch_size = 32;
     config.sink.channel_capacity = 64;
     let sink = start_sink(config, RunOptions::default());
-    // The channel fills at once and the consumer waits on it.
+    // The writer's first statement waits on the lock; the channel fills at
+    // once and the consumer waits on it, reading nothing more.
+    let mut last = 0;
     let blocked = wait_for(Duration::from_secs(60), || {
-        sink.metrics.snapshot().consumed >= 64
+        let consumed = sink.metrics.snapshot().consumed;
+        let still = consumed >= 64 && consumed == last;
+        last = consumed;
+        still && waiting_inserts(&mut conn, &db) > 0
     });
-    assert!(blocked, "the sink never read the topic");
+    assert!(blocked, "the writer never reached the lock");
+    // A stall of 2 s, short of the pause threshold (5 s here). Throughout
+    // it the consumer reads nothing more and fetching stays on.
+    let before = sink.metrics.snapshot();
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(count(&mut conn, &db, "orders"), 0, "the lock did not hold");
+    let after = sink.metrics.snapshot();
+    assert_eq!(
+        after.consumed, before.consumed,
+        "the consumer was not blocked"
+    );
+    assert_eq!(after.rows_written, 0, "the lock did not hold");
+    assert!(waiting_inserts(&mut conn, &db) > 0, "the lock did not hold");
+    assert_eq!(after.fetch_pauses, 0, "a short stall paused fetching");
     locker.query_drop("COMMIT").unwrap();
     assert!(wait_caught_up(&brokers, group, topic, parts, LIMIT));
     let summary = sink.stop();
@@ -371,6 +386,7 @@ fn broker_down_and_commit_errors_lose_nothing_and_never_go_back() {
     config.sink.batch_size = 100;
     let sink = start_sink(config, RunOptions::default());
     assert!(wait_for(LIMIT, || count(&mut conn, &db, "orders") > 2000));
+    let failures_before = sink.metrics.snapshot().commit_failures;
 
     cluster.request_errors(
         RDKafkaApiKey::OffsetCommit,
@@ -391,7 +407,13 @@ fn broker_down_and_commit_errors_lose_nothing_and_never_go_back() {
         now == end_offsets(&brokers, topic, parts)
     });
     assert!(done, "offsets never reached the end after the faults");
-    sink.stop();
+    let summary = sink.stop();
+    // The faults did reach the sink: some commits were refused (and retried).
+    assert!(
+        summary.counters.commit_failures > failures_before,
+        "no commit failed: {:?}",
+        summary.counters
+    );
 
     for pair in seen.windows(2) {
         for p in 0..parts as usize {

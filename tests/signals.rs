@@ -129,17 +129,11 @@ fn a_second_signal_exits_at_once_during_a_stuck_drain() {
         &t.topic,
         (0..100u64).map(|i| (0, b"k".to_vec(), order(i, 0).0.into_bytes())),
     );
-    let mut child = spawn_sink(&t, &config, dir.join("stuck.log"), &[], &[]);
+    let (port, metrics) = metrics_env();
+    let mut child = spawn_sink(&t, &config, dir.join("stuck.log"), &[], &[metrics]);
     // Wait until its writer is blocked on the lock.
     let blocked = wait_for(Duration::from_secs(60), || {
-        let waiting: u64 = conn
-            .query_first(format!(
-                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO `{}`%'",
-                t.db
-            ))
-            .unwrap()
-            .unwrap_or(0);
-        waiting > 0
+        waiting_inserts(&mut conn, &t.db) > 0
     });
     assert!(
         blocked,
@@ -147,10 +141,19 @@ fn a_second_signal_exits_at_once_during_a_stuck_drain() {
         child.log_text()
     );
     child.signal("TERM");
-    std::thread::sleep(Duration::from_millis(500));
+    // The first signal starts the drain, which the lock keeps from ending;
+    // the process is still there to say so.
+    let draining = wait_for(Duration::from_secs(30), || {
+        scrape(port, "kafka_mysql_sink_draining") == Some(1.0)
+    });
+    assert!(draining, "the drain never started:\n{}", child.log_text());
     assert!(
         child.child.try_wait().unwrap().is_none(),
         "first signal must drain, not exit"
+    );
+    assert!(
+        waiting_inserts(&mut conn, &t.db) > 0,
+        "the drain is not stuck on the lock"
     );
     child.signal("INT");
     let status = child.wait(Duration::from_secs(10));

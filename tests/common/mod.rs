@@ -307,6 +307,16 @@ pub fn count(conn: &mut Conn, db: &str, table: &str) -> u64 {
     }
 }
 
+/// Statements of the sink's writers that are waiting inside MySQL right now
+/// (on a lock the test holds, say): upserts into database `db`.
+pub fn waiting_inserts(conn: &mut Conn, db: &str) -> u64 {
+    conn.query_first(format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO `{db}`%'"
+    ))
+    .unwrap()
+    .unwrap_or(0)
+}
+
 /// The partition a key lands in, the way the tests spread records.
 pub fn partition_of(i: u64, partitions: i32) -> i32 {
     (i % partitions as u64) as i32
