@@ -164,12 +164,15 @@ impl Drop for OwnMariaDb {
 #[test]
 fn mariadb_down_longer_than_max_poll_interval_loses_nothing_and_keeps_the_group() {
     let own = OwnMariaDb {
-        port: 3309,
+        // Not a fixed port: the shared server (KMS_MYSQL_PORT) or another
+        // checkout's test may hold any given one.
+        port: free_port(),
         dir: std::env::temp_dir().join(format!("kms-mariadb-outage-{}", std::process::id())),
     };
     assert!(
         own.script("start"),
-        "cannot start a second MariaDB on port 3309"
+        "cannot start a second MariaDB on port {}",
+        own.port
     );
     let mut conn = own.conn();
     let (parts, n) = (8, 100_000u64);

@@ -146,7 +146,9 @@ fn tls_modes_encrypt_verify_and_refuse_as_configured() {
     let dir = scratch_dir("tls");
     make_certs(&dir);
     let server = TlsMariaDb {
-        port: 3310,
+        // Not a fixed port: the shared server, or another checkout's TLS
+        // test, may hold any given one.
+        port: free_port(),
         dir: dir.clone(),
     };
     assert!(server.script("start"), "cannot start the TLS MariaDB");
