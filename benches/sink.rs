@@ -7,19 +7,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use kafka_mysql_sink::decode::{Decoder, Num, Row};
-use kafka_mysql_sink::gen;
-use kafka_mysql_sink::metrics::Metrics;
-use kafka_mysql_sink::offsets::OffsetTracker;
-use kafka_mysql_sink::route::{RouteError, Router};
-use kafka_mysql_sink::shutdown::Shutdown;
-use kafka_mysql_sink::sql::{Dialect, UpsertBuilder};
-use kafka_mysql_sink::write::{
-    BatchSink, DeadLetter, Envelope, WriteError, Writer, WriterSettings,
+use kafka_mysql_sink::internals::{
+    BatchSink, Coord, DeadLetter, Decoder, Dialect, Envelope, Num, OffsetTracker, RouteError,
+    Router, Routing, Row, UpsertBuilder, WriteError, Writer, WriterSettings,
 };
+use kafka_mysql_sink::metrics::Metrics;
+use kafka_mysql_sink::shutdown::Shutdown;
+
+#[path = "../tests/common/orders.rs"]
+mod orders;
 
 fn payloads(n: u64) -> Vec<Vec<u8>> {
-    (0..n).map(|i| gen::order(i, 0).0.into_bytes()).collect()
+    (0..n).map(|i| orders::order(i, 0).0.into_bytes()).collect()
 }
 
 fn decode(c: &mut Criterion) {
@@ -83,7 +82,7 @@ fn decode(c: &mut Criterion) {
 fn rows(n: u64) -> Vec<Row> {
     let mut d = Decoder::new();
     (0..n)
-        .map(|i| d.decode(gen::order(i, 0).0.as_bytes()).unwrap())
+        .map(|i| d.decode(orders::order(i, 0).0.as_bytes()).unwrap())
         .collect()
 }
 
@@ -122,16 +121,16 @@ fn offset_tracker(c: &mut Criterion) {
                 let mut t = OffsetTracker::new();
                 for o in 0..per_part {
                     for p in 0..parts {
-                        t.register(p, o);
+                        t.register(Coord::new(p, o));
                     }
                 }
                 t
             },
             |mut t| {
                 for &(p, o) in &order {
-                    t.complete(p, o);
+                    t.complete(Coord::new(p, o));
                 }
-                assert_eq!(t.committable(0), Some(per_part));
+                assert_eq!(t.commit_candidates()[0], Coord::new(0, per_part));
                 t
             },
             BatchSize::LargeInput,
@@ -179,24 +178,24 @@ fn pipeline(c: &mut Criterion) {
 fn run_pipeline(msgs: &[Vec<u8>], writers: usize) -> Duration {
     let metrics = Arc::new(Metrics::default());
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
-    let (mut router, inboxes) = Router::new(writers, 8192);
+    let (mut router, inboxes) = Router::new(writers, 8192, Routing::ByKey);
     let mut handles = Vec::new();
     for (id, rx) in inboxes.into_iter().enumerate() {
-        let w = Writer {
+        let w = Writer::new(
             id,
             rx,
-            acks: ack_tx.clone(),
-            sink: Discard(UpsertBuilder::new("db", "t", Dialect::ValuesFunction)),
-            settings: WriterSettings {
+            ack_tx.clone(),
+            Discard(UpsertBuilder::new("db", "t", Dialect::ValuesFunction)),
+            WriterSettings {
                 batch_size: 1000,
                 flush_interval: Duration::from_millis(200),
                 retry_initial: Duration::from_millis(1),
                 retry_max: Duration::from_millis(1),
                 shutdown_timeout: Duration::from_secs(1),
             },
-            shutdown: Shutdown::new(),
-            metrics: metrics.clone(),
-        };
+            Shutdown::new(),
+            metrics.clone(),
+        );
         handles.push(std::thread::spawn(move || w.run()));
     }
     drop(ack_tx);
@@ -205,8 +204,8 @@ fn run_pipeline(msgs: &[Vec<u8>], writers: usize) -> Duration {
     let mut tracker = OffsetTracker::new();
     let take_acks = |tracker: &mut OffsetTracker| {
         for ack in ack_rx.try_iter() {
-            for (p, o) in ack {
-                tracker.complete(p, o);
+            for c in ack {
+                tracker.complete(c);
             }
         }
     };
@@ -216,7 +215,7 @@ fn run_pipeline(msgs: &[Vec<u8>], writers: usize) -> Duration {
         for (j, m) in ms.iter().enumerate() {
             let i = read * 256 + j;
             let (p, o) = ((i % 8) as i32, i as i64);
-            tracker.register(p, o);
+            tracker.register(Coord::new(p, o));
             let row = decoder.decode(m).unwrap();
             if let Some(w) = router.stage(Envelope::upsert(p, o, row)) {
                 loop {
@@ -238,8 +237,8 @@ fn run_pipeline(msgs: &[Vec<u8>], writers: usize) -> Duration {
     }
     drop(router);
     for ack in ack_rx.iter() {
-        for (p, o) in ack {
-            tracker.complete(p, o);
+        for c in ack {
+            tracker.complete(c);
         }
     }
     let elapsed = start.elapsed();

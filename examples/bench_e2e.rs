@@ -31,18 +31,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_mysql_sink::config::Config;
-use kafka_mysql_sink::db;
-use kafka_mysql_sink::decode::Decoder;
-use kafka_mysql_sink::dlq::DlqTarget;
-use kafka_mysql_sink::gen;
+use kafka_mysql_sink::internals as db;
+use kafka_mysql_sink::internals::qualified;
+use kafka_mysql_sink::internals::Decoder;
+use kafka_mysql_sink::internals::DlqTarget;
+use kafka_mysql_sink::internals::Envelope;
+use kafka_mysql_sink::internals::{RouteError, Router};
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::pipeline::{self, WriterTarget};
-use kafka_mysql_sink::route::{RouteError, Router};
 use kafka_mysql_sink::shutdown::Shutdown;
-use kafka_mysql_sink::sql::qualified;
-use kafka_mysql_sink::write::Envelope;
 use mysql::prelude::Queryable;
 use rdkafka::mocking::MockCluster;
+
+#[path = "../tests/common/orders.rs"]
+mod orders;
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -85,7 +87,7 @@ fn bench() -> Result<(), BoxError> {
     let brokers = cluster.bootstrap_servers();
     eprintln!("producing {n} orders over {partitions} partitions ...");
     let t = Instant::now();
-    gen::produce_orders(&brokers, &config.kafka.topic, n, partitions)?;
+    orders::produce_orders(&brokers, &config.kafka.topic, n, partitions)?;
     eprintln!("produced in {:.1}s", t.elapsed().as_secs_f64());
 
     let m = &config.mysql;
@@ -130,7 +132,7 @@ fn bench() -> Result<(), BoxError> {
     println!(
         "settings: batch_size={} flush_interval_ms={} writers={} pool_size={} channel_capacity={}",
         config.sink.batch_size,
-        config.sink.flush_interval_ms,
+        config.sink.flush_interval.as_millis(),
         config.sink.writers,
         config.mysql.pool_size,
         config.sink.channel_capacity
@@ -294,14 +296,14 @@ impl Bench<'_> {
         let mut decoder = Decoder::new();
         let rows: Vec<Envelope> = (0..n)
             .map(|i| {
-                let row = decoder.decode(gen::order(i, 0).0.as_bytes())?;
+                let row = decoder.decode(orders::order(i, 0).0.as_bytes())?;
                 Ok(Envelope::upsert(
                     (i % parts) as i32,
                     (i / parts) as i64,
                     row,
                 ))
             })
-            .collect::<Result<_, kafka_mysql_sink::decode::DecodeError>>()?;
+            .collect::<Result<_, kafka_mysql_sink::internals::DecodeError>>()?;
         settle(conn)?;
         eprintln!("round {round}: ceiling: writing {n} rows with the sink's writers ...");
         let ceiling = write_direct(self.config, self.info, table, rows)?;
@@ -387,6 +389,7 @@ fn write_direct(
             info,
             table,
             dlq: &DlqTarget::Skip,
+            fenced: false,
         },
         ack_tx,
         &Shutdown::new(),
@@ -484,7 +487,7 @@ fn settle(conn: &mut mysql::Conn) -> Result<(), BoxError> {
 fn verify(conn: &mut mysql::Conn, db: &str, table: &str, n: u64) -> Result<(), BoxError> {
     let (mut qty, mut price_cents, mut total_cents) = (0i64, 0i64, 0i64);
     for i in 0..n {
-        let e = gen::order(i, 0).1;
+        let e = orders::order(i, 0).1;
         qty += e.quantity;
         price_cents += cents(&e.unit_price);
         total_cents += cents(&e.total_value);

@@ -16,12 +16,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kafka_mysql_sink::config::Config;
-use kafka_mysql_sink::gen;
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::pipeline::{self, RunOptions};
 use kafka_mysql_sink::shutdown::Shutdown;
 use mysql::prelude::Queryable;
 use rdkafka::mocking::MockCluster;
+
+#[path = "../tests/common/orders.rs"]
+mod orders;
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -70,7 +72,7 @@ fn demo(bars: &indicatif::MultiProgress) -> Result<(), Box<dyn std::error::Error
         config.kafka.topic
     );
     let t = Instant::now();
-    gen::produce_orders(
+    orders::produce_orders(
         &config.kafka.brokers,
         &config.kafka.topic,
         orders,
@@ -79,8 +81,10 @@ fn demo(bars: &indicatif::MultiProgress) -> Result<(), Box<dyn std::error::Error
     println!("demo: produced in {:.1}s", t.elapsed().as_secs_f64());
 
     // A fresh table each time, so the summary reflects this run.
-    let mut conn = mysql::Conn::new(mysql::Opts::from(kafka_mysql_sink::db::opts(&config.mysql)))?;
-    let table = kafka_mysql_sink::sql::qualified(&config.mysql.database, &config.mysql.table);
+    let mut conn = mysql::Conn::new(mysql::Opts::from(kafka_mysql_sink::internals::opts(
+        &config.mysql,
+    )))?;
+    let table = kafka_mysql_sink::internals::qualified(&config.mysql.database, &config.mysql.table);
     conn.query_drop(format!("DROP TABLE IF EXISTS {table}"))?;
 
     let metrics = Arc::new(Metrics::default());

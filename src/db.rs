@@ -198,7 +198,7 @@ pub fn opts(cfg: &MysqlConfig) -> OptsBuilder {
 }
 
 /// Connects, retrying `connect_retries` times `connect_retry_delay` apart.
-pub(crate) fn connect_with_retry(cfg: &MysqlConfig) -> Result<Conn, DbError> {
+pub fn connect_with_retry(cfg: &MysqlConfig) -> Result<Conn, DbError> {
     let opts = Opts::from(opts(cfg));
     let mut attempt = 0;
     loop {
@@ -233,7 +233,7 @@ fn query_err(what: &'static str) -> impl FnOnce(mysql::Error) -> DbError {
 }
 
 /// Reads the server's version and packet limit.
-pub(crate) fn server_info(conn: &mut Conn) -> Result<ServerInfo, DbError> {
+pub fn server_info(conn: &mut Conn) -> Result<ServerInfo, DbError> {
     let row: Option<(String, u64)> = conn
         .query_first("SELECT VERSION(), @@max_allowed_packet")
         .map_err(query_err("reading the server version"))?;
@@ -381,12 +381,17 @@ pub(crate) fn ensure_dlq_table(conn: &mut Conn, db: &str, table: &str) -> Result
 
 /// Built unchecked: start-up already proved the server reachable, and a
 /// writer that cannot get a connection retries like any failed batch.
-pub(crate) fn pool(cfg: &MysqlConfig) -> Pool {
-    let manager = SessionManager(MySqlConnectionManager::new(opts(cfg)));
+pub fn pool(cfg: &MysqlConfig) -> Pool {
+    pool_from(opts(cfg), cfg.pool_size, cfg.timeout)
+}
+
+/// A pool of `size` sessions made with `opts`, waiting at most `timeout`
+/// for one.
+pub fn pool_from(opts: OptsBuilder, size: u32, timeout: Duration) -> Pool {
     r2d2::Pool::builder()
-        .max_size(cfg.pool_size)
+        .max_size(size)
         .min_idle(Some(0))
         .test_on_check_out(false)
-        .connection_timeout(cfg.timeout)
-        .build_unchecked(manager)
+        .connection_timeout(timeout)
+        .build_unchecked(SessionManager(MySqlConnectionManager::new(opts)))
 }

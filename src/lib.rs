@@ -38,7 +38,10 @@ mod write;
 /// drive directly. Not a stable API.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::db::{ensure_table, opts, DbError, Pool};
+    pub use crate::db::{
+        connect_with_retry, ensure_table, opts, pool, pool_from, server_info, DbError, Pool,
+        ServerInfo,
+    };
     pub use crate::decode::{DecodeError, Decoder, Num, Row};
     pub use crate::fence::Standing;
     pub use crate::offsets::OffsetTracker;
@@ -46,6 +49,8 @@ pub mod internals {
     pub use crate::produce::send;
     pub use crate::route::{inbox, RouteError, Router, Routing};
     pub use crate::sql::{qualified, Dialect, UpsertBuilder};
-    pub use crate::types::{Coord, Envelope, Op};
-    pub use crate::write::{BatchSink, Claim, DlqTarget, MysqlSink, Writer, WriterSettings};
+    pub use crate::types::{Coord, DeadLetter, Envelope, Op};
+    pub use crate::write::{
+        BatchSink, Claim, DlqTarget, MysqlSink, WriteError, Writer, WriterSettings,
+    };
 }

@@ -58,6 +58,13 @@ pub struct Metrics {
     /// Rows dropped because their partition had been claimed by another
     /// owner (or again by this one) since they were read.
     pub fenced_rows: Counter,
+    /// Rebalances that assigned partitions to this member (an empty
+    /// assignment counts too).
+    pub assignments: Counter,
+    /// Partitions this member holds.
+    pub assigned_partitions: Gauge,
+    /// 1 once shutdown was requested and the drain runs.
+    pub draining: Gauge,
     /// Offset commits Kafka confirmed.
     pub commits: Counter,
     /// Offset commits Kafka refused (they are retried).
@@ -92,6 +99,9 @@ impl Default for Metrics {
             claims: Counter::default(),
             fenced_rows: Counter::default(),
             unknown_errors_as_data: Counter::default(),
+            assignments: Counter::default(),
+            assigned_partitions: Gauge::default(),
+            draining: Gauge::default(),
             commits: Counter::default(),
             commit_failures: Counter::default(),
             // 1 ms to ~65 s.
@@ -202,6 +212,21 @@ impl Metrics {
             "unbatched_partitions",
             "Partitions read one message at a time, outside the batch queue",
             self.unbatched_partitions.clone(),
+        );
+        r.register(
+            "assignments",
+            "Rebalances that assigned partitions to this member",
+            self.assignments.clone(),
+        );
+        r.register(
+            "assigned_partitions",
+            "Partitions this member holds",
+            self.assigned_partitions.clone(),
+        );
+        r.register(
+            "draining",
+            "1 once shutdown was requested and the drain runs",
+            self.draining.clone(),
         );
         r.register(
             "commits",

@@ -124,7 +124,7 @@ fn exit_status(sink: &mut SinkProcess, limit: Duration) -> Option<std::process::
 /// one before, and rows the server refuses are taken as written.
 #[test]
 fn a_statement_that_outlives_the_client_timeout_does_not_desynchronise_the_connection() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let _serial = server::serial();
     // The server's own lock wait must not end the statement first.
     let _lock_wait = GlobalGuard::set("innodb_lock_wait_timeout", "50");
@@ -172,7 +172,7 @@ fn a_statement_that_outlives_the_client_timeout_does_not_desynchronise_the_conne
     // Release the lock 1.6 s after the batch's statement began to wait:
     // 0.6 s after the client's 1 s timeout.
     let pattern = format!("INSERT INTO `{}`.`orders`%", t.db);
-    let mut watcher = mysql().unwrap();
+    let mut watcher = mysql();
     let mut waited = None;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(20) {
@@ -229,7 +229,7 @@ fn a_statement_that_outlives_the_client_timeout_does_not_desynchronise_the_conne
 /// forever; the letters must be stored in statements that fit.
 #[test]
 fn dead_letters_too_large_for_one_packet_are_stored_not_retried_forever() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let _serial = server::serial();
     // 4 MB: one letter (2 MB as hex) fits a statement, two do not.
     let _packet = GlobalGuard::set("max_allowed_packet", "4194304");
@@ -305,7 +305,7 @@ fn dead_letters_too_large_for_one_packet_are_stored_not_retried_forever() {
 /// one row under the shared prefix; they must be refused and dead-lettered.
 #[test]
 fn a_server_without_strict_sql_mode_does_not_truncate_ids_silently() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let _serial = server::serial();
     let _mode = GlobalGuard::set("sql_mode", "''");
     let dir = scratch_dir("nonstrict");

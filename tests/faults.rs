@@ -40,7 +40,7 @@ fn dead_letters(conn: &mut mysql::Conn, db: &str) -> Vec<Dead> {
 
 #[test]
 fn poison_rows_in_a_batch_of_1000_are_isolated_and_dead_lettered() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "poison");
     let (topic, group) = ("enriched_orders", "poison-group");
     let cluster = mock_cluster(topic, 1);
@@ -94,7 +94,7 @@ fn poison_rows_in_a_batch_of_1000_are_isolated_and_dead_lettered() {
     // One writer, one statement of 1000 rows.
     config.sink.writers = 1;
     config.sink.batch_size = 1000;
-    config.sink.flush_interval_ms = 3000;
+    config.sink.flush_interval = std::time::Duration::from_millis(3000);
     let sink = start_sink(config, RunOptions::default());
     assert!(
         wait_caught_up(&brokers, group, topic, 1, LIMIT),
@@ -143,7 +143,7 @@ fn poison_rows_in_a_batch_of_1000_are_isolated_and_dead_lettered() {
 
 #[test]
 fn undecodable_messages_of_every_kind_are_dead_lettered() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "undecodable");
     let (topic, group) = ("enriched_orders", "undecodable-group");
     let cluster = mock_cluster(topic, 1);
@@ -221,7 +221,7 @@ fn undecodable_messages_of_every_kind_are_dead_lettered() {
 
 #[test]
 fn tombstones_delete_by_key_or_are_skipped() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     for delete in [true, false] {
         let db = fresh_db(&mut conn, "tombstone");
         let (topic, group) = ("enriched_orders", "tombstone-group");
@@ -264,19 +264,19 @@ fn tombstones_delete_by_key_or_are_skipped() {
 
 #[test]
 fn lock_wait_timeouts_are_retried_until_the_lock_is_gone() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "lockwait");
     let (topic, group) = ("enriched_orders", "lockwait-group");
     let cluster = mock_cluster(topic, 1);
     let brokers = cluster.bootstrap_servers();
-    kafka_mysql_sink::db::ensure_table(&mut conn, &db, "orders").unwrap();
+    kafka_mysql_sink::internals::ensure_table(&mut conn, &db, "orders").unwrap();
     let target = order(3, 0).1.id;
     conn.query_drop(format!(
         "INSERT INTO `{db}`.`orders` (id, order_id) VALUES ('{target}', 'old')"
     ))
     .unwrap();
     // Hold the row's lock in another transaction.
-    let mut locker = mysql().unwrap();
+    let mut locker = mysql();
     locker.query_drop("START TRANSACTION").unwrap();
     let _: Vec<String> = locker
         .query(format!(
@@ -317,14 +317,14 @@ fn lock_wait_timeouts_are_retried_until_the_lock_is_gone() {
 
 #[test]
 fn a_short_stall_blocks_the_consumer_without_pausing_fetching() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "stall");
     let (topic, group, parts) = ("enriched_orders", "stall-group", 2);
     let cluster = mock_cluster(topic, parts);
     let brokers = cluster.bootstrap_servers();
-    kafka_mysql_sink::db::ensure_table(&mut conn, &db, "orders").unwrap();
+    kafka_mysql_sink::internals::ensure_table(&mut conn, &db, "orders").unwrap();
     // Locking every row of the empty table (its supremum) holds back every insert.
-    let mut locker = mysql().unwrap();
+    let mut locker = mysql();
     locker.query_drop("START TRANSACTION").unwrap();
     let _: Vec<String> = locker
         .query(format!("SELECT id FROM `{db}`.`orders` FOR UPDATE"))
@@ -336,13 +336,28 @@ fn a_short_stall_blocks_the_consumer_without_pausing_fetching() {
     config.sink.batch_size = 32;
     config.sink.channel_capacity = 64;
     let sink = start_sink(config, RunOptions::default());
-    // The channel fills at once and the consumer waits on it.
+    // The writer's first statement waits on the lock; the channel fills at
+    // once and the consumer waits on it, reading nothing more.
+    let mut last = 0;
     let blocked = wait_for(Duration::from_secs(60), || {
-        sink.metrics.snapshot().consumed >= 64
+        let consumed = sink.metrics.snapshot().consumed;
+        let still = consumed >= 64 && consumed == last;
+        last = consumed;
+        still && waiting_inserts(&mut conn, &db) > 0
     });
-    assert!(blocked, "the sink never read the topic");
+    assert!(blocked, "the writer never reached the lock");
+    // A stall of 2 s, short of the pause threshold (5 s here). Throughout
+    // it the consumer reads nothing more and fetching stays on.
+    let before = sink.metrics.snapshot();
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(count(&mut conn, &db, "orders"), 0, "the lock did not hold");
+    let after = sink.metrics.snapshot();
+    assert_eq!(
+        after.consumed, before.consumed,
+        "the consumer was not blocked"
+    );
+    assert_eq!(after.rows_written, 0, "the lock did not hold");
+    assert!(waiting_inserts(&mut conn, &db) > 0, "the lock did not hold");
+    assert_eq!(after.fetch_pauses, 0, "a short stall paused fetching");
     locker.query_drop("COMMIT").unwrap();
     assert!(wait_caught_up(&brokers, group, topic, parts, LIMIT));
     let summary = sink.stop();
@@ -358,7 +373,7 @@ fn a_short_stall_blocks_the_consumer_without_pausing_fetching() {
 
 #[test]
 fn broker_down_and_commit_errors_lose_nothing_and_never_go_back() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "kafkafaults");
     let (topic, group, parts) = ("enriched_orders", "kafkafaults-group", 4);
     let cluster = mock_cluster(topic, parts);
@@ -371,6 +386,7 @@ fn broker_down_and_commit_errors_lose_nothing_and_never_go_back() {
     config.sink.batch_size = 100;
     let sink = start_sink(config, RunOptions::default());
     assert!(wait_for(LIMIT, || count(&mut conn, &db, "orders") > 2000));
+    let failures_before = sink.metrics.snapshot().commit_failures;
 
     cluster.request_errors(
         RDKafkaApiKey::OffsetCommit,
@@ -391,7 +407,13 @@ fn broker_down_and_commit_errors_lose_nothing_and_never_go_back() {
         now == end_offsets(&brokers, topic, parts)
     });
     assert!(done, "offsets never reached the end after the faults");
-    sink.stop();
+    let summary = sink.stop();
+    // The faults did reach the sink: some commits were refused (and retried).
+    assert!(
+        summary.counters.commit_failures > failures_before,
+        "no commit failed: {:?}",
+        summary.counters
+    );
 
     for pair in seen.windows(2) {
         for p in 0..parts as usize {
@@ -414,7 +436,7 @@ fn dead_letters_can_go_to_a_kafka_topic_with_headers() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers, Message};
 
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "dlqtopic");
     let (topic, group) = ("enriched_orders", "dlqtopic-group");
     let cluster = mock_cluster(topic, 1);

@@ -58,9 +58,7 @@ fn select_in_background(
 
 #[test]
 fn a_query_through_the_relay_works() {
-    if mysql().is_none() {
-        return;
-    }
+    drop(mysql());
     let relay = Relay::start(mysql_port());
     assert_eq!(relay.mode(), Mode::Pass);
     let mut conn = Conn::new(Opts::from(via(&relay, Some(Duration::from_secs(5))))).unwrap();
@@ -76,9 +74,7 @@ fn a_query_through_the_relay_works() {
 
 #[test]
 fn a_held_query_answers_late_and_in_order_once_passed() {
-    if mysql().is_none() {
-        return;
-    }
+    drop(mysql());
     let relay = Relay::start(mysql_port());
     let conn = Conn::new(Opts::from(via(&relay, Some(Duration::from_secs(30))))).unwrap();
     relay.hold();
@@ -101,9 +97,7 @@ fn a_held_query_answers_late_and_in_order_once_passed() {
 
 #[test]
 fn a_connection_opened_while_held_is_held_too() {
-    if mysql().is_none() {
-        return;
-    }
+    drop(mysql());
     let relay = Relay::start(mysql_port());
     relay.hold();
     let opts = via(&relay, Some(Duration::from_secs(30)));
@@ -124,9 +118,7 @@ fn a_connection_opened_while_held_is_held_too() {
 
 #[test]
 fn a_dropped_query_times_out_on_the_client() {
-    if mysql().is_none() {
-        return;
-    }
+    drop(mysql());
     let relay = Relay::start(mysql_port());
     let mut conn = Conn::new(Opts::from(via(&relay, Some(Duration::from_secs(1))))).unwrap();
     let got: Option<u32> = conn.query_first("SELECT 1").unwrap();
@@ -153,9 +145,7 @@ fn a_dropped_query_times_out_on_the_client() {
 
 #[test]
 fn cut_closes_current_connections_and_new_ones_still_work() {
-    if mysql().is_none() {
-        return;
-    }
+    drop(mysql());
     let relay = Relay::start(mysql_port());
     let mut conn = Conn::new(Opts::from(via(&relay, Some(Duration::from_secs(5))))).unwrap();
     let _: Option<u32> = conn.query_first("SELECT 1").unwrap();
@@ -178,9 +168,7 @@ fn cut_closes_current_connections_and_new_ones_still_work() {
 
 #[test]
 fn dropping_the_relay_stops_it() {
-    if mysql().is_none() {
-        return;
-    }
+    drop(mysql());
     let relay = Relay::start(mysql_port());
     let port = relay.port();
     let mut conn = Conn::new(Opts::from(via(&relay, Some(Duration::from_secs(5))))).unwrap();
@@ -194,7 +182,7 @@ fn dropping_the_relay_stops_it() {
 
 #[test]
 fn global_guard_sets_and_restores_even_on_panic() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let _serial = server::serial();
     let read = |conn: &mut Conn| -> u64 {
         conn.query_first("SELECT @@GLOBAL.max_allowed_packet")
@@ -240,7 +228,7 @@ fn global_guard_sets_and_restores_even_on_panic() {
 
 #[test]
 fn a_row_lock_blocks_writers_until_released() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "rowlock");
     let _drop_db = server::DropDatabase(db.clone());
     conn.query_drop(format!("CREATE DATABASE `{db}`")).unwrap();

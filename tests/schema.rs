@@ -6,17 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use kafka_mysql_sink::db::{self, DbError};
-use kafka_mysql_sink::decode::{Num, Row};
-use kafka_mysql_sink::dlq::DlqTarget;
+use kafka_mysql_sink::internals as db;
+use kafka_mysql_sink::internals::{
+    qualified, BatchSink, DbError, Dialect, DlqTarget, Envelope, MysqlSink, Num, Op, Row,
+    UpsertBuilder, Writer, WriterSettings,
+};
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::shutdown::Shutdown;
-use kafka_mysql_sink::sql::qualified;
-use kafka_mysql_sink::sql::{Dialect, UpsertBuilder};
-use kafka_mysql_sink::write::{BatchSink, Envelope, MysqlSink, Op, Writer, WriterSettings};
 use mysql::prelude::Queryable;
 use mysql::Conn;
-use r2d2_mysql::MySqlConnectionManager;
 
 /// The seed's DDL, verbatim from its README.
 const SEED_DDL: &str = "CREATE TABLE IF NOT EXISTS `orders` (
@@ -42,7 +40,7 @@ fn show_create(conn: &mut Conn, db: &str, table: &str) -> String {
 
 #[test]
 fn table_is_created_with_the_seeds_ddl() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let sink_db = fresh_db(&mut conn, "ddl_sink");
     let seed_db = fresh_db(&mut conn, "ddl_seed");
     // The sink creates its database too when it is missing.
@@ -86,7 +84,7 @@ fn table_is_created_with_the_seeds_ddl() {
 
 #[test]
 fn an_existing_table_without_our_columns_is_refused() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db_name = fresh_db(&mut conn, "ddl_missing");
     conn.query_drop(format!("CREATE DATABASE `{db_name}`"))
         .unwrap();
@@ -115,16 +113,12 @@ fn sized_pool(mode: &str, size: u32) -> db::Pool {
         "SET NAMES utf8mb4".to_string(),
         format!("SET SESSION sql_mode = '{mode}'"),
     ]);
-    r2d2::Pool::builder()
-        .max_size(size)
-        .connection_timeout(Duration::from_secs(3))
-        .build(MySqlConnectionManager::new(opts))
-        .unwrap()
+    db::pool_from(opts, size, Duration::from_secs(3))
 }
 
 #[test]
 fn a_writer_keeps_its_connection_and_renews_an_idle_one_in_a_pool_of_one() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db_name = fresh_db(&mut conn, "keepconn");
     db::ensure_table(&mut conn, &db_name, "orders").unwrap();
     let pool = sized_pool("STRICT_TRANS_TABLES", 1);
@@ -187,7 +181,7 @@ const NASTY: &[&str] = &[
 
 #[test]
 fn strings_round_trip_byte_for_byte_under_any_sql_mode() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     for (i, mode) in [
         "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION",
         "",
@@ -245,20 +239,21 @@ fn strings_round_trip_byte_for_byte_under_any_sql_mode() {
 
 #[test]
 fn decimals_are_exact_and_batches_split_under_a_small_packet_budget() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db_name = fresh_db(&mut conn, "split");
     db::ensure_table(&mut conn, &db_name, "orders").unwrap();
     let info = db::server_info(&mut conn).unwrap();
     assert!(info.statement_budget() < info.max_allowed_packet);
 
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
-    let (tx, rx) = kafka_mysql_sink::route::inbox(5000);
-    let writer = Writer {
-        id: 0,
+    let (tx, rx) = kafka_mysql_sink::internals::inbox(5000);
+    let metrics = Arc::new(Metrics::default());
+    let writer = Writer::new(
+        0,
         rx,
-        acks: ack_tx,
+        ack_tx,
         // 4 KiB statements: a 2,000-row batch needs dozens of them.
-        sink: MysqlSink::new(
+        MysqlSink::new(
             pool_with_sql_mode("STRICT_TRANS_TABLES"),
             UpsertBuilder::new(&db_name, "orders", info.dialect),
             qualified(&db_name, "orders"),
@@ -266,17 +261,16 @@ fn decimals_are_exact_and_batches_split_under_a_small_packet_budget() {
             "enriched_orders".into(),
             DlqTarget::Skip,
         ),
-        settings: WriterSettings {
+        WriterSettings {
             batch_size: 2000,
             flush_interval: Duration::from_secs(600),
             retry_initial: Duration::from_millis(10),
             retry_max: Duration::from_millis(100),
             shutdown_timeout: Duration::from_secs(5),
         },
-        shutdown: Shutdown::new(),
-        metrics: Arc::new(Metrics::default()),
-    };
-    let metrics = writer.metrics.clone();
+        Shutdown::new(),
+        metrics.clone(),
+    );
     let h = std::thread::spawn(move || writer.run());
     // JSON text as it arrives, and what a DECIMAL(10,2) must hold. The text
     // reaches MySQL as it is: 0.12499999999999999999 is 0.12, though the
@@ -291,7 +285,7 @@ fn decimals_are_exact_and_batches_split_under_a_small_packet_budget() {
         ("0.12499999999999999999", "0.12"),
         ("-1.5E+1", "-15.00"),
     ];
-    let mut decoder = kafka_mysql_sink::decode::Decoder::new();
+    let mut decoder = kafka_mysql_sink::internals::Decoder::new();
     for i in 0..2000 {
         let json = format!(
             r#"{{"id":"id-{i:05}","order_id":"ORD-{i}","quantity":3,"unit_price":{},"total_value":0.3}}"#,

@@ -11,7 +11,7 @@ const LIMIT: Duration = Duration::from_secs(300);
 
 #[test]
 fn fifty_thousand_orders_over_eight_partitions_land_exactly() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "fifty");
     let (topic, group, parts) = ("enriched_orders", "sink-mysql-workers", 8);
     let cluster = mock_cluster(topic, parts);
@@ -51,7 +51,7 @@ fn fifty_thousand_orders_over_eight_partitions_land_exactly() {
 
 #[test]
 fn the_last_version_of_each_id_wins() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "versions");
     let (topic, group, parts) = ("enriched_orders", "versions-group", 4);
     let cluster = mock_cluster(topic, parts);
@@ -87,7 +87,7 @@ fn the_last_version_of_each_id_wins() {
 
 #[test]
 fn invalid_messages_are_skipped_counted_and_do_not_block_commits() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "invalid");
     let (topic, group) = ("enriched_orders", "invalid-group");
     let cluster = mock_cluster(topic, 1);
@@ -146,7 +146,7 @@ fn invalid_messages_are_skipped_counted_and_do_not_block_commits() {
 
 #[test]
 fn until_caught_up_exits_by_itself_and_on_an_empty_topic() {
-    let Some(mut conn) = mysql() else { return };
+    let mut conn = mysql();
     let db = fresh_db(&mut conn, "caughtup");
     let (topic, group, parts) = ("enriched_orders", "caughtup-group", 3);
     let cluster = mock_cluster(topic, parts);

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use common::*;
 use kafka_mysql_sink::config::{MysqlConfig, SslMode};
-use kafka_mysql_sink::db;
+use kafka_mysql_sink::internals as db;
 use kafka_mysql_sink::pipeline::RunOptions;
 use mysql::prelude::Queryable;
 
@@ -125,7 +125,7 @@ fn cfg(port: u16, mode: SslMode, ca: Option<PathBuf>) -> MysqlConfig {
         ssl_mode: mode,
         ssl_ca: ca,
         connect_retries: 1,
-        timeout_ms: 5000,
+        timeout: std::time::Duration::from_millis(5000),
         ..MysqlConfig::default()
     }
 }
@@ -140,11 +140,15 @@ fn cipher(c: &MysqlConfig) -> Result<String, String> {
 
 #[test]
 fn tls_modes_encrypt_verify_and_refuse_as_configured() {
-    let Some(_) = mysql() else { return };
+    // The shared plain server must be up: refusing TLS from it is checked
+    // below, and a missing server would refuse anything.
+    drop(mysql());
     let dir = scratch_dir("tls");
     make_certs(&dir);
     let server = TlsMariaDb {
-        port: 3310,
+        // Not a fixed port: the shared server, or another checkout's TLS
+        // test, may hold any given one.
+        port: free_port(),
         dir: dir.clone(),
     };
     assert!(server.script("start"), "cannot start the TLS MariaDB");

@@ -38,6 +38,7 @@ impl Source {
             let _ = self.consumer.pause(&assignment);
         }
         log::info!("draining: waiting for writers to flush");
+        self.metrics.draining.set(1);
         let mut last_commit = Instant::now();
         let timeout = self.settings.shutdown_timeout;
         loop {

@@ -152,6 +152,7 @@ impl SinkContext {
         self.wait_idle(&parts);
         let released = release(&mut lock(&self.tracker), &parts);
         self.claimer.forget(&parts);
+        self.metrics.assigned_partitions.dec_by(parts.len() as i64);
         log::info!("partitions revoked: {parts:?}");
         let Some(topic) = tpl.elements().first().map(|e| e.topic().to_owned()) else {
             return;
@@ -195,6 +196,8 @@ impl ConsumerContext for SinkContext {
                     return;
                 }
                 log::info!("partitions assigned: {:?}", partitions_of(tpl));
+                Metrics::add(&self.metrics.assignments, 1);
+                self.metrics.assigned_partitions.inc_by(tpl.count() as i64);
                 let assigned = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {

@@ -34,7 +34,7 @@ mod retry;
 
 pub use self::dlq::DlqTarget;
 pub(crate) use self::dlq::TopicDlq;
-pub(crate) use self::error::WriteError;
+pub use self::error::WriteError;
 pub use self::mysql_sink::{BatchSink, Claim, MysqlSink};
 
 /// The writer's batching and retry settings.

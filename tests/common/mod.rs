@@ -2,18 +2,22 @@
 //! and librdkafka's in-process mock cluster.
 #![allow(dead_code, unused_imports)]
 
+mod orders;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kafka_mysql_sink::config::Config;
-pub use kafka_mysql_sink::gen::{order, Expected};
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::pipeline::{self, RunOptions, SinkError, Summary};
 use kafka_mysql_sink::shutdown::Shutdown;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
+pub use orders::{order, order_id, Expected};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
@@ -36,25 +40,19 @@ pub fn mysql_opts() -> OptsBuilder {
         .prefer_socket(false)
 }
 
-/// A connection to the test server. `None` (test skipped) on a developer
-/// machine without MariaDB; under CI a missing server fails the test.
-pub fn mysql() -> Option<Conn> {
-    match Conn::new(Opts::from(mysql_opts())) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!(
-                    "MariaDB is required under CI but unreachable on 127.0.0.1:{}: {e}",
-                    mysql_port()
-                );
-            }
-            eprintln!(
-                "SKIPPED: no MariaDB on 127.0.0.1:{} ({e}); run scripts/mariadb-local.sh start",
-                mysql_port()
-            );
-            None
-        }
-    }
+/// A connection to the test server. A test that needs MariaDB fails when it
+/// is unreachable, on a developer machine as under CI: a skipped test must
+/// never count as a passed one.
+pub fn mysql() -> Conn {
+    Conn::new(Opts::from(mysql_opts())).unwrap_or_else(|e| {
+        panic!(
+            "this test needs MariaDB on 127.0.0.1:{port}, which is unreachable: {e}\n\
+             start it with `make mysql-start` (or `scripts/mariadb-local.sh start`); \
+             for another port, start it with KMS_MYSQL_PORT={port} and run the tests with \
+             the same KMS_MYSQL_PORT",
+            port = mysql_port()
+        )
+    })
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -90,7 +88,7 @@ pub fn test_config(brokers: &str, topic: &str, group: &str, db: &str) -> Config 
     c.kafka.brokers = brokers.into();
     c.kafka.topic = topic.into();
     c.kafka.group_id = group.into();
-    c.kafka.commit_interval_ms = 200;
+    c.kafka.commit_interval = std::time::Duration::from_millis(200);
     // The mock coordinator waits a full session timeout before it lets a new
     // member into a group whose last member just left; keep that short.
     c.kafka
@@ -103,11 +101,11 @@ pub fn test_config(brokers: &str, topic: &str, group: &str, db: &str) -> Config 
     c.mysql.port = mysql_port();
     c.mysql.database = db.into();
     c.mysql.connect_retries = 2;
-    c.mysql.connect_retry_delay_ms = 200;
-    c.sink.flush_interval_ms = 50;
-    c.sink.stats_interval_ms = 2000;
-    c.sink.retry_initial_ms = 20;
-    c.sink.retry_max_ms = 500;
+    c.mysql.connect_retry_delay = std::time::Duration::from_millis(200);
+    c.sink.flush_interval = std::time::Duration::from_millis(50);
+    c.sink.stats_interval = std::time::Duration::from_millis(2000);
+    c.sink.retry_initial = std::time::Duration::from_millis(20);
+    c.sink.retry_max = std::time::Duration::from_millis(500);
     c.validate().unwrap();
     c
 }
@@ -130,7 +128,7 @@ pub fn produce(
             .partition(partition)
             .key(&key)
             .payload(&payload);
-        kafka_mysql_sink::produce::send(&producer, record).expect("produce");
+        orders::send(&producer, record).expect("produce");
         producer.poll(Duration::ZERO);
     }
     producer.flush(Duration::from_secs(120)).expect("flush");
@@ -184,6 +182,50 @@ pub fn end_offsets(brokers: &str, topic: &str, partitions: i32) -> Vec<i64> {
                 .1
         })
         .collect()
+}
+
+/// A port nothing listens on (at the moment of asking).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.0 GET: (status, body), or None while nothing listens.
+pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// The value of one sample line, e.g. `kafka_mysql_sink_rows_written_total`
+/// or `kafka_mysql_sink_retries_total{class="transient"}`.
+pub fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// One sample scraped from the `/metrics` endpoint on `port`; None while
+/// nothing answers there or the sample is not exported (yet).
+pub fn scrape(port: u16, name: &str) -> Option<f64> {
+    let (status, body) = get(port, "/metrics")?;
+    (status == 200).then(|| sample(&body, name)).flatten()
+}
+
+/// The environment that turns a sink process's metrics endpoint on, at a
+/// free port: `(port, env)`.
+pub fn metrics_env() -> (u16, (&'static str, String)) {
+    let port = free_port();
+    (port, ("METRICS_ADDR", format!("127.0.0.1:{port}")))
 }
 
 /// Polls `f` every 100 ms until it holds or `limit` passes.
@@ -263,6 +305,16 @@ pub fn count(conn: &mut Conn, db: &str, table: &str) -> u64 {
         Err(mysql::Error::MySqlError(e)) if e.code == 1146 || e.code == 1049 => 0,
         Err(e) => panic!("count: {e}"),
     }
+}
+
+/// Statements of the sink's writers that are waiting inside MySQL right now
+/// (on a lock the test holds, say): upserts into database `db`.
+pub fn waiting_inserts(conn: &mut Conn, db: &str) -> u64 {
+    conn.query_first(format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO `{db}`%'"
+    ))
+    .unwrap()
+    .unwrap_or(0)
 }
 
 /// The partition a key lands in, the way the tests spread records.
