@@ -66,16 +66,29 @@ impl Source {
                 last_commit = Instant::now();
             }
         }
+        // Acknowledgements that made it in before the deadline.
+        self.take_acks(acks);
+        // Closing the consumer revokes everything; the drain already waited
+        // for the writers as long as the shutdown allows.
+        self.consumer
+            .context()
+            .drained
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         for attempt in 1..=FINAL_COMMIT_ATTEMPTS {
             if self.commit() {
-                break;
+                log::info!("drained; final offsets committed");
+                return;
             }
-            log::warn!(
-                "final offset commit failed (attempt {attempt}/{FINAL_COMMIT_ATTEMPTS}); retrying"
-            );
-            std::thread::sleep(Duration::from_millis(200 * attempt));
+            if attempt < FINAL_COMMIT_ATTEMPTS {
+                log::warn!(
+                    "final offset commit failed (attempt {attempt}/{FINAL_COMMIT_ATTEMPTS}); retrying"
+                );
+                std::thread::sleep(Duration::from_millis(200 * attempt));
+            }
         }
-        log::info!("drained; final offsets committed");
+        log::warn!(
+            "final offset commit failed; the next start reads from the last committed offsets"
+        );
     }
 
     /// Commits every partition whose done prefix moved past what Kafka last

@@ -179,6 +179,7 @@ impl Source {
             fetch: OnceLock::new(),
             claimer: claimer.clone(),
             fetch_paused: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
         };
         let consumer: Arc<BaseConsumer<SinkContext>> = Arc::new(
             client_config(cfg)

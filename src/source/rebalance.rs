@@ -55,6 +55,10 @@ pub(crate) struct SinkContext {
     /// Whether fetching is paused: partitions assigned meanwhile are paused
     /// as they are assigned, rather than fetched and rewound over and over.
     pub(super) fetch_paused: AtomicBool,
+    /// Set once the drain is over: the revocation that closing the consumer
+    /// brings has nothing left to wait for (the drain already waited for
+    /// the writers as long as the shutdown allows).
+    pub(super) drained: AtomicBool,
 }
 
 /// Whether every offset of `parts` still in flight is one that is only held
@@ -84,6 +88,9 @@ pub(super) fn release(t: &mut OffsetTracker, parts: &[i32]) -> Vec<Coord> {
 impl SinkContext {
     /// Waits (bounded) until the partitions have nothing in flight.
     fn wait_idle(&self, parts: &[i32]) {
+        if self.drained.load(Ordering::SeqCst) {
+            return;
+        }
         let deadline = Instant::now() + self.revoke_timeout;
         loop {
             let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone();

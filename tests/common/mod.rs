@@ -505,6 +505,22 @@ pub fn produce_orders(t: &Target, parts: i32, n: u64) {
 }
 
 /// Produces orders `0..n` (version 0) spread over `parts` partitions.
+/// Produces generated orders `from..to` (version 0), order `i` to partition
+/// `partition_of(i, parts)`.
+pub fn produce_order_range_from(brokers: &str, topic: &str, parts: i32, from: u64, to: u64) {
+    produce(
+        brokers,
+        topic,
+        (from..to).map(|i| {
+            (
+                partition_of(i, parts),
+                b"k".to_vec(),
+                order(i, 0).0.into_bytes(),
+            )
+        }),
+    );
+}
+
 pub fn produce_order_range(brokers: &str, topic: &str, parts: i32, n: u64) {
     produce(
         brokers,

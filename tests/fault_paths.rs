@@ -1,11 +1,13 @@
-//! Reproducers of three known faults, each against the real binary and
-//! judged only by what ends up in MySQL and Kafka: the target table, the
+//! Fault paths that once lost or stalled data, each against the real binary
+//! and judged only by what ends up in MySQL and Kafka: the target table, the
 //! dead-letter table and the committed offsets.
 //!
-//! Every test here changes a server global or must not run while another
-//! test has changed one, so each takes `server::serial()` first.
+//! A test that changes a server global, or must not run while another test
+//! has changed one, takes `server::serial()` first.
 
 mod common;
+#[path = "common/relay.rs"]
+mod relay;
 #[path = "common/server.rs"]
 mod server;
 
@@ -376,4 +378,169 @@ fn a_server_without_strict_sql_mode_does_not_truncate_ids_silently() {
     assert_eq!(committed, end);
     let ids: BTreeSet<String> = rows.into_iter().map(|r| r.id).collect();
     assert_eq!(ids.len() as u64, ordinary);
+}
+
+/// The settings of a sink that retries quickly.
+const FAST_RETRIES: &str = "[sink]\nretry_initial_ms = 20\nretry_max_ms = 200\n";
+
+/// A trigger that refuses one order with `SIGNAL` (error 1644, which the
+/// classifier does not know): the sink retries it a bounded number of times,
+/// then isolates the row as a data error; everything else is written and the
+/// run finishes.
+#[test]
+fn an_error_the_classifier_does_not_know_stalls_nothing_for_long() {
+    let mut conn = mysql();
+    let _serial = server::serial();
+    let dir = scratch_dir("signal");
+    let (_cluster, t) = target(&mut conn, "signal", 1);
+    let _drop_db = DropDatabase(t.db.clone());
+    kafka_mysql_sink::internals::ensure_table(&mut conn, &t.db, "orders").unwrap();
+    let refused = order(7, 0).1.order_id;
+    conn.query_drop(format!(
+        "CREATE TRIGGER `{}`.`refuse_one` BEFORE INSERT ON `{}`.`orders` FOR EACH ROW \
+         IF NEW.order_id = '{refused}' THEN \
+           SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by a trigger'; \
+         END IF",
+        t.db, t.db
+    ))
+    .unwrap();
+    produce_order_range(&t.brokers, &t.topic, 1, 50);
+    let config = write_config(&dir, &format!("{KAFKA}{FAST_RETRIES}"));
+    let mut sink = spawn_sink(
+        &t,
+        &config,
+        dir.join("sink.log"),
+        &["--until-caught-up"],
+        &[],
+    );
+    let status = exit_status(&mut sink, Duration::from_secs(60));
+    let status = status.expect("the sink did not finish within 60 s");
+    assert!(status.success(), "exit {status:?}");
+    let dead = dead_letters(&mut conn, &t.db);
+    assert_eq!(offsets(&dead), vec![7], "{dead:?}");
+    assert!(
+        dead[0].error.contains("refused by a trigger"),
+        "{}",
+        dead[0].error
+    );
+    let rows = table_rows(&mut conn, &t.db, "orders");
+    assert_eq!(rows.len(), 49);
+    assert!(rows.iter().all(|r| r.order_id != refused));
+    assert_eq!(
+        committed(&t.brokers, &t.group, &t.topic, 1),
+        end_offsets(&t.brokers, &t.topic, 1)
+    );
+}
+
+/// `max_allowed_packet` lowered while the sink runs: statements sized to the
+/// old limit are refused (and the server drops the session); the sink reads
+/// the limit again and writes everything in smaller statements, losing and
+/// dead-lettering nothing.
+#[test]
+fn a_packet_limit_lowered_while_running_is_read_again() {
+    let mut conn = mysql();
+    let _serial = server::serial();
+    let dir = scratch_dir("packet");
+    let (_cluster, t) = target(&mut conn, "packet", 2);
+    let _drop_db = DropDatabase(t.db.clone());
+    let relay = relay::Relay::start(mysql_port());
+    let config = write_config(
+        &dir,
+        &format!("{KAFKA}[sink]\nbatch_size = 500\nretry_initial_ms = 20\nretry_max_ms = 200\n"),
+    );
+    produce_order_range(&t.brokers, &t.topic, 2, 2_000);
+    let env = [("MYSQL_PORT", relay.port().to_string())];
+    let mut sink = spawn_sink(
+        &t,
+        &config,
+        dir.join("sink1.log"),
+        &["--until-caught-up"],
+        &env,
+    );
+    assert!(sink.wait(Duration::from_secs(60)).success());
+    assert_eq!(count(&mut conn, &t.db, "orders"), 2_000);
+
+    // Statements of 500 rows are ~100 KB; new sessions take the new limit,
+    // and cutting the relay's connections makes every session new.
+    let _limit = GlobalGuard::set("max_allowed_packet", "32768");
+    relay.cut();
+    produce_order_range_from(&t.brokers, &t.topic, 2, 2_000, 6_000);
+    let mut sink = spawn_sink(
+        &t,
+        &config,
+        dir.join("sink2.log"),
+        &["--until-caught-up"],
+        &env,
+    );
+    let status = exit_status(&mut sink, Duration::from_secs(90));
+    let status = status.expect("the sink did not finish within 90 s");
+    assert!(status.success(), "exit {status:?}");
+    assert!(dead_letters(&mut conn, &t.db).is_empty());
+    let mut want: Vec<Expected> = (0..6_000).map(|i| order(i, 0).1).collect();
+    want.sort();
+    assert_eq!(table_rows(&mut conn, &t.db, "orders"), want);
+    assert_eq!(
+        committed(&t.brokers, &t.group, &t.topic, 2),
+        end_offsets(&t.brokers, &t.topic, 2)
+    );
+}
+
+/// MySQL's packets dropped (not refused) while the sink drains after
+/// SIGTERM: every wait is bounded by what is left of the drain, so the
+/// process exits soon after `shutdown_timeout_ms` instead of waiting out
+/// statement timeouts; what it could not write stays uncommitted and a
+/// restart writes it.
+#[test]
+fn a_drain_against_a_silent_server_ends_on_time_and_loses_nothing() {
+    let mut conn = mysql();
+    let _serial = server::serial();
+    let dir = scratch_dir("silentdrain");
+    let (_cluster, t) = target(&mut conn, "silentdrain", 2);
+    let _drop_db = DropDatabase(t.db.clone());
+    let relay = relay::Relay::start(mysql_port());
+    let config = write_config(
+        &dir,
+        &format!(
+            "{KAFKA}[mysql]\ntimeout_ms = 20000\n[sink]\nshutdown_timeout_ms = 2000\n\
+             retry_initial_ms = 20\nretry_max_ms = 200\nflush_interval_ms = 50\n"
+        ),
+    );
+    let env = [("MYSQL_PORT", relay.port().to_string())];
+    let mut sink = spawn_sink(&t, &config, dir.join("sink1.log"), &[], &env);
+    produce_order_range(&t.brokers, &t.topic, 2, 1_000);
+    assert!(
+        wait_for(Duration::from_secs(60), || count(
+            &mut conn, &t.db, "orders"
+        ) == 1_000),
+        "the first thousand orders were not written"
+    );
+    relay.drop_traffic();
+    produce_order_range_from(&t.brokers, &t.topic, 2, 1_000, 2_000);
+    // Give the writers time to be stuck in a statement.
+    std::thread::sleep(Duration::from_secs(2));
+    let stopped = Instant::now();
+    sink.signal("TERM");
+    let status = exit_status(&mut sink, Duration::from_secs(30));
+    let took = stopped.elapsed();
+    assert!(status.is_some(), "the drain did not end within 30 s");
+    // 2 s of drain, the final commit, leaving the group; far below the
+    // 20 s statement timeout every stuck wait would otherwise take.
+    assert!(took < Duration::from_secs(10), "the drain took {took:?}");
+
+    relay.pass();
+    let mut sink = spawn_sink(
+        &t,
+        &config,
+        dir.join("sink2.log"),
+        &["--until-caught-up"],
+        &[],
+    );
+    assert!(sink.wait(Duration::from_secs(60)).success());
+    let mut want: Vec<Expected> = (0..2_000).map(|i| order(i, 0).1).collect();
+    want.sort();
+    assert_eq!(table_rows(&mut conn, &t.db, "orders"), want);
+    assert_eq!(
+        committed(&t.brokers, &t.group, &t.topic, 2),
+        end_offsets(&t.brokers, &t.topic, 2)
+    );
 }
