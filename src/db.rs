@@ -74,6 +74,9 @@ impl r2d2::ManageConnection for SessionManager {
     }
 }
 
+/// Seconds the server keeps an idle session open.
+const SESSION_WAIT_TIMEOUT_SECS: u64 = 120;
+
 /// Whole seconds the server waits for a row or metadata lock: below the
 /// client's timeout where it can be, so that an ordinary lock wait comes
 /// back as a server error (1205, retried on the same session) rather than
@@ -98,6 +101,11 @@ fn session_setup(cfg: &MysqlConfig) -> Vec<String> {
         format!(
             "SET SESSION innodb_lock_wait_timeout = {lock_wait}, lock_wait_timeout = {lock_wait}"
         ),
+        // A session whose client vanished (a network partition, a killed
+        // process) holds its transaction's locks, the offsets rows among
+        // them, until the server notices; this bounds that wait, well
+        // above how long a writer keeps an idle session.
+        format!("SET SESSION wait_timeout = {SESSION_WAIT_TIMEOUT_SECS}"),
     ]
     .into_iter()
     .chain(cfg.init_sql.iter().cloned())

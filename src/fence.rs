@@ -76,7 +76,7 @@ pub(crate) fn claim(
     }
     let rows = spec.rows();
     let mut tx = conn.start_transaction(TxOpts::default())?;
-    tx.query_drop(rows.claim(partitions, owner))?;
+    tx.query_drop(rows.claim(partitions, owner, spec.exactly_once()))?;
     let got = read(&mut tx, &rows, partitions, true)?;
     tx.commit()?;
     Ok(got)
@@ -98,6 +98,28 @@ pub(crate) fn read(
             next_offset,
         })
         .collect())
+}
+
+/// Reads partitions' rows from a multi-statement `text` whose one result
+/// set with rows is the ownership read (see [`OffsetsRows::read`]).
+pub(crate) fn read_multi(
+    conn: &mut mysql::Conn,
+    text: &str,
+) -> Result<Vec<Standing>, mysql::Error> {
+    let mut result = conn.query_iter(text)?;
+    let mut out = Vec::new();
+    while let Some(set) = result.iter() {
+        for row in set {
+            let (partition, generation, next_offset): (i32, u64, Option<i64>) =
+                mysql::from_row_opt(row?).map_err(|e| mysql::Error::FromRowError(e.0))?;
+            out.push(Standing {
+                partition,
+                generation,
+                next_offset,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// This process as an owner: host, process id and start time, so that a

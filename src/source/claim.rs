@@ -18,6 +18,8 @@ pub(crate) struct Claimer {
     generations: Mutex<HashMap<i32, u64>>,
     /// Why a claim could not be made, for the consumer loop to stop on.
     failure: Mutex<Option<String>>,
+    /// Where exactly-once partitions were started: MySQL's next offset.
+    starts: Mutex<HashMap<i32, i64>>,
     /// How long a claim is retried before the run gives up.
     patience: Duration,
 }
@@ -31,6 +33,7 @@ impl Claimer {
             conn: Mutex::new(None),
             generations: Mutex::new(HashMap::new()),
             failure: Mutex::new(None),
+            starts: Mutex::new(HashMap::new()),
             patience,
         }
     }
@@ -105,6 +108,28 @@ impl Claimer {
         for p in partitions {
             g.remove(p);
         }
+    }
+
+    /// Records that exactly-once `partition` starts at `offset`.
+    pub(crate) fn started_at(&self, partition: i32, offset: i64) {
+        self.starts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(partition, offset);
+    }
+
+    /// Where exactly-once `partition` was started, if MySQL said.
+    pub(crate) fn start(&self, partition: i32) -> Option<i64> {
+        self.starts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&partition)
+            .copied()
+    }
+
+    /// Stops the run with `reason`.
+    pub(crate) fn fail(&self, reason: String) {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
     }
 
     /// Why claiming failed, if it did.

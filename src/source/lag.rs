@@ -171,7 +171,16 @@ impl Source {
             else {
                 return false;
             };
-            let already = low == high || self.start_offsets[&p] >= high;
+            // Nothing to do there: an empty partition, or one whose start
+            // (the group's committed offset, MySQL's next offset in
+            // exactly-once mode, or the end for a group new to a topic read
+            // from its latest offset) is already at its end. No message
+            // arrives to move the position then.
+            let start = self.start_offsets[&p];
+            let already = low == high
+                || start >= high
+                || self.claimer.start(p).is_some_and(|s| s >= high)
+                || (start < 0 && self.settings.starts_at_end);
             self.targets.insert(p, Target { high, already });
         }
         let positions = self.consumer.position().ok();

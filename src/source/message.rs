@@ -131,6 +131,7 @@ mod tests {
             max_payload_bytes: 200,
             pause_after: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(1),
+            starts_at_end: false,
         }
     }
 

@@ -26,7 +26,7 @@ use crossbeam_channel::Receiver;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::config::{Config, KafkaConfig};
+use crate::config::{AutoOffsetReset, Config, KafkaConfig};
 use crate::db;
 use crate::decode::Decoder;
 use crate::fence::FenceSpec;
@@ -92,6 +92,8 @@ pub(crate) struct SourceSettings {
     pub(crate) pause_after: Duration,
     /// How long the drain after a stop may take in all.
     pub(crate) shutdown_timeout: Duration,
+    /// Whether a group without a committed offset starts at the end.
+    pub(crate) starts_at_end: bool,
 }
 
 /// Messages taken from librdkafka per read; a batch is registered in the
@@ -217,6 +219,7 @@ impl Source {
                 max_payload_bytes: config.sink.max_payload_bytes,
                 pause_after: pause_after(cfg),
                 shutdown_timeout: config.sink.shutdown_timeout,
+                starts_at_end: cfg.auto_offset_reset == AutoOffsetReset::Latest,
             },
             targets: HashMap::new(),
             unbatched: HashSet::new(),

@@ -133,9 +133,13 @@ impl SinkContext {
                 };
                 if let Err(e) = tpl.set_partition_offset(&topic, s.partition, Offset::Offset(next))
                 {
-                    log::warn!("cannot start partition {} at {next}: {e}", s.partition);
+                    self.claimer.fail(format!(
+                        "cannot start partition {} at MySQL's next offset {next}: {e}",
+                        s.partition
+                    ));
                     return false;
                 }
+                self.claimer.started_at(s.partition, next);
             }
         }
         // Before librdkafka starts fetching them (see super::fetch).

@@ -14,6 +14,11 @@ pub enum WriteError {
     Build(#[from] BuildError),
     #[error("Kafka: {0}")]
     Kafka(String),
-    #[error("the batch's transaction was lost with its MySQL session ({0}); it is retried whole")]
+    #[error("the batch's transaction was lost ({0}); it is retried whole")]
     TransactionLost(#[source] Box<WriteError>),
+    #[error(
+        "partition {partition} has no row in {table}: it was removed while the sink held the \
+         partition; restart the sink so that it claims the partition again"
+    )]
+    OwnershipMissing { partition: i32, table: String },
 }

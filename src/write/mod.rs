@@ -57,6 +57,10 @@ pub struct Writer<S> {
     metrics: Arc<Metrics>,
     /// Claims this writer found superseded (and said so once).
     fenced: HashSet<Claim>,
+    /// Set once a batch was given up at the end of a drain: nothing after
+    /// it may be written (a later batch of the same partitions would commit
+    /// offsets, or versions, past the rows given up).
+    abandoned: bool,
 }
 
 impl<S: BatchSink> Writer<S> {
@@ -78,6 +82,7 @@ impl<S: BatchSink> Writer<S> {
             shutdown,
             metrics,
             fenced: HashSet::new(),
+            abandoned: false,
         }
     }
 
@@ -118,6 +123,14 @@ impl<S: BatchSink> Writer<S> {
                     return;
                 }
             }
+            if self.abandoned {
+                log::warn!(
+                    "writer {}: stopping after a batch given up at shutdown; \
+                     the rows it still holds stay uncommitted and are read again",
+                    self.id
+                );
+                return;
+            }
         }
     }
 
@@ -128,6 +141,9 @@ impl<S: BatchSink> Writer<S> {
             *deadline = Some(Instant::now() + self.settings.flush_interval);
         }
         for env in chunk {
+            if self.abandoned {
+                return;
+            }
             batch.push(env);
             if batch.len() >= self.settings.batch_size {
                 self.flush(batch);
@@ -140,7 +156,8 @@ impl<S: BatchSink> Writer<S> {
     }
 
     fn flush(&mut self, batch: &mut Vec<Envelope>) {
-        if batch.is_empty() {
+        if batch.is_empty() || self.abandoned {
+            batch.clear();
             return;
         }
         let mut backoff = Backoff::new(
@@ -180,6 +197,7 @@ impl<S: BatchSink> Writer<S> {
                             self.id,
                             batch.len()
                         );
+                        self.abandoned = true;
                         break;
                     }
                     if t.unknown {
@@ -562,5 +580,22 @@ mod tests {
         assert_eq!(s.unknown_errors_as_data, 1);
         assert_eq!(s.dead_lettered, 1);
         assert_eq!(*rec.rollbacks.lock().unwrap(), UNKNOWN_ERROR_ATTEMPTS);
+    }
+
+    #[test]
+    fn nothing_is_written_after_a_batch_given_up_at_shutdown() {
+        let rec = Recorder::default();
+        *rec.transient.lock().unwrap() = 1;
+        let mut s = settings(2, 600_000);
+        s.shutdown_timeout = Duration::ZERO;
+        let (w, tx, ack_rx, _) = writer(rec.clone(), s, 100);
+        w.shutdown.start_drain();
+        tx.send((0..4).map(env).collect()).unwrap();
+        drop(tx);
+        w.run();
+        // The first batch failed and was given up; the second, of the same
+        // partition, would commit past it.
+        assert!(rec.written.lock().unwrap().is_empty());
+        assert!(ack_rx.try_iter().next().is_none());
     }
 }

@@ -57,6 +57,18 @@ pub trait BatchSink: Send {
 /// under any server's `wait_timeout`.
 const CONN_IDLE_LIMIT: Duration = Duration::from_secs(60);
 
+/// The savepoint every batch transaction sets after its ownership check.
+const ALIVE: &str = "kms_alive";
+
+/// Whether the session's transaction survived an error. InnoDB rolls back
+/// only the failed statement for most errors, but the whole transaction
+/// for some (deadlocks, a full lock table, lock wait timeouts with
+/// `innodb_rollback_on_timeout`); then its savepoint is gone too.
+fn transaction_alive(conn: &mut PooledConn) -> bool {
+    conn.query_drop(format!("RELEASE SAVEPOINT `{ALIVE}`; SAVEPOINT `{ALIVE}`"))
+        .is_ok()
+}
+
 /// Writes batches as multi-row upserts over a pooled connection.
 ///
 /// The connection is kept from one batch to the next instead of being
@@ -151,29 +163,43 @@ impl MysqlSink {
             self.conn = Some((conn, Instant::now()));
             return result;
         };
-        if is_packet_too_large(&e) {
-            self.reread_budget();
-        }
-        match &e {
+        let e = match &e {
             // The server answered, so the session works, unless the answer
             // was that it is shutting down (1053), killed it (1927), or is
             // closing it over a packet too large (1153).
             WriteError::Mysql(mysql::Error::MySqlError(se))
                 if !matches!(se.code, 1053 | 1927 | 1153) =>
             {
+                // Some errors end the whole transaction, not just the
+                // statement; what follows must not run outside of it.
+                let e = if self.in_tx && !transaction_alive(&mut conn) {
+                    self.in_tx = false;
+                    WriteError::TransactionLost(Box::new(e))
+                } else {
+                    e
+                };
                 self.conn = Some((conn, Instant::now()));
                 return Err(e);
             }
-            WriteError::Mysql(mysql::Error::MySqlError(_)) => {}
+            WriteError::Mysql(mysql::Error::MySqlError(_)) => {
+                drop(conn);
+                e
+            }
             // No answer, or one the client could not read: where the
             // conversation stands is unknown, so the session is closed and
-            // whatever it left running on the server is stopped.
+            // it is ended on the server too, with whatever it holds.
             _ => {
                 let id = conn.connection_id();
                 conn.condemn();
                 drop(conn);
-                self.kill_query(id);
+                self.kill_session(id);
+                e
             }
+        };
+        // After the session is given back: a pool no larger than the writer
+        // count has no other to spare.
+        if is_packet_too_large(&e) {
+            self.reread_budget();
         }
         if std::mem::take(&mut self.in_tx) {
             // The transaction went with its session: the attempt is over.
@@ -182,24 +208,35 @@ impl MysqlSink {
         Err(e)
     }
 
-    /// Stops the statement a given-up session may still be running, so that
-    /// it cannot land after the batch is retried elsewhere.
-    fn kill_query(&self, connection_id: u32) {
+    /// Ends a given-up session on the server, so that a statement it left
+    /// running cannot land after the batch is retried elsewhere, and the
+    /// locks its transaction holds (the offsets rows among them) are let
+    /// go. Tried a few times: until it is done, claims of its partitions
+    /// wait (at most the session's `wait_timeout`).
+    fn kill_session(&self, connection_id: u32) {
         let Some(opts) = &self.side else {
             return;
         };
-        let result = mysql::Conn::new(opts.clone())
-            .and_then(|mut c| c.query_drop(format!("KILL QUERY {connection_id}")));
-        match result {
-            Ok(()) => {
-                log::warn!("stopped the statement of abandoned MySQL session {connection_id}")
+        const ATTEMPTS: u32 = 3;
+        for attempt in 1..=ATTEMPTS {
+            let result = mysql::Conn::new(opts.clone())
+                .and_then(|mut c| c.query_drop(format!("KILL CONNECTION {connection_id}")));
+            match result {
+                Ok(()) => {
+                    log::warn!("ended abandoned MySQL session {connection_id}");
+                    return;
+                }
+                // 1094: no such thread: the session is gone already.
+                Err(mysql::Error::MySqlError(e)) if e.code == 1094 => return,
+                Err(e) if attempt < ATTEMPTS => {
+                    log::warn!("cannot end abandoned MySQL session {connection_id} yet: {e}");
+                    std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
+                }
+                Err(e) => log::warn!(
+                    "cannot end abandoned MySQL session {connection_id}: {e}; \
+                     the server ends it after its wait_timeout"
+                ),
             }
-            // 1094: no such thread: the session is gone already.
-            Err(mysql::Error::MySqlError(e)) if e.code == 1094 => {}
-            Err(e) => log::warn!(
-                "cannot stop the statement of abandoned MySQL session {connection_id}: {e}; \
-                 it ends with its connection"
-            ),
         }
     }
 
@@ -251,16 +288,32 @@ impl BatchSink for MysqlSink {
         };
         let mut partitions: Vec<i32> = claims.iter().map(|c| c.partition).collect();
         partitions.dedup();
-        self.with_conn(|this, conn| {
-            conn.query_drop("START TRANSACTION")?;
+        let rows = spec.rows();
+        // One round trip, none of it writing: the transaction, the
+        // ownership read under a lock, and a savepoint by which a later
+        // error can tell whether the transaction survived it.
+        let text = format!(
+            "START TRANSACTION; {}; SAVEPOINT `{ALIVE}`",
+            rows.read(&partitions, spec.exactly_once())
+        );
+        let standing = self.with_conn(|this, conn| {
+            let standing = fence::read_multi(&mut ***conn, &text)?;
             this.in_tx = true;
-            Ok(fence::read(
-                &mut ***conn,
-                &spec.rows(),
-                &partitions,
-                spec.exactly_once(),
-            )?)
-        })
+            Ok(standing)
+        })?;
+        // A partition without its row was claimed by no one: an operator
+        // removed it. Nothing of it may be written, nor dropped as fenced.
+        if let Some(missing) = partitions
+            .iter()
+            .find(|p| !standing.iter().any(|s| s.partition == **p))
+        {
+            self.rollback();
+            return Err(WriteError::OwnershipMissing {
+                partition: *missing,
+                table: spec.table.clone(),
+            });
+        }
+        Ok(standing)
     }
 
     fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError> {
