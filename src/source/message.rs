@@ -130,6 +130,7 @@ mod tests {
             delete_on_tombstone: true,
             max_payload_bytes: 200,
             pause_after: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(1),
         }
     }
 
