@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kafka_mysql_sink::decode::{Decoder, Num, Row};
 use kafka_mysql_sink::gen;
+use kafka_mysql_sink::internals::KeyCollation;
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::offsets::OffsetTracker;
-use kafka_mysql_sink::route::{RouteError, Router};
+use kafka_mysql_sink::route::{RouteError, Router, Routing};
 use kafka_mysql_sink::shutdown::Shutdown;
 use kafka_mysql_sink::sql::{Dialect, UpsertBuilder};
 use kafka_mysql_sink::write::{
@@ -179,7 +180,7 @@ fn pipeline(c: &mut Criterion) {
 fn run_pipeline(msgs: &[Vec<u8>], writers: usize) -> Duration {
     let metrics = Arc::new(Metrics::default());
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
-    let (mut router, inboxes) = Router::new(writers, 8192);
+    let (mut router, inboxes) = Router::new(writers, 8192, Routing::ByKey, KeyCollation::binary());
     let mut handles = Vec::new();
     for (id, rx) in inboxes.into_iter().enumerate() {
         let w = Writer {

@@ -35,6 +35,7 @@ use kafka_mysql_sink::db;
 use kafka_mysql_sink::decode::Decoder;
 use kafka_mysql_sink::dlq::DlqTarget;
 use kafka_mysql_sink::gen;
+use kafka_mysql_sink::internals::KeyCollation;
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::pipeline::{self, WriterTarget};
 use kafka_mysql_sink::route::{RouteError, Router};
@@ -387,6 +388,7 @@ fn write_direct(
             info,
             table,
             dlq: &DlqTarget::Skip,
+            collation: &KeyCollation::binary(),
         },
         ack_tx,
         &Shutdown::new(),
