@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kafka_mysql_sink::internals::{
-    BatchSink, Coord, DeadLetter, Decoder, Dialect, Envelope, Num, OffsetTracker, RouteError,
-    Router, Routing, Row, UpsertBuilder, WriteError, Writer, WriterSettings,
+    BatchSink, Coord, DeadLetter, Decoder, Dialect, Envelope, KeyCollation, Num, OffsetTracker,
+    RouteError, Router, Routing, Row, UpsertBuilder, WriteError, Writer, WriterSettings,
 };
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::shutdown::Shutdown;
@@ -178,7 +178,7 @@ fn pipeline(c: &mut Criterion) {
 fn run_pipeline(msgs: &[Vec<u8>], writers: usize) -> Duration {
     let metrics = Arc::new(Metrics::default());
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
-    let (mut router, inboxes) = Router::new(writers, 8192, Routing::ByKey);
+    let (mut router, inboxes) = Router::new(writers, 8192, Routing::ByKey, KeyCollation::binary());
     let mut handles = Vec::new();
     for (id, rx) in inboxes.into_iter().enumerate() {
         let w = Writer::new(

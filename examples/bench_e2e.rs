@@ -45,6 +45,7 @@ use kafka_mysql_sink::internals::qualified;
 use kafka_mysql_sink::internals::Decoder;
 use kafka_mysql_sink::internals::DlqTarget;
 use kafka_mysql_sink::internals::Envelope;
+use kafka_mysql_sink::internals::KeyCollation;
 use kafka_mysql_sink::internals::{RouteError, Router, UpsertBuilder};
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::pipeline::{self, WriterTarget};
@@ -603,6 +604,7 @@ fn write_direct(
             table,
             dlq: &DlqTarget::Skip,
             fenced: false,
+            collation: &KeyCollation::binary(),
         },
         ack_tx,
         &Shutdown::new(),

@@ -145,6 +145,8 @@ pub enum DbError {
          add them or point mysql.table/MYSQL_TABLE at another table"
     )]
     MissingColumns { table: String, missing: Vec<String> },
+    #[error("cannot route by the id column's collation: {0}")]
+    KeyCollation(String),
 }
 
 /// What the writers need to know about the server.

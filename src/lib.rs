@@ -2,7 +2,8 @@
 //!
 //! Data flows one way, top to bottom: the consumer thread ([`source`](mod@source))
 //! reads messages in batches, decodes them ([`decode`](mod@decode)) and routes rows
-//! by key ([`route`](mod@route)) into bounded channels; writer threads
+//! by key ([`route`](mod@route), as the key column compares them:
+//! [`collation`](mod@collation)) into bounded channels; writer threads
 //! ([`write`](mod@write)) batch them into multi-row upserts ([`sql`](mod@sql)) over a
 //! connection pool ([`db`](mod@db)) and acknowledge durable offsets back to the
 //! consumer, whose tracker ([`offsets`](mod@offsets)) commits each partition's
@@ -22,6 +23,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod shutdown;
 
+mod collation;
 mod db;
 mod decode;
 mod fence;
@@ -38,6 +40,7 @@ mod write;
 /// drive directly. Not a stable API.
 #[doc(hidden)]
 pub mod internals {
+    pub use crate::collation::KeyCollation;
     pub use crate::db::{
         connect_with_retry, ensure_table, opts, pool, pool_from, server_info, DbError, Pool,
         ServerInfo,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::collation::KeyCollation;
 use crate::config::{Config, Delivery};
 use crate::db::{self, DbError};
 use crate::fence::FenceSpec;
@@ -88,6 +89,8 @@ pub fn run(
         info.max_allowed_packet
     );
     db::ensure_table(&mut conn, &m.database, &m.table)?;
+    let collation = KeyCollation::read(&mut conn, db::opts(m).into(), &m.database, &m.table)?;
+    log::info!("ids compare by the id column's collation, {collation}");
     db::ensure_offsets_table(&mut conn, &m.database, &config.offsets_table())?;
     let dlq = match (config.dlq_table(), config.dlq_topic()) {
         (Some(t), _) => {
@@ -119,6 +122,7 @@ pub fn run(
             table: &m.table,
             dlq: &dlq,
             fenced: true,
+            collation: &collation,
         },
         ack_tx,
         shutdown,
@@ -161,6 +165,8 @@ pub struct WriterTarget<'a> {
     /// Whether writes check partition ownership; only writers fed by
     /// something other than the consumer (benchmarks) go without.
     pub fenced: bool,
+    /// How the key column compares, which routing by key follows.
+    pub collation: &'a KeyCollation,
 }
 
 /// Running writer threads.
@@ -229,7 +235,12 @@ pub fn spawn_writers(
         Delivery::ExactlyOnce => Routing::ByPartition,
         Delivery::AtLeastOnce => Routing::ByKey,
     };
-    let (router, inboxes) = Router::new(s.writers, s.channel_capacity, routing);
+    let (router, inboxes) = Router::new(
+        s.writers,
+        s.channel_capacity,
+        routing,
+        target.collation.clone(),
+    );
     let mut handles = Vec::with_capacity(s.writers);
     for (id, rx) in inboxes.into_iter().enumerate() {
         let mut sink = MysqlSink::new(

@@ -3,6 +3,10 @@
 //! Routing by key rather than by partition keeps every version of an `id` on
 //! one writer, which applies them in arrival (offset) order, while different
 //! keys spread across all writers even when the topic has a single partition.
+//! The key is hashed as the `id` column compares it (see
+//! [`collation`](crate::collation)): ids MySQL holds for one row, such as
+//! `"ABC"` and `"abc "` under a case-insensitive PAD SPACE collation, go to
+//! one writer.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,34 +14,66 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 
+use crate::collation::{KeyCollation, KeyHasher};
 use crate::types::{Chunk, Envelope, Op};
 
 /// A hash of a key, stable across runs and platforms: FNV-1a over 8-byte
 /// words (byte-wise FNV was ~2 % of the sink's instructions on 36-byte ids),
-/// then a SplitMix64 finish, since multiplication alone leaves the low bits
-/// (the ones `% writers` keeps) depending only on the low bytes.
+/// the last bytes zero-padded into one more word with their count, then a
+/// SplitMix64 finish, since multiplication alone leaves the low bits (the
+/// ones `% writers` keeps) depending only on the low bytes.
 pub(crate) fn key_hash(key: &[u8]) -> u64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = KeyHash::new();
     let mut words = key.chunks_exact(8);
     for w in &mut words {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(w);
-        h = (h ^ u64::from_le_bytes(b)).wrapping_mul(PRIME);
+        h.word(u64::from_le_bytes(w.try_into().expect("eight bytes")));
     }
-    for &b in words.remainder() {
-        h = (h ^ u64::from(b)).wrapping_mul(PRIME);
-    }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    let rest = words.remainder();
+    let tail = rest
+        .iter()
+        .enumerate()
+        .fold(0u64, |t, (i, &b)| t | u64::from(b) << (8 * i));
+    h.tail(tail, rest.len());
+    h.finish()
 }
 
-/// The writer (0..writers) responsible for `id`.
-pub(crate) fn writer_for(id: &str, writers: usize) -> usize {
-    (key_hash(id.as_bytes()) % writers as u64) as usize
+/// [`key_hash`] fed piece by piece, for keys made on the fly: whole
+/// little-endian words, then the last bytes, then finished.
+#[derive(Clone, Copy)]
+pub(crate) struct KeyHash(u64);
+
+impl KeyHash {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    #[inline]
+    pub(crate) fn new() -> KeyHash {
+        KeyHash(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// Eight bytes of the key, little-endian.
+    #[inline]
+    pub(crate) fn word(&mut self, w: u64) {
+        self.0 = (self.0 ^ w).wrapping_mul(Self::PRIME);
+    }
+
+    /// The key's last `len` (0 to 7) bytes, little-endian in `w`, whose
+    /// other bytes are zero.
+    #[inline]
+    pub(crate) fn tail(&mut self, w: u64, len: usize) {
+        if len > 0 {
+            self.word(w | (len as u64) << 56);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn finish(self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 30;
+        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= h >> 27;
+        h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^ (h >> 31)
+    }
 }
 
 /// How messages are spread over writers.
@@ -53,13 +89,18 @@ pub enum Routing {
 
 /// The writer a message belongs to. By key: by `id` for upserts and
 /// deletes, by position for rejects, which have no usable key.
-pub(crate) fn writer_of(env: &Envelope, writers: usize, routing: Routing) -> usize {
+pub(crate) fn writer_of(
+    env: &Envelope,
+    writers: usize,
+    routing: Routing,
+    keys: &mut KeyHasher,
+) -> usize {
     if routing == Routing::ByPartition {
         return (env.coord.partition.unsigned_abs() as usize) % writers;
     }
     match &env.op {
-        Op::Upsert(row) => writer_for(row.id(), writers),
-        Op::Delete(id) => writer_for(id, writers),
+        Op::Upsert(row) => keys.writer(row.id(), writers),
+        Op::Delete(id) => keys.writer(id, writers),
         Op::Reject(_) => (env.coord.offset.unsigned_abs() % writers as u64) as usize,
     }
 }
@@ -91,14 +132,22 @@ pub struct Router {
     staged: Vec<Chunk>,
     chunk: usize,
     routing: Routing,
+    /// How keys compare, for routing by key.
+    keys: KeyHasher,
     /// Rows sent and not yet taken by a writer, over all writers.
     queued: Arc<AtomicUsize>,
 }
 
 impl Router {
     /// A router over `writers` new channels, each holding about
-    /// `capacity` rows; returns the receiving ends for the writers.
-    pub fn new(writers: usize, capacity: usize, routing: Routing) -> (Router, Vec<Inbox>) {
+    /// `capacity` rows; returns the receiving ends for the writers. By key,
+    /// keys are routed as `collation` compares them.
+    pub fn new(
+        writers: usize,
+        capacity: usize,
+        routing: Routing,
+        collation: KeyCollation,
+    ) -> (Router, Vec<Inbox>) {
         assert!(writers > 0, "at least one writer");
         let chunk = CHUNK_ROWS.min(capacity).max(1);
         let queued = Arc::new(AtomicUsize::new(0));
@@ -119,6 +168,7 @@ impl Router {
             staged: (0..writers).map(|_| Vec::new()).collect(),
             chunk,
             routing,
+            keys: KeyHasher::new(collation),
             queued,
         };
         (router, inboxes)
@@ -127,13 +177,18 @@ impl Router {
     /// Stages `env` for its writer. Returns the writer if that writer's
     /// chunk is now full and must be sent before more rows are staged for it.
     pub fn stage(&mut self, env: Envelope) -> Option<usize> {
-        let w = writer_of(&env, self.senders.len(), self.routing);
+        let w = writer_of(&env, self.senders.len(), self.routing, &mut self.keys);
         let staged = &mut self.staged[w];
         if staged.capacity() == 0 {
             staged.reserve_exact(self.chunk);
         }
         staged.push(env);
         (staged.len() >= self.chunk).then_some(w)
+    }
+
+    /// The writer that rows with key `id` go to, routing by key.
+    pub fn writer_for_key(&mut self, id: &str) -> usize {
+        self.keys.writer(id, self.senders.len())
     }
 
     /// Hands writer `w`'s staged chunk over, waiting at most `wait` for room.
@@ -239,14 +294,16 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collation::tests::unicode_ci;
     use crate::decode::{Num, Row};
+    use crate::types::{Coord, Raw};
 
     #[test]
     fn queued_rows_return_to_zero_once_writers_took_everything() {
         // A writer taking a chunk races with the router counting it; the
         // count must come back to zero however the two interleave (a count
         // that drifted up would keep fetching paused for good).
-        let (mut router, mut inboxes) = Router::new(1, 64, Routing::ByKey);
+        let (mut router, mut inboxes) = Router::new(1, 64, Routing::ByKey, KeyCollation::binary());
         let inbox = inboxes.remove(0);
         let taker = std::thread::spawn(move || {
             let mut rows = 0;
@@ -269,22 +326,81 @@ mod tests {
     #[test]
     fn same_key_same_writer_and_keys_spread() {
         let n = 4;
-        assert_eq!(writer_for("abc", n), writer_for("abc", n));
-        // Keys that differ only in their tail, only in their first word, or
-        // only in a middle word all spread evenly.
-        let shapes: [fn(usize) -> String; 3] = [
-            |i| format!("00000000-0000-0000-0000-{i:012}"),
-            |i| format!("{i:08}-0000-0000-0000-000000000000"),
-            |i| format!("00000000-{:04}-{:04}-0000-000000000000", i / 100, i % 100),
-        ];
-        for shape in shapes {
-            let mut counts = vec![0usize; n];
-            for i in 0..10_000 {
-                counts[writer_for(&shape(i), n)] += 1;
-            }
-            for c in counts {
-                assert!((2300..2700).contains(&c), "uneven spread: {c}");
+        for collation in [KeyCollation::binary(), unicode_ci()] {
+            let (mut router, _inboxes) = Router::new(n, 64, Routing::ByKey, collation);
+            assert_eq!(router.writer_for_key("abc"), router.writer_for_key("abc"));
+            // Keys that differ only in their tail, only in their first word,
+            // or only in a middle word all spread evenly.
+            let shapes: [fn(usize) -> String; 3] = [
+                |i| format!("00000000-0000-0000-0000-{i:012}"),
+                |i| format!("{i:08}-0000-0000-0000-000000000000"),
+                |i| format!("00000000-{:04}-{:04}-0000-000000000000", i / 100, i % 100),
+            ];
+            for shape in shapes {
+                let mut counts = vec![0usize; n];
+                for i in 0..10_000 {
+                    counts[router.writer_for_key(&shape(i))] += 1;
+                }
+                for c in counts {
+                    assert!((2300..2700).contains(&c), "uneven spread: {c}");
+                }
             }
         }
+    }
+
+    fn delete(offset: i64, id: &str) -> Envelope {
+        Envelope {
+            coord: Coord::new(0, offset),
+            generation: 0,
+            op: Op::Delete(id.to_string()),
+            raw: Raw::default(),
+        }
+    }
+
+    /// The writer whose staged rows hold offset `offset`.
+    fn staged_on(router: &Router, offset: i64) -> usize {
+        router
+            .staged
+            .iter()
+            .position(|s| s.iter().any(|e| e.coord.offset == offset))
+            .expect("staged")
+    }
+
+    #[test]
+    fn versions_of_a_key_the_column_holds_equal_share_a_writer() {
+        // Under utf8mb4_unicode_ci each pair is one row: an upsert of one
+        // spelling and a delete of the other must be applied in order.
+        let pairs = [("ABC", "abc"), ("x", "x "), ("a\0b", "ab")];
+        for n in 1..=16 {
+            let (mut router, _inboxes) = Router::new(n, 64, Routing::ByKey, unicode_ci());
+            for (i, (a, b)) in pairs.iter().enumerate() {
+                let row = Row::new(a, "o", Num::Int(1), Num::Int(0), Num::Int(0), None);
+                let i = i as i64 * 2;
+                router.stage(Envelope::upsert(0, i, row));
+                router.stage(delete(i + 1, b));
+                assert_eq!(
+                    staged_on(&router, i),
+                    staged_on(&router, i + 1),
+                    "{a:?} / {b:?}, {n} writers"
+                );
+            }
+        }
+        // Compared byte for byte they are different keys, which may part.
+        let parted = (1..=16).any(|n| {
+            let (mut router, _inboxes) = Router::new(n, 64, Routing::ByKey, KeyCollation::binary());
+            pairs
+                .iter()
+                .any(|(a, b)| router.writer_for_key(a) != router.writer_for_key(b))
+        });
+        assert!(parted);
+    }
+
+    #[test]
+    fn by_partition_ignores_keys() {
+        let (mut router, _inboxes) = Router::new(4, 64, Routing::ByPartition, unicode_ci());
+        let mut env = delete(0, "abc");
+        env.coord.partition = 6;
+        router.stage(env);
+        assert_eq!(staged_on(&router, 0), 2);
     }
 }

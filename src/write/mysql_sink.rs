@@ -297,7 +297,7 @@ impl BatchSink for MysqlSink {
             rows.read(&partitions, spec.exactly_once())
         );
         let standing = self.with_conn(|this, conn| {
-            let standing = fence::read_multi(&mut ***conn, &text)?;
+            let standing = fence::read_multi(conn, &text)?;
             this.in_tx = true;
             Ok(standing)
         })?;
