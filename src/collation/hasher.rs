@@ -9,7 +9,6 @@ use mysql::prelude::Queryable;
 use mysql::Conn;
 
 use super::*;
-use crate::route::{key_hash, KeyHash};
 
 /// The routing key of an id that could not be weighed: a guess that holds
 /// for case and trailing spaces only.

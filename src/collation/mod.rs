@@ -39,12 +39,12 @@ use std::time::Duration;
 
 use mysql::Opts;
 
-use crate::route::key_hash;
-
 mod hasher;
+mod key_hash;
 mod read;
 
 pub(crate) use hasher::KeyHasher;
+pub(crate) use key_hash::{key_hash, KeyHash};
 
 /// Weight bytes one ASCII character may have, at most, for ids to be keyed
 /// locally (the UCA collations use 2, utf8mb4_bin 3).
