@@ -47,6 +47,9 @@ pub struct Metrics {
     /// Times fetching was paused because the writers stayed behind for
     /// longer than the pause threshold (a MySQL outage, say).
     pub fetch_pauses: Counter,
+    /// Partitions rewound to a message fetched after fetching was paused
+    /// (it is fetched again on resume).
+    pub rewinds: Counter,
     /// Batches that kept failing on a server error the classifier does not
     /// know, until their failing rows were isolated as data errors.
     pub unknown_errors_as_data: Counter,
@@ -95,6 +98,7 @@ impl Default for Metrics {
             skipped: Counter::default(),
             retries: Family::default(),
             fetch_pauses: Counter::default(),
+            rewinds: Counter::default(),
             unbatched_partitions: Counter::default(),
             claims: Counter::default(),
             fenced_rows: Counter::default(),
@@ -192,6 +196,11 @@ impl Metrics {
             "fetch_pauses",
             "Times fetching was paused because the writers stayed behind",
             self.fetch_pauses.clone(),
+        );
+        r.register(
+            "rewinds",
+            "Partitions rewound to a message fetched after fetching was paused",
+            self.rewinds.clone(),
         );
         r.register(
             "unknown_errors_as_data",

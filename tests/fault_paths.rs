@@ -544,3 +544,78 @@ fn a_drain_against_a_silent_server_ends_on_time_and_loses_nothing() {
         end_offsets(&t.brokers, &t.topic, 2)
     );
 }
+
+/// Fetching is paused (the table is locked, writers wait, channels are
+/// full) when a second instance joins and the partitions are dealt again:
+/// those assigned to the paused instance start paused, instead of being
+/// fetched and rewound every time it polls. Once the table is free both
+/// finish and nothing is lost.
+#[test]
+fn partitions_assigned_while_paused_start_paused() {
+    let mut conn = mysql();
+    let _serial = server::serial();
+    let dir = scratch_dir("pausedassign");
+    let (_cluster, t) = target(&mut conn, "pausedassign", 4);
+    let _drop_db = DropDatabase(t.db.clone());
+    kafka_mysql_sink::internals::ensure_table(&mut conn, &t.db, "orders").unwrap();
+    produce_order_range(&t.brokers, &t.topic, 4, 20_000);
+    let config = write_config(
+        &dir,
+        "[kafka]\ncommit_interval_ms = 100\nrevoke_timeout_ms = 500\n[kafka.properties]\n\
+         \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
+         \"max.poll.interval.ms\" = \"6000\"\n\
+         [sink]\nwriters = 1\nchannel_capacity = 64\nbatch_size = 50\n\
+         retry_initial_ms = 20\nretry_max_ms = 200\n",
+    );
+    // Every write to the table waits while this session holds it.
+    let mut locker = mysql();
+    locker
+        .query_drop(format!("LOCK TABLES `{}`.`orders` WRITE", t.db))
+        .unwrap();
+    let (port_a, metrics_a) = metrics_env();
+    let mut a = spawn_sink(&t, &config, dir.join("a.log"), &[], &[metrics_a]);
+    assert!(
+        wait_for(Duration::from_secs(30), || scrape(
+            port_a,
+            "kafka_mysql_sink_fetch_pauses_total"
+        )
+        .is_some_and(|v| v >= 1.0)),
+        "fetching never paused"
+    );
+    let (port_b, metrics_b) = metrics_env();
+    let mut b = spawn_sink(&t, &config, dir.join("b.log"), &[], &[metrics_b]);
+    // A's second assignment came while it was paused.
+    assert!(
+        wait_for(Duration::from_secs(40), || {
+            scrape(port_a, "kafka_mysql_sink_assignments_total").is_some_and(|v| v >= 2.0)
+                && scrape(port_b, "kafka_mysql_sink_assigned_partitions").is_some_and(|v| v >= 1.0)
+        }),
+        "the partitions were not dealt again"
+    );
+    let rewinds = || scrape(port_a, "kafka_mysql_sink_rewinds_total").unwrap_or(f64::NAN);
+    let before = rewinds();
+    std::thread::sleep(Duration::from_secs(3));
+    let during = rewinds() - before;
+    // Polled every ~50 ms for 3 s: a partition fetched while paused would
+    // be rewound about sixty times.
+    assert!(during <= 2.0, "{during} rewinds in 3 s while paused");
+
+    locker.query_drop("UNLOCK TABLES").unwrap();
+    let all = |conn: &mut Conn| count(conn, &t.db, "orders") == 20_000;
+    assert!(
+        wait_for(Duration::from_secs(60), || all(&mut conn)),
+        "not every order was written"
+    );
+    assert!(wait_for(Duration::from_secs(30), || committed(
+        &t.brokers, &t.group, &t.topic, 4
+    ) == end_offsets(
+        &t.brokers, &t.topic, 4
+    )));
+    a.signal("TERM");
+    b.signal("TERM");
+    assert!(a.wait(Duration::from_secs(30)).success());
+    assert!(b.wait(Duration::from_secs(30)).success());
+    let mut want: Vec<Expected> = (0..20_000).map(|i| order(i, 0).1).collect();
+    want.sort();
+    assert!(table_rows(&mut conn, &t.db, "orders") == want);
+}

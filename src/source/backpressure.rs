@@ -202,7 +202,10 @@ impl Source {
                 Duration::from_secs(5),
             );
             let e = match result {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    Metrics::add(&self.metrics.rewinds, 1);
+                    return Ok(());
+                }
                 Err(e) => e,
             };
             // A partition revoked meanwhile is its next owner's to read.
