@@ -6,8 +6,8 @@
 //!   the partition's next owner, whether the old owner was stopped or is
 //!   still alive after a rebalance.
 //! - In exactly-once mode no message is applied twice (triggers on the
-//!   table log every applied row version), across SIGKILLs of the sink and
-//!   a MariaDB killed mid-transaction.
+//!   table log every applied row version), across SIGKILLs of the sink, a
+//!   MariaDB killed mid-transaction, and a COMMIT whose answer is lost.
 //! - Start-up refuses what cannot work: an offsets table the user may not
 //!   create, a dead-letter topic with exactly-once delivery.
 //!
@@ -1008,6 +1008,153 @@ fn mariadb_killed_mid_transaction_exactly_once_applies_every_version_once() {
     let status = sink.wait(Duration::from_secs(120));
     assert!(status.success(), "{status:?}\n{}", sink.log_text());
     assert_exactly_once(&mut conn, &t);
+}
+
+/// Statements now running in MariaDB whose text is `info` exactly and
+/// whose state mentions `state` (e.g. a `COMMIT` waiting for the backup
+/// lock that `FLUSH TABLES WITH READ LOCK` holds).
+fn running_in_state(conn: &mut Conn, info: &str, state: &str) -> u64 {
+    conn.exec_first(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+         WHERE INFO = ? AND STATE LIKE ? AND ID <> CONNECTION_ID()",
+        (info, format!("%{state}%")),
+    )
+    .unwrap()
+    .unwrap_or(0)
+}
+
+/// The sink's COMMIT of versions 1 and 2 is carried out by MariaDB but its
+/// answer never reaches the sink, which gives the session up and retries
+/// the batch: in exactly-once mode the retry finds the partition's next
+/// offset past the batch and applies nothing again.
+///
+/// How the answer is lost: a trigger makes the batch's update of the
+/// offsets table sleep 2 s (once); meanwhile the relay holds, and
+/// `FLUSH TABLES WITH READ LOCK` is taken as soon as the update is done, so
+/// that the COMMIT, sent once the relay passes again, waits for that lock
+/// in MariaDB. The relay then drops all traffic and the lock is released:
+/// the COMMIT is carried out and its answer discarded.
+#[test]
+fn a_commit_whose_answer_is_lost_is_not_applied_again_exactly_once() {
+    let _serial = server::serial();
+    let mut conn = mysql();
+    let dir = scratch_dir("eos-lost-commit");
+    let (_cluster, t) = target(&mut conn, "eoslost", 1);
+    let _drop_db = DropDatabase(t.db.clone());
+    log_applied_versions(&mut conn, &t.db);
+    let relay = Relay::start(mysql_port());
+    let config = config_file(
+        &dir,
+        "sink.toml",
+        &format!(
+            "{KAFKA}{}",
+            ONE_WRITER
+                .replace("timeout_ms = 20000", "timeout_ms = 4000")
+                .replace("[sink]\n", "[sink]\ndelivery = \"exactly_once\"\n")
+        ),
+    );
+    produce_versions(&t, 0, &[(ID, 0)]);
+    let (port, metrics) = metrics_env();
+    let mut sink = spawn_sink(
+        &t,
+        &config,
+        dir.join("sink.log"),
+        &[],
+        &[("MYSQL_PORT", relay.port().to_string()), metrics],
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            version_of(&mut conn, &t.db, ID) == v(ID, 0)
+                && committed(&t.brokers, &t.group, &t.topic, 1) == [1]
+        }),
+        "version 0 was never written:\n{}",
+        sink.log_text()
+    );
+    let db = &t.db;
+    for stmt in [
+        format!("CREATE TABLE `{db}`.`slowed` (x INT) ENGINE=InnoDB"),
+        format!(
+            "CREATE TRIGGER `{db}`.`offsets_slow_once` BEFORE UPDATE ON `{db}`.`orders_offsets` \
+             FOR EACH ROW BEGIN \
+               IF NOT (NEW.next_offset <=> OLD.next_offset) \
+                  AND (SELECT COUNT(*) FROM `{db}`.`slowed`) = 0 THEN \
+                 INSERT INTO `{db}`.`slowed` VALUES (1); \
+                 DO SLEEP(2); \
+               END IF; \
+             END"
+        ),
+    ] {
+        conn.query_drop(stmt).unwrap();
+    }
+
+    produce_versions(&t, 0, &[(ID, 1), (ID, 2)]);
+    // While a trigger runs, the process list shows its statement.
+    assert!(
+        wait_for(Duration::from_secs(20), || !server::running(
+            &mut conn,
+            "DO SLEEP(2)"
+        )
+        .is_empty()),
+        "the batch never updated the offsets table:\n{}",
+        sink.log_text()
+    );
+    // The update sleeps: its answer, once it comes, is held, and the global
+    // read lock is taken as soon as the update is done.
+    relay.hold();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut locker = mysql();
+        locker.query_drop("FLUSH TABLES WITH READ LOCK").unwrap();
+        let _ = tx.send(locker);
+    });
+    let mut locker = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("FLUSH TABLES WITH READ LOCK never got the lock");
+    // The update's answer goes through; the COMMIT comes and waits.
+    relay.pass();
+    assert!(
+        wait_for(Duration::from_secs(5), || running_in_state(
+            &mut conn,
+            "COMMIT",
+            "backup lock"
+        ) == 1),
+        "the COMMIT never came:\n{}",
+        sink.log_text()
+    );
+    // The COMMIT is carried out; its answer is lost.
+    relay.drop_traffic();
+    locker.query_drop("UNLOCK TABLES").unwrap();
+    assert!(wait_for(Duration::from_secs(5), || running_in_state(
+        &mut conn, "COMMIT", ""
+    ) == 0));
+    assert_eq!(version_of(&mut conn, &t.db, ID), v(ID, 2));
+    std::thread::sleep(Duration::from_millis(500));
+    relay.pass();
+
+    // The sink gives the session up, retries, and finds the batch written.
+    let retries = || {
+        metric(port, "retries_total{class=\"transient\"}")
+            + metric(port, "retries_total{class=\"unknown\"}")
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || retries() > 0.0
+            && committed(&t.brokers, &t.group, &t.topic, 1) == [3]),
+        "the batch was never settled:\n{}",
+        sink.log_text()
+    );
+    produce_versions(&t, 0, &[(ID, 3)]);
+    assert!(
+        wait_for(Duration::from_secs(20), || version_of(&mut conn, &t.db, ID)
+            == v(ID, 3)),
+        "version 3 was never written:\n{}",
+        sink.log_text()
+    );
+    sink.signal("TERM");
+    let status = sink.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}\n{}", sink.log_text());
+    assert_eq!(applied_versions(&mut conn, &t.db), versions_0_to_3());
+    assert_eq!(offsets_rows(&mut conn, &t.db), [(0, Some(4), 1)]);
+    assert_eq!(committed(&t.brokers, &t.group, &t.topic, 1), [4]);
 }
 
 // ---------------------------------------------------------------------
