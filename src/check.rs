@@ -101,35 +101,65 @@ pub fn run(config: &Config, out: &mut dyn Write) -> Result<(), CheckFailed> {
         )),
     }
 
-    let offsets_name = config.offsets_table();
-    let offsets = crate::sql::qualified(&m.database, &offsets_name);
-    let exists = db::table_exists(&mut conn, &m.database, &offsets_name)
-        .map_err(|e| fail("offsets", e.to_string()))?;
-    if exists {
-        db::probe_offsets_writes(&mut conn, &offsets).map_err(|e| {
-            fail(
-                "offsets",
-                format!("{offsets} is there but the sink's user cannot write it: {e}"),
-            )
-        })?;
-        line(format!("ok   offsets: {offsets} is there and writable"));
-    } else if db::may_create_tables(&mut conn, &m.database)
-        .map_err(|e| fail("offsets", e.to_string()))?
-    {
-        line(format!(
-            "ok   offsets: {offsets} is missing; it will be created at start-up"
-        ));
-    } else {
-        return Err(fail(
-            "offsets",
-            format!(
-                "{offsets} is missing and {} may not create it; grant CREATE on `{}`, or \
-                 create it once as an administrator:\n{}",
-                m.user,
-                m.database,
-                crate::sql::create_offsets_table(&m.database, &offsets_name)
-            ),
-        ));
+    let offsets = config.offsets_table();
+    line(sink_table(
+        &mut conn,
+        config,
+        "offsets",
+        &offsets,
+        crate::sql::create_offsets_table(&m.database, &offsets),
+        true,
+    )?);
+    if let Some(dlq) = config.dlq_table() {
+        line(sink_table(
+            &mut conn,
+            config,
+            "dead letters",
+            &dlq,
+            crate::sql::create_dlq_table(&m.database, &dlq),
+            false,
+        )?);
     }
     Ok(())
+}
+
+/// A table of the sink's own (offsets, dead letters): there and writable,
+/// or missing and creatable at start-up; otherwise the failure says how to
+/// create it by hand.
+fn sink_table(
+    conn: &mut mysql::Conn,
+    config: &Config,
+    check: &'static str,
+    name: &str,
+    ddl: String,
+    probe_writes: bool,
+) -> Result<String, CheckFailed> {
+    let m = &config.mysql;
+    let table = crate::sql::qualified(&m.database, name);
+    let exists =
+        db::table_exists(conn, &m.database, name).map_err(|e| fail(check, e.to_string()))?;
+    if exists {
+        if probe_writes {
+            db::probe_offsets_writes(conn, &table).map_err(|e| {
+                fail(
+                    check,
+                    format!("{table} is there but the sink's user cannot write it: {e}"),
+                )
+            })?;
+        }
+        return Ok(format!("ok   {check}: {table} is there"));
+    }
+    if db::may_create_tables(conn, &m.database).map_err(|e| fail(check, e.to_string()))? {
+        return Ok(format!(
+            "ok   {check}: {table} is missing; it will be created at start-up"
+        ));
+    }
+    Err(fail(
+        check,
+        format!(
+            "{table} is missing and {} may not create it; grant CREATE on `{}`, or create it \
+             once as an administrator:\n{ddl}",
+            m.user, m.database
+        ),
+    ))
 }

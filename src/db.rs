@@ -385,6 +385,11 @@ pub(crate) fn probe_offsets_writes(conn: &mut Conn, table: &str) -> Result<(), m
 
 /// Creates the dead-letter table when missing.
 pub(crate) fn ensure_dlq_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbError> {
+    // Looked up first, as for the offsets table: a pre-created table is
+    // how a user without the CREATE privilege runs.
+    if table_exists(conn, db, table)? {
+        return Ok(());
+    }
     conn.query_drop(sql::create_dlq_table(db, table))
         .map_err(query_err("creating the dead-letter table"))
 }

@@ -837,8 +837,6 @@ fn sigkilled_four_times_exactly_once_applies_every_version_once() {
 /// must say so and exit; and the group's offsets in Kafka should then
 /// show the partitions done.
 #[test]
-#[ignore = "exactly-once --until-caught-up never exits when MySQL's next offsets are at the \
-            end and Kafka's committed offsets are behind"]
 fn until_caught_up_exits_when_mysql_is_ahead_of_kafka_exactly_once() {
     let _serial = server::serial();
     let mut conn = mysql();
@@ -1396,8 +1394,6 @@ fn a_user_without_create_runs_once_the_offsets_table_is_there(extra: &str, tag: 
 }
 
 #[test]
-#[ignore = "start-up runs CREATE TABLE IF NOT EXISTS for the dead-letter table even when it \
-            exists, which needs CREATE: the run exits 1 (while `check` passes)"]
 fn a_user_without_create_runs_once_the_offsets_table_is_there_with_dead_letters_in_a_table() {
     a_user_without_create_runs_once_the_offsets_table_is_there("", "nocreate-dlq");
 }

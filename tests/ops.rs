@@ -181,10 +181,10 @@ fn check_passes_when_all_is_reachable_and_names_the_problem_otherwise() {
     ];
     let (code, text) = check(&base);
     assert_eq!(code, Some(0), "{text}");
-    // config, kafka, mysql, table, offsets table.
+    // config, kafka, mysql, table, offsets table, dead-letter table.
     assert_eq!(
         text.lines().filter(|l| l.starts_with("ok ")).count(),
-        5,
+        6,
         "{text}"
     );
     assert!(
