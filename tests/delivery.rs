@@ -1433,7 +1433,8 @@ fn a_dead_letter_topic_with_exactly_once_is_refused_at_start_up() {
     assert_eq!(check.status.code(), Some(2));
 
     // The same file with at-least-once delivery is fine.
-    let check = run_check(&t, &config, &[]);
+    let alo = [("SINK_DELIVERY", "at_least_once".to_string())];
+    let check = run_check(&t, &config, &alo);
     assert!(
         check.status.success(),
         "{}",

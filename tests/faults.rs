@@ -455,6 +455,8 @@ fn dead_letters_can_go_to_a_kafka_topic_with_headers() {
     );
     let mut config = test_config(&brokers, topic, group, &db);
     config.dead_letter.mode = kafka_mysql_sink::config::DlqMode::Topic;
+    // A topic cannot join a MySQL transaction: at-least-once only.
+    config.sink.delivery = kafka_mysql_sink::config::Delivery::AtLeastOnce;
     let summary = start_sink(config, RunOptions::until_caught_up())
         .handle
         .join()

@@ -338,7 +338,7 @@ impl Default for SinkConfig {
             retry_max: Duration::from_millis(30_000),
             delete_on_tombstone: false,
             max_payload_bytes: 1 << 20,
-            delivery: Delivery::AtLeastOnce,
+            delivery: Delivery::ExactlyOnce,
         }
     }
 }
