@@ -588,7 +588,12 @@ mod tests {
             ("[metrics]\nlisten = \"localhost\"", "metrics.listen"),
             ("[dead_letter]\ntable = \"orders\"", "dead_letter.table"),
             ("[dead_letter]\ntable = \"bad name\"", "dead_letter.table"),
-            ("[dead_letter]\nmode = \"topic\"\ntopic = \"enriched_orders\"", "dead_letter.topic"),
+            (
+                "[sink]\ndelivery = \"at_least_once\"\n[dead_letter]\nmode = \"topic\"\ntopic = \"enriched_orders\"",
+                "dead_letter.topic",
+            ),
+            ("[dead_letter]\nmode = \"topic\"", "dead_letter.mode"),
+            ("[mysql]\noffsets_table = \"orders\"", "mysql.offsets_table"),
         ];
         for (text, key) in cases {
             assert_eq!(invalid_key(text), key, "for {text:?}");
