@@ -108,7 +108,7 @@ pub fn run(config: &Config, out: &mut dyn Write) -> Result<(), CheckFailed> {
         "offsets",
         &offsets,
         crate::sql::create_offsets_table(&m.database, &offsets),
-        true,
+        db::probe_offsets_writes,
     )?);
     if let Some(dlq) = config.dlq_table() {
         line(sink_table(
@@ -117,7 +117,7 @@ pub fn run(config: &Config, out: &mut dyn Write) -> Result<(), CheckFailed> {
             "dead letters",
             &dlq,
             crate::sql::create_dlq_table(&m.database, &dlq),
-            false,
+            db::probe_dlq_writes,
         )?);
     }
     Ok(())
@@ -132,21 +132,19 @@ fn sink_table(
     check: &'static str,
     name: &str,
     ddl: String,
-    probe_writes: bool,
+    probe_writes: fn(&mut mysql::Conn, &str) -> Result<(), mysql::Error>,
 ) -> Result<String, CheckFailed> {
     let m = &config.mysql;
     let table = crate::sql::qualified(&m.database, name);
     let exists =
         db::table_exists(conn, &m.database, name).map_err(|e| fail(check, e.to_string()))?;
     if exists {
-        if probe_writes {
-            db::probe_offsets_writes(conn, &table).map_err(|e| {
-                fail(
-                    check,
-                    format!("{table} is there but the sink's user cannot write it: {e}"),
-                )
-            })?;
-        }
+        probe_writes(conn, &table).map_err(|e| {
+            fail(
+                check,
+                format!("{table} is there but the sink's user cannot write it: {e}"),
+            )
+        })?;
         return Ok(format!("ok   {check}: {table} is there"));
     }
     if db::may_create_tables(conn, &m.database).map_err(|e| fail(check, e.to_string()))? {

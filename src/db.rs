@@ -383,12 +383,26 @@ pub(crate) fn probe_offsets_writes(conn: &mut Conn, table: &str) -> Result<(), m
     ))
 }
 
-/// Creates the dead-letter table when missing.
+/// Checks that the session may insert into the dead-letter table, and that
+/// it has the columns the sink writes, by a statement that inserts nothing.
+pub(crate) fn probe_dlq_writes(conn: &mut Conn, table: &str) -> Result<(), mysql::Error> {
+    conn.query_drop(format!(
+        "INSERT IGNORE INTO {table} \
+         (`topic`,`kafka_partition`,`kafka_offset`,`message_key`,`payload`,`error`) \
+         SELECT '', 0, 0, NULL, NULL, '' FROM DUAL WHERE 1 = 0"
+    ))
+}
+
+/// Creates the dead-letter table when missing; one that is there must take
+/// the sink's inserts (a dead letter that cannot be stored would hold its
+/// batch back for good).
 pub(crate) fn ensure_dlq_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbError> {
     // Looked up first, as for the offsets table: a pre-created table is
     // how a user without the CREATE privilege runs.
     if table_exists(conn, db, table)? {
-        return Ok(());
+        return probe_dlq_writes(conn, &sql::qualified(db, table)).map_err(query_err(
+            "checking that the dead-letter table takes inserts",
+        ));
     }
     conn.query_drop(sql::create_dlq_table(db, table))
         .map_err(query_err("creating the dead-letter table"))

@@ -76,7 +76,17 @@ pub(crate) fn claim(
     }
     let rows = spec.rows();
     let mut tx = conn.start_transaction(TxOpts::default())?;
-    tx.query_drop(rows.claim(partitions, owner, spec.exactly_once()))?;
+    // A new row's first generation: the claim time in milliseconds, times
+    // a thousand, plus one. A row deleted and claimed again later starts
+    // above every generation it had (claims come at most one a
+    // millisecond), so rows read under an old claim never pass again; and
+    // the generation modulo a thousand counts a row's claims, for people.
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let first = now_ms * 1000 + 1;
+    tx.query_drop(rows.claim(partitions, owner, first))?;
     let got = read(&mut tx, &rows, partitions, true)?;
     tx.commit()?;
     Ok(got)

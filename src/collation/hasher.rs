@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mysql::prelude::Queryable;
 use mysql::Conn;
@@ -137,13 +137,16 @@ pub(super) fn hash_lower(id: &[u8]) -> Option<u64> {
     (unprintable == 0).then(|| h.finish())
 }
 
+/// Server errors that pass: too many connections, shutting down, killed,
+/// lock waits, deadlocks, interrupted.
+const PASSING: &[u16] = &[1040, 1053, 1203, 1205, 1213, 1317, 1927];
+
 /// Asks the server for weight strings, over a connection of its own.
 pub(super) struct Resolver {
     server: ServerWeights,
     conn: Option<Conn>,
     /// Since when the server has not answered.
     down_since: Option<Instant>,
-    pub(super) give_up: Duration,
 }
 
 impl Resolver {
@@ -152,14 +155,14 @@ impl Resolver {
             server,
             conn: None,
             down_since: None,
-            give_up: GIVE_UP,
         }
     }
 
-    /// `id`'s weight string; `None` when the server cannot tell. The row
-    /// cannot be routed right without it, so this waits for a server that
-    /// is away, up to `give_up` (counted from the first failure of the
-    /// outage: once it is that long, each key gets a single attempt).
+    /// `id`'s weight string; `None` when the server says it has none for
+    /// it (such an id is refused by the column too, and dead-lettered).
+    /// The row cannot be routed right without it, and a guess could send
+    /// two versions of one key to two writers, so a server that is away is
+    /// waited for, however long.
     fn ask(&mut self, id: &str) -> Option<Vec<u8>> {
         let mut delay = RETRY_FIRST;
         loop {
@@ -177,19 +180,21 @@ impl Resolver {
                 Ok(None) => {
                     log::error!(
                         "MySQL has no weight string for key {id:?}; routed by its lowercase \
-                         trimmed form, so the order of its versions is not guaranteed"
+                         trimmed form"
                     );
                     return None;
                 }
                 Err(e) => e,
             };
-            if let mysql::Error::MySqlError(e) = e {
-                // The server answered, and will answer the same again.
-                log::error!(
-                    "MySQL cannot weigh key {id:?}: {e}; routed by its lowercase trimmed \
-                     form, so the order of its versions is not guaranteed"
-                );
-                return None;
+            match &e {
+                mysql::Error::MySqlError(se) if !PASSING.contains(&se.code) => {
+                    // The server answered, and will answer the same again.
+                    log::error!(
+                        "MySQL cannot weigh key {id:?}: {se}; routed by its lowercase trimmed form"
+                    );
+                    return None;
+                }
+                _ => {}
             }
             self.conn = None;
             if reused {
@@ -198,21 +203,13 @@ impl Resolver {
                 continue;
             }
             let since = *self.down_since.get_or_insert_with(Instant::now);
-            let left = self.give_up.saturating_sub(since.elapsed());
-            if left.is_zero() {
-                log::error!(
-                    "MySQL unreachable for {:.0} s ({e}); key {id:?} routed by its lowercase \
-                     trimmed form, so the order of its versions is not guaranteed",
-                    since.elapsed().as_secs_f64()
-                );
-                return None;
-            }
             log::warn!(
-                "cannot reach MySQL to weigh key {id:?} by the id column's collation ({e}); \
-                 retrying in {} ms",
-                delay.min(left).as_millis()
+                "cannot reach MySQL to weigh key {id:?} by the id column's collation for \
+                 {:.1} s ({e}); retrying in {} ms",
+                since.elapsed().as_secs_f64(),
+                delay.as_millis()
             );
-            thread::sleep(delay.min(left));
+            thread::sleep(delay);
             delay = (delay * 2).min(RETRY_MAX);
         }
     }

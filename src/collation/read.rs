@@ -6,6 +6,9 @@ use mysql::{Conn, Opts};
 use super::*;
 use crate::db::DbError;
 
+/// Bound on each round trip of the router's own connection.
+const RESOLVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl KeyCollation {
     /// The collation of the `id` column of `db`.`table`, which must exist.
     /// `opts` is how the router reaches the server for ids it cannot key
@@ -106,8 +109,15 @@ impl KeyCollation {
             Weigh::Server
         };
 
+        // Short timeouts: the consumer thread waits on these.
+        let short = Some(RESOLVER_TIMEOUT);
         let server = ServerWeights {
-            opts,
+            opts: Opts::from(
+                mysql::OptsBuilder::from_opts(opts)
+                    .tcp_connect_timeout(short)
+                    .read_timeout(short)
+                    .write_timeout(short),
+            ),
             sql: format!(
                 "SELECT WEIGHT_STRING(CONVERT(CONVERT(CAST(? AS BINARY) USING utf8mb4) \
                  USING {charset}) COLLATE {collation})"

@@ -176,11 +176,9 @@ impl Source {
             // exactly-once mode, or the end for a group new to a topic read
             // from its latest offset) is already at its end. No message
             // arrives to move the position then.
-            let start = self.start_offsets[&p];
-            let already = low == high
-                || start >= high
-                || self.claimer.start(p).is_some_and(|s| s >= high)
-                || (start < 0 && self.settings.starts_at_end);
+            let start = self.claimer.start(p).unwrap_or(self.start_offsets[&p]);
+            let already =
+                low == high || start >= high || (start < 0 && self.settings.starts_at_end);
             self.targets.insert(p, Target { high, already });
         }
         let positions = self.consumer.position().ok();

@@ -120,17 +120,43 @@ impl SinkContext {
     /// Claims the partitions, points exactly-once partitions at MySQL's next
     /// offset and attaches them to the batch queue. Returns false if the
     /// claim failed: the partitions must not be read.
-    fn prepare_assignment(&self, tpl: &mut TopicPartitionList) -> bool {
+    fn prepare_assignment(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+    ) -> bool {
         let parts = partitions_of(tpl);
         let Some(standing) = self.claimer.claim(&parts, &self.metrics) else {
             return false;
         };
         if self.claimer.exactly_once() {
+            // Kafka's committed offset where it is ahead of MySQL's: below
+            // either, everything is durable (or was skipped), and an
+            // at-least-once run in between moved only Kafka's.
+            let committed = match consumer.committed_offsets(tpl.clone(), COMMITTED_LOOKUP) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    log::warn!(
+                        "cannot read the group's committed offsets ({e}); starting at MySQL's"
+                    );
+                    None
+                }
+            };
             for s in standing {
-                let Some(next) = s.next_offset else { continue };
+                let Some(mysql_next) = s.next_offset else {
+                    continue;
+                };
                 let Some(topic) = tpl.elements().first().map(|e| e.topic().to_owned()) else {
                     continue;
                 };
+                let kafka_next = committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(&topic, s.partition))
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+                let next = kafka_next.map_or(mysql_next, |k| k.max(mysql_next));
                 if let Err(e) = tpl.set_partition_offset(&topic, s.partition, Offset::Offset(next))
                 {
                     self.claimer.fail(format!(
@@ -201,7 +227,7 @@ impl ConsumerContext for SinkContext {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                if !self.prepare_assignment(tpl) {
+                if !self.prepare_assignment(consumer, tpl) {
                     // The consumer loop stops on the claim's failure; nothing
                     // of these partitions is read meanwhile.
                     return;
@@ -239,6 +265,9 @@ impl ConsumerContext for SinkContext {
         }
     }
 }
+
+/// Bound on reading the group's committed offsets during an assignment.
+const COMMITTED_LOOKUP: Duration = Duration::from_secs(10);
 
 pub(super) fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
     tpl.elements().iter().map(|e| e.partition()).collect()

@@ -44,10 +44,11 @@ impl OffsetsRows<'_> {
     /// Takes the partitions: a new generation for each (a first one for a
     /// partition never seen), with `owner` as the owner. The row lock it
     /// takes waits for every transaction still holding that row, which is
-    /// what fences their writers off. Without `keep_next` the next offset
-    /// is cleared: an at-least-once owner does not keep it, and a stale one
-    /// must not send a later exactly-once owner back to where it was.
-    pub(crate) fn claim(&self, partitions: &[i32], owner: &str, keep_next: bool) -> String {
+    /// what fences their writers off. A partition's first generation is
+    /// `first`, a number no earlier row of it can have had (the claim
+    /// time), so that a row deleted and claimed again does not give old
+    /// generations back.
+    pub(crate) fn claim(&self, partitions: &[i32], owner: &str, first: u64) -> String {
         let mut buf = String::from("INSERT INTO ");
         buf.push_str(self.table);
         buf.push_str(" (`consumer_group`,`topic`,`kafka_partition`,`generation`,`owner`) VALUES ");
@@ -61,7 +62,9 @@ impl OffsetsRows<'_> {
             push_str_literal(&mut buf, self.topic);
             buf.push(',');
             buf.push_str(itoa::Buffer::new().format(*p));
-            buf.push_str(",1,");
+            buf.push(',');
+            buf.push_str(itoa::Buffer::new().format(first));
+            buf.push(',');
             push_str_literal(&mut buf, owner);
             buf.push(')');
         }
@@ -70,9 +73,6 @@ impl OffsetsRows<'_> {
         buf.push_str(
             " ON DUPLICATE KEY UPDATE `generation` = `generation` + 1, `owner` = VALUES(`owner`)",
         );
-        if !keep_next {
-            buf.push_str(", `next_offset` = NULL");
-        }
         buf
     }
 
@@ -146,11 +146,11 @@ mod tests {
              WHEN 0 THEN 10 WHEN 3 THEN 7 END \
              WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` IN (0,3)"
         );
-        let claim = rows().claim(&[2], "host:1", true);
-        assert!(claim.contains("('g','t',2,1,'host:1')"), "{claim}");
+        let claim = rows().claim(&[2], "host:1", 1_700_000_000_000);
+        assert!(
+            claim.contains("('g','t',2,1700000000000,'host:1')"),
+            "{claim}"
+        );
         assert!(claim.ends_with("`generation` = `generation` + 1, `owner` = VALUES(`owner`)"));
-        assert!(rows()
-            .claim(&[2], "host:1", false)
-            .ends_with(", `next_offset` = NULL"));
     }
 }

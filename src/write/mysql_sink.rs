@@ -60,13 +60,36 @@ const CONN_IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// The savepoint every batch transaction sets after its ownership check.
 const ALIVE: &str = "kms_alive";
 
-/// Whether the session's transaction survived an error. InnoDB rolls back
-/// only the failed statement for most errors, but the whole transaction
-/// for some (deadlocks, a full lock table, lock wait timeouts with
-/// `innodb_rollback_on_timeout`); then its savepoint is gone too.
-fn transaction_alive(conn: &mut PooledConn) -> bool {
-    conn.query_drop(format!("RELEASE SAVEPOINT `{ALIVE}`; SAVEPOINT `{ALIVE}`"))
-        .is_ok()
+/// How a transaction stands after one of its statements failed.
+enum Survival {
+    Alive,
+    /// The server rolled it back whole (its savepoint is gone too): InnoDB
+    /// does so for some errors (deadlocks, a full lock table, lock wait
+    /// timeouts with `innodb_rollback_on_timeout`), only the statement for
+    /// most.
+    RolledBack,
+    /// The question itself got no clean answer: the session is not to be
+    /// trusted any more.
+    Unknown(mysql::Error),
+}
+
+fn survival(conn: &mut PooledConn) -> Survival {
+    let text = format!("RELEASE SAVEPOINT `{ALIVE}`; SAVEPOINT `{ALIVE}`");
+    // Every result set is read, so an error of the second statement is
+    // seen, and nothing is left unread on the connection.
+    let result = conn.query_iter(text).and_then(|mut r| {
+        while let Some(set) = r.iter() {
+            for row in set {
+                row?;
+            }
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => Survival::Alive,
+        Err(mysql::Error::MySqlError(_)) => Survival::RolledBack,
+        Err(e) => Survival::Unknown(e),
+    }
 }
 
 /// Writes batches as multi-row upserts over a pooled connection.
@@ -164,22 +187,48 @@ impl MysqlSink {
             return result;
         };
         let e = match &e {
+            // Refused before anything was sent (a row too large for any
+            // statement, or a packet the client will not send): the session
+            // and its transaction are as they were.
+            WriteError::Build(_)
+            | WriteError::Mysql(mysql::Error::DriverError(mysql::DriverError::PacketTooLarge)) => {
+                self.conn = Some((conn, Instant::now()));
+                if is_packet_too_large(&e) {
+                    self.reread_budget();
+                }
+                return Err(e);
+            }
             // The server answered, so the session works, unless the answer
             // was that it is shutting down (1053), killed it (1927), or is
             // closing it over a packet too large (1153).
             WriteError::Mysql(mysql::Error::MySqlError(se))
                 if !matches!(se.code, 1053 | 1927 | 1153) =>
             {
+                if !self.in_tx {
+                    self.conn = Some((conn, Instant::now()));
+                    return Err(e);
+                }
                 // Some errors end the whole transaction, not just the
                 // statement; what follows must not run outside of it.
-                let e = if self.in_tx && !transaction_alive(&mut conn) {
-                    self.in_tx = false;
-                    WriteError::TransactionLost(Box::new(e))
-                } else {
-                    e
-                };
-                self.conn = Some((conn, Instant::now()));
-                return Err(e);
+                match survival(&mut conn) {
+                    Survival::Alive => {
+                        self.conn = Some((conn, Instant::now()));
+                        return Err(e);
+                    }
+                    Survival::RolledBack => {
+                        self.in_tx = false;
+                        self.conn = Some((conn, Instant::now()));
+                        return Err(WriteError::TransactionLost(Box::new(e)));
+                    }
+                    Survival::Unknown(why) => {
+                        log::warn!("cannot tell whether a transaction survived ({why})");
+                        let id = conn.connection_id();
+                        conn.condemn();
+                        drop(conn);
+                        self.kill_session(id);
+                        e
+                    }
+                }
             }
             WriteError::Mysql(mysql::Error::MySqlError(_)) => {
                 drop(conn);

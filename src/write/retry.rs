@@ -74,12 +74,12 @@ pub(crate) const TRANSIENT_ERRORS: &[u16] = &[
     1792, // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
     1836, // ER_READ_ONLY_MODE
     1927, // ER_CONNECTION_KILLED (MariaDB)
-    // The server short of something, whichever rows it is given: disk full
-    // (1021), table full (1114), a storage engine error (1030), out of
-    // memory or resources (1037, 1038, 1041), a failed commit (1180), the
-    // lock table full (1206, which also rolls the whole transaction back),
-    // a statement time limit (1969, MariaDB).
-    1021, 1030, 1037, 1038, 1041, 1114, 1180, 1206, 1969, 2006, // CR_SERVER_GONE_ERROR
+    // The server short of room whichever rows it is given: disk full
+    // (1021), table full (1114), a failed commit (1180). (Errors that a
+    // smaller statement may avoid, such as out of memory, a full lock table
+    // or a statement time limit, stay unknown: after their attempts the
+    // batch is split.)
+    1021, 1114, 1180, 2006, // CR_SERVER_GONE_ERROR
     2013, // CR_SERVER_LOST
 ];
 
@@ -177,7 +177,7 @@ mod tests {
     fn server_codes() {
         use ErrorClass::*;
         for code in [
-            1213, 1205, 1040, 1053, 1290, 1317, 1836, 1927, 2006, 2013, 1114, 1206, 1021,
+            1213, 1205, 1040, 1053, 1290, 1317, 1836, 1927, 2006, 2013, 1114, 1021,
         ] {
             assert_eq!(classify_server(code, "HY000"), Transient, "{code}");
         }
