@@ -56,6 +56,45 @@ fn rewind_targets(surfaced: impl IntoIterator<Item = Coord>) -> Vec<Coord> {
     out
 }
 
+/// Seek attempts before a rewind that keeps failing ends the run.
+const REWIND_ATTEMPTS: u32 = 5;
+
+/// How a rewind ended.
+#[derive(Debug, PartialEq)]
+enum Seek<E> {
+    Done,
+    /// The partition was revoked meanwhile: its next owner reads it.
+    NotOurs,
+    /// Every attempt failed: reading on would skip the messages it meant
+    /// to go back to.
+    Failed(E),
+}
+
+/// Runs `seek` up to `attempts` times, calling `wait` between attempts,
+/// unless the partition stops being `ours`.
+fn retry_seek<E: std::fmt::Display>(
+    attempts: u32,
+    mut seek: impl FnMut() -> Result<(), E>,
+    ours: impl Fn() -> bool,
+    mut wait: impl FnMut(u32, &E),
+) -> Seek<E> {
+    let mut attempt = 1;
+    loop {
+        let e = match seek() {
+            Ok(()) => return Seek::Done,
+            Err(e) => e,
+        };
+        if !ours() {
+            return Seek::NotOurs;
+        }
+        if attempt >= attempts {
+            return Seek::Failed(e);
+        }
+        wait(attempt, &e);
+        attempt += 1;
+    }
+}
+
 impl Source {
     /// Hands writer `w`'s staged chunk over, waiting for room: taking
     /// acknowledgements and committing meanwhile. Past `pause_after`
@@ -192,40 +231,38 @@ impl Source {
 
     /// Seeks `c.partition` back to `c.offset`, retrying a few times.
     fn rewind(&mut self, c: Coord) -> Result<(), SourceError> {
-        const ATTEMPTS: u32 = 5;
-        let mut attempt = 1;
-        loop {
-            let result = self.consumer.seek(
-                &self.settings.topic,
-                c.partition,
-                Offset::Offset(c.offset),
-                Duration::from_secs(5),
-            );
-            let e = match result {
-                Ok(()) => {
-                    Metrics::add(&self.metrics.rewinds, 1);
-                    return Ok(());
-                }
-                Err(e) => e,
-            };
-            // A partition revoked meanwhile is its next owner's to read.
-            if !self.assigned(c.partition) {
-                return Ok(());
+        let topic = self.settings.topic.clone();
+        let outcome = retry_seek(
+            REWIND_ATTEMPTS,
+            || {
+                self.consumer.seek(
+                    &topic,
+                    c.partition,
+                    Offset::Offset(c.offset),
+                    Duration::from_secs(5),
+                )
+            },
+            || self.assigned(c.partition),
+            |attempt, e| {
+                log::warn!(
+                    "cannot rewind partition {} to {} (attempt {attempt}/{REWIND_ATTEMPTS}): {e}; retrying",
+                    c.partition,
+                    c.offset
+                );
+                std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+            },
+        );
+        match outcome {
+            Seek::Done => {
+                Metrics::add(&self.metrics.rewinds, 1);
+                Ok(())
             }
-            if attempt >= ATTEMPTS {
-                return Err(SourceError::Seek {
-                    partition: c.partition,
-                    offset: c.offset,
-                    source: e,
-                });
-            }
-            log::warn!(
-                "cannot rewind partition {} to {} (attempt {attempt}/{ATTEMPTS}): {e}; retrying",
-                c.partition,
-                c.offset
-            );
-            std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
-            attempt += 1;
+            Seek::NotOurs => Ok(()),
+            Seek::Failed(source) => Err(SourceError::Seek {
+                partition: c.partition,
+                offset: c.offset,
+                source,
+            }),
         }
     }
 
@@ -260,6 +297,40 @@ mod tests {
         assert_eq!(ms(Some("10000")), 2_500);
         assert_eq!(ms(Some("200")), 100);
         assert_eq!(ms(Some("not a number")), 5_000);
+    }
+
+    #[test]
+    fn a_rewind_that_keeps_failing_ends_the_run_and_one_that_recovers_does_not() {
+        let mut calls = 0;
+        let failing = retry_seek(
+            5,
+            || {
+                calls += 1;
+                Err::<(), _>("broker away")
+            },
+            || true,
+            |_, _| {},
+        );
+        assert_eq!(failing, Seek::Failed("broker away"));
+        assert_eq!(calls, 5, "every attempt made");
+
+        let mut left = 2;
+        let recovers = retry_seek(
+            5,
+            || {
+                if left == 0 {
+                    return Ok(());
+                }
+                left -= 1;
+                Err("not yet")
+            },
+            || true,
+            |_, _| {},
+        );
+        assert_eq!(recovers, Seek::Done);
+
+        let revoked = retry_seek(5, || Err::<(), _>("unknown partition"), || false, |_, _| {});
+        assert_eq!(revoked, Seek::NotOurs);
     }
 
     #[test]

@@ -15,9 +15,11 @@ use crate::types::{Envelope, Op};
 
 mod dead_letter;
 mod offsets;
+mod session;
 
 pub(crate) use dead_letter::{create_dlq_table, push_dead_letter_insert};
 pub(crate) use offsets::*;
+pub(crate) use session::*;
 
 /// The columns the sink writes, in statement order.
 pub(crate) const COLUMNS: [&str; 6] = [

@@ -57,9 +57,6 @@ pub trait BatchSink: Send {
 /// under any server's `wait_timeout`.
 const CONN_IDLE_LIMIT: Duration = Duration::from_secs(60);
 
-/// The savepoint every batch transaction sets after its ownership check.
-const ALIVE: &str = "kms_alive";
-
 /// How a transaction stands after one of its statements failed.
 enum Survival {
     Alive,
@@ -74,7 +71,7 @@ enum Survival {
 }
 
 fn survival(conn: &mut PooledConn) -> Survival {
-    let text = format!("RELEASE SAVEPOINT `{ALIVE}`; SAVEPOINT `{ALIVE}`");
+    let text = sql::check_alive();
     // Every result set is read, so an error of the second statement is
     // seen, and nothing is left unread on the connection.
     let result = conn.query_iter(text).and_then(|mut r| {
@@ -269,7 +266,7 @@ impl MysqlSink {
         const ATTEMPTS: u32 = 3;
         for attempt in 1..=ATTEMPTS {
             let result = mysql::Conn::new(opts.clone())
-                .and_then(|mut c| c.query_drop(format!("KILL CONNECTION {connection_id}")));
+                .and_then(|mut c| c.query_drop(sql::kill_connection(connection_id)));
             match result {
                 Ok(()) => {
                     log::warn!("ended abandoned MySQL session {connection_id}");
@@ -292,7 +289,7 @@ impl MysqlSink {
     /// Reads `max_allowed_packet` again after the server refused a packet.
     fn reread_budget(&mut self) {
         let read = self.pool.get().map_err(WriteError::from).and_then(|mut c| {
-            c.query_first::<u64, _>("SELECT @@max_allowed_packet")
+            c.query_first::<u64, _>(sql::MAX_ALLOWED_PACKET)
                 .map_err(WriteError::from)
         });
         match read {
@@ -341,10 +338,7 @@ impl BatchSink for MysqlSink {
         // One round trip, none of it writing: the transaction, the
         // ownership read under a lock, and a savepoint by which a later
         // error can tell whether the transaction survived it.
-        let text = format!(
-            "START TRANSACTION; {}; SAVEPOINT `{ALIVE}`",
-            rows.read(&partitions, spec.exactly_once())
-        );
+        let text = sql::begin_checked(&rows.read(&partitions, spec.exactly_once()));
         let standing = self.with_conn(|this, conn| {
             let standing = fence::read_multi(conn, &text)?;
             this.in_tx = true;
@@ -437,7 +431,7 @@ impl BatchSink for MysqlSink {
             if let Some(statement) = &set_next {
                 conn.query_drop(statement)?;
             }
-            conn.query_drop("COMMIT")?;
+            conn.query_drop(sql::COMMIT)?;
             this.in_tx = false;
             Ok(())
         })
@@ -448,7 +442,7 @@ impl BatchSink for MysqlSink {
             return;
         }
         if let Some((mut conn, _)) = self.conn.take() {
-            match conn.query_drop("ROLLBACK") {
+            match conn.query_drop(sql::ROLLBACK) {
                 Ok(()) => self.conn = Some((conn, Instant::now())),
                 Err(e) => {
                     log::warn!("ROLLBACK failed ({e}); closing the session instead");
