@@ -564,10 +564,14 @@ fn partitions_assigned_while_paused_start_paused() {
         "[kafka]\ncommit_interval_ms = 100\nrevoke_timeout_ms = 500\n[kafka.properties]\n\
          \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
          \"max.poll.interval.ms\" = \"6000\"\n\
+         [mysql]\ntimeout_ms = 2000\n\
          [sink]\nwriters = 1\nchannel_capacity = 64\nbatch_size = 50\n\
          retry_initial_ms = 20\nretry_max_ms = 200\n",
     );
-    // Every write to the table waits while this session holds it.
+    // Every write to the table waits while this session holds it (each
+    // wait ends after 1 s, three quarters of timeout_ms, and is retried):
+    // short waits, since a claim waits for the writers' transactions and
+    // must end within half the poll interval.
     let mut locker = mysql();
     locker
         .query_drop(format!("LOCK TABLES `{}`.`orders` WRITE", t.db))

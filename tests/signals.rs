@@ -151,8 +151,12 @@ fn a_second_signal_exits_at_once_during_a_stuck_drain() {
         child.child.try_wait().unwrap().is_none(),
         "first signal must drain, not exit"
     );
+    // Its insert waits on the lock (between waits, which the server ends
+    // after three quarters of timeout_ms, it is retried).
     assert!(
-        waiting_inserts(&mut conn, &t.db) > 0,
+        wait_for(Duration::from_secs(30), || waiting_inserts(
+            &mut conn, &t.db
+        ) > 0),
         "the drain is not stuck on the lock"
     );
     child.signal("INT");

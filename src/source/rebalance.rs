@@ -124,11 +124,13 @@ impl SinkContext {
         &self,
         consumer: &BaseConsumer<Self>,
         tpl: &mut TopicPartitionList,
-    ) -> bool {
+    ) -> Option<TopicPartitionList> {
         let parts = partitions_of(tpl);
-        let Some(standing) = self.claimer.claim(&parts, &self.metrics) else {
-            return false;
-        };
+        let standing = self.claimer.claim(&parts, &self.metrics)?;
+        // Exactly-once partitions whose group offset in Kafka (what lag
+        // tools read) is behind where they start: everything below the
+        // start is durable, so Kafka's offset catches up.
+        let mut behind = TopicPartitionList::new();
         if self.claimer.exactly_once() {
             // Kafka's committed offset where it is ahead of MySQL's: below
             // either, everything is durable (or was skipped), and an
@@ -163,9 +165,12 @@ impl SinkContext {
                         "cannot start partition {} at MySQL's next offset {next}: {e}",
                         s.partition
                     ));
-                    return false;
+                    return None;
                 }
                 self.claimer.started_at(s.partition, next);
+                if kafka_next.is_none_or(|k| k < next) {
+                    let _ = behind.add_partition_offset(&topic, s.partition, Offset::Offset(next));
+                }
             }
         }
         // Before librdkafka starts fetching them (see super::fetch).
@@ -179,7 +184,7 @@ impl SinkContext {
                 }
             }
         }
-        true
+        Some(behind)
     }
 
     /// Lets the writers finish what they hold of the lost partitions, then
@@ -227,11 +232,11 @@ impl ConsumerContext for SinkContext {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                if !self.prepare_assignment(consumer, tpl) {
+                let Some(behind) = self.prepare_assignment(consumer, tpl) else {
                     // The consumer loop stops on the claim's failure; nothing
                     // of these partitions is read meanwhile.
                     return;
-                }
+                };
                 log::info!("partitions assigned: {:?}", partitions_of(tpl));
                 Metrics::add(&self.metrics.assignments, 1);
                 self.metrics.assigned_partitions.inc_by(tpl.count() as i64);
@@ -243,6 +248,15 @@ impl ConsumerContext for SinkContext {
                 if assigned.is_ok() && self.fetch_paused.load(Ordering::SeqCst) {
                     if let Err(e) = consumer.pause(tpl) {
                         log::warn!("cannot pause newly assigned partitions: {e}");
+                    }
+                }
+                if assigned.is_ok() && behind.count() > 0 {
+                    match consumer.commit(&behind, CommitMode::Sync) {
+                        Ok(()) => Metrics::add(&self.metrics.commits, 1),
+                        Err(e) => log::warn!(
+                            "cannot bring the group's offsets in Kafka up to MySQL's ({e}); \
+                             lag tools show these partitions behind until the next commit"
+                        ),
                     }
                 }
                 assigned
