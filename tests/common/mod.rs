@@ -311,7 +311,8 @@ pub fn count(conn: &mut Conn, db: &str, table: &str) -> u64 {
 /// (on a lock the test holds, say): upserts into database `db`.
 pub fn waiting_inserts(conn: &mut Conn, db: &str) -> u64 {
     conn.query_first(format!(
-        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO `{db}`%'"
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+         WHERE INFO LIKE 'INSERT INTO `{db}`.`orders` %'"
     ))
     .unwrap()
     .unwrap_or(0)

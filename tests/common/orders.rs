@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaResult;
-use rdkafka::message::ToBytes;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 
 /// An order as the table must store it; decimals as MySQL prints them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,26 +85,7 @@ pub fn order(i: u64, version: u64) -> (String, Expected) {
     (payload, exp)
 }
 
-/// Hands `record` to the producer, serving delivery reports while its local
-/// queue is full (`send` fails at once with `QueueFull` when more records
-/// are queued than `queue.buffering.max.messages` allows); any other error
-/// is returned.
-pub fn send<K, P>(producer: &BaseProducer, mut record: BaseRecord<'_, K, P>) -> KafkaResult<()>
-where
-    K: ToBytes + ?Sized,
-    P: ToBytes + ?Sized,
-{
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                record = back;
-                producer.poll(Duration::from_millis(10));
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
-}
+pub use kafka_mysql_sink::internals::send;
 
 /// Produces orders `0..n` (version 0) to `topic`, order `i` to partition
 /// `i % partitions` keyed by its `id`, and waits until all are acknowledged.
