@@ -1209,21 +1209,12 @@ impl Drop for LimitedUser {
     }
 }
 
-/// The dead-letter table as the sink creates it (src/sql/dead_letter.rs),
-/// for an administrator to create ahead of a user without CREATE.
+/// The dead-letter table as the sink creates it, for an administrator to
+/// create ahead of a user without CREATE.
 fn create_dlq_table(conn: &mut Conn, db: &str) {
-    conn.query_drop(format!(
-        "CREATE TABLE `{db}`.`orders_dlq` (
-    `dlq_id` BIGINT AUTO_INCREMENT PRIMARY KEY,
-    `topic` VARCHAR(249) NOT NULL,
-    `kafka_partition` INT NOT NULL,
-    `kafka_offset` BIGINT NOT NULL,
-    `message_key` VARBINARY(1024) NULL,
-    `payload` LONGBLOB NULL,
-    `error` TEXT NOT NULL,
-    `failed_at` TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
-    UNIQUE KEY `uq_source` (`topic`, `kafka_partition`, `kafka_offset`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
+    conn.query_drop(kafka_mysql_sink::internals::create_dlq_table(
+        db,
+        "orders_dlq",
     ))
     .unwrap();
 }

@@ -23,7 +23,7 @@ const NOTE_SLACK: usize = 32;
 
 /// The dead-letter table: one row per message that could not be written,
 /// unique on its Kafka coordinates so a redelivered message is stored once.
-pub(crate) fn create_dlq_table(db: &str, table: &str) -> String {
+pub fn create_dlq_table(db: &str, table: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (
     `dlq_id` BIGINT AUTO_INCREMENT PRIMARY KEY,

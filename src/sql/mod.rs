@@ -17,7 +17,8 @@ mod dead_letter;
 mod offsets;
 mod session;
 
-pub(crate) use dead_letter::{create_dlq_table, push_dead_letter_insert};
+pub use dead_letter::create_dlq_table;
+pub(crate) use dead_letter::push_dead_letter_insert;
 pub(crate) use offsets::*;
 pub(crate) use session::*;
 

@@ -20,18 +20,45 @@ pub(super) struct Outcome {
 /// The distinct partitions of `batch` with the generations their rows were
 /// read under, in order.
 fn claims_of(batch: &[Envelope]) -> Vec<Claim> {
-    let mut claims: Vec<Claim> = Vec::new();
-    for e in batch {
-        let c = Claim {
+    let mut claims: Vec<Claim> = batch
+        .iter()
+        .map(|e| Claim {
             partition: e.coord.partition,
             generation: e.generation,
-        };
-        if claims.last() != Some(&c) && !claims.contains(&c) {
-            claims.push(c);
-        }
-    }
+        })
+        .collect();
     claims.sort_unstable();
+    claims.dedup();
     claims
+}
+
+/// Whether some claim of the batch is no longer held as it was: checked
+/// per claim, so that the rows are gone through only when one is not.
+fn any_lost(claims: &[Claim], standing: &[Standing]) -> bool {
+    claims.iter().any(|c| {
+        !standing
+            .iter()
+            .any(|s| s.partition == c.partition && s.generation == c.generation)
+    })
+}
+
+/// Whether some row of the batch lies below its partition's next offset:
+/// checked against each partition's lowest offset, so that the rows are
+/// gone through again only when one does.
+fn any_written(batch: &[Envelope], standing: &[Standing]) -> bool {
+    if standing.iter().all(|s| s.next_offset.is_none()) {
+        return false;
+    }
+    let mut lowest: BTreeMap<i32, i64> = BTreeMap::new();
+    for e in batch {
+        let o = lowest.entry(e.coord.partition).or_insert(e.coord.offset);
+        *o = (*o).min(e.coord.offset);
+    }
+    standing.iter().any(|s| {
+        s.next_offset
+            .zip(lowest.get(&s.partition))
+            .is_some_and(|(n, &low)| low < n)
+    })
 }
 
 /// Whether `env` may be written under `standing`: its partition is still
@@ -88,10 +115,10 @@ impl<S: BatchSink> Writer<S> {
     ) -> Result<Outcome, Transient> {
         let claims = claims_of(batch);
         let standing = self.sink.begin(&claims).map_err(retry_whole)?;
-        if batch.iter().any(|e| !owned(e, &standing)) {
+        if any_lost(&claims, &standing) {
             self.drop_fenced(batch, &standing);
         }
-        if batch.iter().any(|e| already_written(e, &standing)) {
+        if any_written(batch, &standing) {
             batch.retain(|e| {
                 let done = already_written(e, &standing);
                 if done {
@@ -191,6 +218,35 @@ mod tests {
         assert!(!owned(&env(0, 5, 2), &standing), "a partition not held");
         assert!(already_written(&env(1, 5, 2), &standing));
         assert!(!already_written(&env(1, 6, 2), &standing));
+    }
+
+    #[test]
+    fn the_cheap_checks_agree_with_the_row_by_row_ones() {
+        let batch = [env(1, 5, 2), env(0, 3, 1), env(1, 6, 2)];
+        let claims = claims_of(&batch);
+        let held = |p: i32, g: u64, next: Option<i64>| Standing {
+            partition: p,
+            generation: g,
+            next_offset: next,
+        };
+        for standing in [
+            vec![held(0, 1, None), held(1, 2, None)],
+            vec![held(0, 1, None), held(1, 3, None)],
+            vec![held(1, 2, None)],
+            vec![held(0, 1, Some(3)), held(1, 2, Some(6))],
+            vec![held(0, 1, Some(4)), held(1, 2, None)],
+        ] {
+            assert_eq!(
+                any_lost(&claims, &standing),
+                batch.iter().any(|e| !owned(e, &standing)),
+                "{standing:?}"
+            );
+            assert_eq!(
+                any_written(&batch, &standing),
+                batch.iter().any(|e| already_written(e, &standing)),
+                "{standing:?}"
+            );
+        }
     }
 
     #[test]
