@@ -30,8 +30,16 @@
 //!
 //! Environment: BENCH_ORDERS (default 1000000), BENCH_ROUNDS (default 5),
 //! BENCH_PARTITIONS, BENCH_CONFIG (default config/sink.toml), BENCH_STRICT,
-//! BENCH_SWEEP=0 (skip the sweep: 1000 rows, 2 connections), plus the
-//! sink's usual variables (SINK_WRITERS...).
+//! BENCH_SWEEP=0 (skip the sweep: 1000 rows, 2 connections),
+//! BENCH_VARIANTS (comma-separated further config files: each round also
+//! runs the sink with each, in its own delivery mode, so that settings are
+//! compared within one run), plus the sink's usual variables
+//! (SINK_WRITERS...).
+//!
+//! Beside each figure the benchmark prints the server's CPU per million rows
+//! (mysqld's own, read from /proc when the server is local; how much work
+//! each way of writing costs MySQL) and, for the sink runs, the mock
+//! broker's (this process's CPU while the sink ran).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -51,7 +59,10 @@ use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::pipeline::{self, WriterTarget};
 use kafka_mysql_sink::shutdown::Shutdown;
 use mysql::prelude::Queryable;
+use rdkafka::bindings as rd;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 #[path = "../tests/common/orders.rs"]
 mod orders;
@@ -59,7 +70,14 @@ mod orders;
 type BoxError = Box<dyn std::error::Error>;
 
 fn main() -> ExitCode {
-    match bench() {
+    // The benchmark runs itself as a child to measure the Kafka floor (see
+    // `drain`), so that the child's CPU is its own.
+    let run = if std::env::var("BENCH_ROLE").is_ok_and(|r| r == "drain") {
+        drain
+    } else {
+        bench
+    };
+    match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench-e2e failed: {e}");
@@ -96,6 +114,17 @@ fn bench() -> Result<(), BoxError> {
         .unwrap_or(64)
         .max(n.div_ceil(20_000)) as i32;
 
+    let variants: Vec<(PathBuf, Config)> = std::env::var("BENCH_VARIANTS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| -> Result<_, BoxError> {
+            let path = PathBuf::from(p.trim());
+            let c = Config::load(Some(&path), &env)?;
+            Ok((path, c))
+        })
+        .collect::<Result<_, _>>()?;
+
     let cluster = MockCluster::new(1)?;
     cluster.create_topic(&config.kafka.topic, partitions, 1)?;
     let brokers = cluster.bootstrap_servers();
@@ -124,6 +153,8 @@ fn bench() -> Result<(), BoxError> {
         info: &info,
         n,
         partitions,
+        variants: &variants,
+        mysqld: Mysqld::find(&mut conn),
     };
     let mut rounds_out = Vec::new();
     for round in 1..=rounds {
@@ -131,8 +162,8 @@ fn bench() -> Result<(), BoxError> {
         eprintln!(
             "round {round}/{rounds}: ceilings {:.0} (independent) {:.0} (partition-major) {:.0} (writer code) rows/s; \
              sink {:.0} rows/s at least once, {:.0} exactly once; {:.2} / {:.2} s CPU per million rows; {:.1} / {:.1} MiB peak RSS",
-            r.independent,
-            r.partition_major,
+            r.independent.rows_per_sec,
+            r.partition_major.rows_per_sec,
             r.writer_code.rows_per_sec,
             r.alo.rows_per_sec,
             r.eo.rows_per_sec,
@@ -141,6 +172,14 @@ fn bench() -> Result<(), BoxError> {
             r.alo.peak_mib,
             r.eo.peak_mib,
         );
+        for (v, (path, _)) in r.variants.iter().zip(&variants) {
+            eprintln!(
+                "round {round}/{rounds}: variant {}: {:.0} rows/s, {:.2} s CPU per million rows",
+                path.display(),
+                v.rows_per_sec,
+                v.cpu_per_million
+            );
+        }
         rounds_out.push(r);
     }
 
@@ -161,22 +200,25 @@ fn bench() -> Result<(), BoxError> {
         shape.rows,
         shape.conns,
     );
-    let ceilings: [(&str, f64); 3] = [
+    let ceilings: [(&str, f64, f64); 3] = [
         (
             "ceiling: independent, production order",
-            med(&|r| r.independent),
+            med(&|r| r.independent.rows_per_sec),
+            med(&|r| r.independent.server_cpu),
         ),
         (
             "ceiling: independent, partition-major",
-            med(&|r| r.partition_major),
+            med(&|r| r.partition_major.rows_per_sec),
+            med(&|r| r.partition_major.server_cpu),
         ),
         (
             "ceiling: the sink's writer code",
             med(&|r| r.writer_code.rows_per_sec),
+            med(&|r| r.writer_code.server_cpu),
         ),
     ];
-    for (label, value) in ceilings {
-        println!("{label:<42}: {value:>10.0} rows/s");
+    for (label, value, server) in ceilings {
+        println!("{label:<42}: {value:>10.0} rows/s; MySQL CPU {server:.2} s per million rows");
     }
     println!(
         "{:<42}: {:>14} {:>14}",
@@ -193,8 +235,8 @@ fn bench() -> Result<(), BoxError> {
     println!(
         "{:<42}: {:>14.1} {:>14.1} %",
         "  of the independent ceiling",
-        med(&|r| 100.0 * r.alo.rows_per_sec / r.independent),
-        med(&|r| 100.0 * r.eo.rows_per_sec / r.independent),
+        med(&|r| 100.0 * r.alo.rows_per_sec / r.independent.rows_per_sec),
+        med(&|r| 100.0 * r.eo.rows_per_sec / r.independent.rows_per_sec),
     );
     println!(
         "{:<42}: {:>14.1} {:>14.1} %",
@@ -209,6 +251,12 @@ fn bench() -> Result<(), BoxError> {
         "s",
         2,
     );
+    println!(
+        "{:<42}: {:>14.2} s (decoding too: {:.2} s)",
+        "  Kafka floor: librdkafka at the eo pace",
+        med(&|r| r.floor),
+        med(&|r| r.floor_decoded)
+    );
     both(
         "  page faults per million rows",
         &|s| s.faults_per_million,
@@ -216,6 +264,13 @@ fn bench() -> Result<(), BoxError> {
         0,
     );
     both("  peak RSS", &|s| s.peak_mib, "MiB", 1);
+    both("  MySQL CPU per million rows", &|s| s.server_cpu, "s", 2);
+    both(
+        "  mock broker CPU per million rows",
+        &|s| s.broker_cpu,
+        "s",
+        2,
+    );
     both(
         "  writers waiting for rows",
         &|s| 100.0 * s.writers_waiting,
@@ -232,6 +287,25 @@ fn bench() -> Result<(), BoxError> {
         "exactly_once / at_least_once",
         med(&|r| 100.0 * r.eo.rows_per_sec / r.alo.rows_per_sec)
     );
+    for (i, (path, c)) in variants.iter().enumerate() {
+        let v = |f: &dyn Fn(&SinkRun) -> f64| med(&|r| f(&r.variants[i]));
+        println!(
+            "variant {} ({}, batch_size={} writers={} channel_capacity={}): {:.0} rows/s, \
+             {:.1} % of the independent ceiling, {:.2} s CPU per million rows, \
+             MySQL {:.2} s, {:.1} MiB, writers waiting {:.1} %",
+            path.display(),
+            c.sink.delivery.as_str(),
+            c.sink.batch_size,
+            c.sink.writers,
+            c.sink.channel_capacity,
+            v(&|s| s.rows_per_sec),
+            med(&|r| 100.0 * r.variants[i].rows_per_sec / r.independent.rows_per_sec),
+            v(&|s| s.cpu_per_million),
+            v(&|s| s.server_cpu),
+            v(&|s| s.peak_mib),
+            v(&|s| 100.0 * s.writers_waiting),
+        );
+    }
     println!("tables exact in every round: {n} rows, values verified");
     // The targets of the throughput and delivery issues, on the medians of
     // the shipped delivery mode. With BENCH_STRICT=1 a miss fails the run
@@ -243,7 +317,7 @@ fn bench() -> Result<(), BoxError> {
     let targets = [
         (
             "sink at least 90 % of the independent ceiling",
-            med(&|r| 100.0 * shipped(r).rows_per_sec / r.independent) >= 90.0,
+            med(&|r| 100.0 * shipped(r).rows_per_sec / r.independent.rows_per_sec) >= 90.0,
         ),
         (
             "sink CPU at most 1 s per million rows",
@@ -270,11 +344,191 @@ fn bench() -> Result<(), BoxError> {
 }
 
 struct Round {
-    independent: f64,
-    partition_major: f64,
+    /// librdkafka reading the topic, CPU seconds per million messages.
+    floor: f64,
+    /// The same, decoding every message too.
+    floor_decoded: f64,
+    independent: Pace,
+    partition_major: Pace,
     writer_code: Pace,
     alo: SinkRun,
     eo: SinkRun,
+    variants: Vec<SinkRun>,
+}
+
+/// The floor under the sink's CPU that librdkafka sets: a child process
+/// reads the whole topic with librdkafka as the sink does (batched reads,
+/// the same client properties) at the sink's `pace` (messages per second)
+/// and drops every message, or decodes it with the sink's decoder and drops
+/// the row (`decode`). CPU seconds per million messages, the child's own
+/// (its broker threads included).
+fn kafka_floor(
+    config: &Config,
+    brokers: &str,
+    partitions: i32,
+    n: u64,
+    decode: bool,
+    pace: f64,
+) -> Result<f64, BoxError> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .env("BENCH_ROLE", "drain")
+        .env("BENCH_BROKERS", brokers)
+        .env("BENCH_TOPIC", &config.kafka.topic)
+        .env("BENCH_DRAIN_PARTITIONS", partitions.to_string())
+        .env("BENCH_ORDERS", n.to_string())
+        .env("BENCH_DRAIN_DECODE", if decode { "1" } else { "0" })
+        .env("BENCH_DRAIN_PACE", pace.to_string())
+        .stdin(Stdio::null());
+    for (k, v) in &config.kafka.properties {
+        command.env(format!("BENCH_DRAIN_PROPERTY_{k}"), v);
+    }
+    let out = command.output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "the Kafka floor's reader failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let cpu = field(&text, "cpu_seconds=").ok_or("no figure from the Kafka floor's reader")?;
+    Ok(cpu / n as f64 * 1e6)
+}
+
+/// The child side of [`kafka_floor`].
+fn drain() -> Result<(), BoxError> {
+    let var = |k: &str| std::env::var(k).map_err(|_| format!("{k} is not set"));
+    let (brokers, topic) = (var("BENCH_BROKERS")?, var("BENCH_TOPIC")?);
+    let partitions: i32 = var("BENCH_DRAIN_PARTITIONS")?.parse()?;
+    let n: u64 = var("BENCH_ORDERS")?.parse()?;
+    let decode = var("BENCH_DRAIN_DECODE")? == "1";
+    let pace: f64 = var("BENCH_DRAIN_PACE")?.parse()?;
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "kms-bench-kafka-floor")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    for (k, v) in std::env::vars() {
+        if let Some(k) = k.strip_prefix("BENCH_DRAIN_PROPERTY_") {
+            client.set(k, v);
+        }
+    }
+    let consumer: BaseConsumer = client.create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
+    }
+    // Assigned, not subscribed: no rebalance events, so the consumer queue
+    // carries only messages and can be read in batches.
+    consumer.assign(&tpl)?;
+    let (cpu, start) = (own_cpu(), Instant::now());
+    let system = own_system_cpu();
+    let mut decoder = Decoder::new();
+    let (mut seen, mut rows) = (0u64, 0u64);
+    // SAFETY: the client outlives the queue handle, destroyed below.
+    let queue = unsafe { rd::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
+    if queue.is_null() {
+        return Err("librdkafka has no consumer queue".into());
+    }
+    let mut buf: Vec<*mut rd::rd_kafka_message_t> = Vec::with_capacity(256);
+    while seen < n && start.elapsed() < Duration::from_secs(600) {
+        // SAFETY: room for 256 pointers; librdkafka writes `got` of them,
+        // each destroyed once below.
+        let got = unsafe { rd::rd_kafka_consume_batch_queue(queue, 100, buf.as_mut_ptr(), 256) };
+        unsafe { buf.set_len(got.max(0) as usize) };
+        for m in buf.drain(..) {
+            // SAFETY: a live message until destroyed at the end of the turn.
+            let msg = unsafe { &*m };
+            if msg.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                seen += 1;
+                if decode && !msg.payload.is_null() {
+                    // SAFETY: `len` bytes at `payload`, alive with the message.
+                    let p =
+                        unsafe { std::slice::from_raw_parts(msg.payload as *const u8, msg.len) };
+                    rows += u64::from(decoder.decode(p).is_ok());
+                }
+            }
+            unsafe { rd::rd_kafka_message_destroy(m) };
+        }
+        // Ahead of the pace: wait until it catches up.
+        let due = Duration::from_secs_f64(seen as f64 / pace);
+        if pace.is_finite() && pace > 0.0 && due > start.elapsed() {
+            std::thread::sleep(due - start.elapsed());
+        }
+    }
+    let (cpu, system) = (own_cpu() - cpu, own_system_cpu() - system);
+    unsafe { rd::rd_kafka_queue_destroy(queue) };
+    if seen < n {
+        return Err(format!("read {seen} of {n} messages in 600 s").into());
+    }
+    println!(
+        "messages={seen} rows={rows} cpu_seconds={cpu} system_seconds={system} elapsed_seconds={}",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The MySQL server's process, when it runs on this machine (its pid file
+/// readable here), so that each step's server CPU can be read.
+struct Mysqld(Option<u32>);
+
+impl Mysqld {
+    fn find(conn: &mut mysql::Conn) -> Mysqld {
+        let pid = conn
+            .query_first::<String, _>("SELECT @@GLOBAL.pid_file")
+            .ok()
+            .flatten()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|p| p.trim().parse().ok());
+        Mysqld(pid)
+    }
+
+    /// The server's CPU seconds so far (NaN when it is not local).
+    fn cpu(&self) -> f64 {
+        let Some(pid) = self.0 else {
+            return f64::NAN;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return f64::NAN;
+        };
+        // Fields after the command name (which may hold spaces): utime and
+        // stime are the 12th and 13th.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            return f64::NAN;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        match (ticks(11), ticks(12)) {
+            (Some(u), Some(s)) if hz > 0.0 => (u + s) / hz,
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// This process's CPU seconds so far (the mock broker's, while the sink runs).
+fn own_cpu() -> f64 {
+    rusage().map_or(f64::NAN, |(user, system)| user + system)
+}
+
+/// The kernel's part of [`own_cpu`].
+fn own_system_cpu() -> f64 {
+    rusage().map_or(f64::NAN, |(_, system)| system)
+}
+
+/// This process's user and system CPU seconds.
+fn rusage() -> Option<(f64, f64)> {
+    // SAFETY: getrusage writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return None;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some((secs(u.ru_utime), secs(u.ru_stime)))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -411,6 +665,8 @@ fn sweep(
 /// What every round shares.
 struct Bench<'a> {
     shape: Shape,
+    variants: &'a [(PathBuf, Config)],
+    mysqld: Mysqld,
     config: &'a Config,
     config_path: &'a Path,
     bin: PathBuf,
@@ -429,6 +685,10 @@ struct SinkRun {
     system_per_million: f64,
     faults_per_million: f64,
     peak_mib: f64,
+    /// MySQL's CPU seconds per million rows during the run.
+    server_cpu: f64,
+    /// The mock broker's (this process's) CPU seconds per million rows.
+    broker_cpu: f64,
 }
 
 impl Bench<'_> {
@@ -438,14 +698,17 @@ impl Bench<'_> {
     /// is always favoured.
     fn round(&self, conn: &mut mysql::Conn, round: u32) -> Result<Round, BoxError> {
         let db_name = &self.config.mysql.database;
-        let tables = [
+        let mut tables: Vec<String> = [
             "orders_independent",
             "orders_partition_major",
             "orders_writer_code",
             "orders_sink_alo",
             "orders_sink_eo",
-        ];
-        for t in tables {
+        ]
+        .map(String::from)
+        .into();
+        tables.extend((0..self.variants.len()).map(|i| format!("orders_sink_v{i}")));
+        for t in &tables {
             conn.query_drop(format!("DROP TABLE IF EXISTS {}", qualified(db_name, t)))?;
             conn.query_drop(format!(
                 "DROP TABLE IF EXISTS {}",
@@ -454,47 +717,85 @@ impl Bench<'_> {
             db::ensure_table(conn, db_name, t)?;
         }
         let (n, parts) = (self.n, self.partitions as u64);
-        let mut independent = 0.0;
-        let mut partition_major = 0.0;
+        let mut independent = None;
+        let mut partition_major = None;
         let mut writer_code = None;
         let mut alo = None;
         let mut eo = None;
-        for step in 0..5 {
-            match (step + round as usize) % 5 {
+        let mut variants = vec![None; self.variants.len()];
+        let steps = tables.len();
+        for step in 0..steps {
+            match (step + round as usize) % steps {
                 0 => {
                     let rows = rows(n, parts)?;
-                    let sql = statements(&rows, db_name, tables[0], self.info, self.shape.rows)?;
+                    let sql = statements(&rows, db_name, &tables[0], self.info, self.shape.rows)?;
                     drop(rows);
                     settle(conn)?;
                     eprintln!("round {round}: independent ceiling ...");
-                    independent = run_statements(self.config, &sql, self.shape.conns, n)?;
-                    verify(conn, db_name, tables[0], n)?;
+                    let cpu = self.mysqld.cpu();
+                    let pace = run_statements(self.config, &sql, self.shape.conns, n)?;
+                    independent = Some(Pace {
+                        rows_per_sec: pace,
+                        writers_waiting: f64::NAN,
+                        server_cpu: (self.mysqld.cpu() - cpu) / n as f64 * 1e6,
+                    });
+                    verify(conn, db_name, &tables[0], n)?;
                 }
                 1 => {
                     let mut rows = rows(n, parts)?;
                     rows.sort_by_key(|e| (e.coord.partition, e.coord.offset));
-                    let sql = statements(&rows, db_name, tables[1], self.info, self.shape.rows)?;
+                    let sql = statements(&rows, db_name, &tables[1], self.info, self.shape.rows)?;
                     drop(rows);
                     settle(conn)?;
                     eprintln!("round {round}: partition-major ceiling ...");
-                    partition_major = run_statements(self.config, &sql, self.shape.conns, n)?;
-                    verify(conn, db_name, tables[1], n)?;
+                    let cpu = self.mysqld.cpu();
+                    let pace = run_statements(self.config, &sql, self.shape.conns, n)?;
+                    partition_major = Some(Pace {
+                        rows_per_sec: pace,
+                        writers_waiting: f64::NAN,
+                        server_cpu: (self.mysqld.cpu() - cpu) / n as f64 * 1e6,
+                    });
+                    verify(conn, db_name, &tables[1], n)?;
                 }
-                2 => writer_code = Some(self.writer_code(conn, round, tables[2])?),
-                3 => alo = Some(self.sink(conn, round, tables[3], Delivery::AtLeastOnce)?),
-                _ => eo = Some(self.sink(conn, round, tables[4], Delivery::ExactlyOnce)?),
+                2 => writer_code = Some(self.writer_code(conn, round, &tables[2])?),
+                3 => {
+                    let run = (self.config_path, Some(Delivery::AtLeastOnce));
+                    alo = Some(self.sink(conn, round, &tables[3], run)?);
+                }
+                4 => {
+                    let run = (self.config_path, Some(Delivery::ExactlyOnce));
+                    eo = Some(self.sink(conn, round, &tables[4], run)?);
+                }
+                i => {
+                    let run = (self.variants[i - 5].0.as_path(), None);
+                    variants[i - 5] = Some(self.sink(conn, round, &tables[i], run)?);
+                }
             }
         }
         for t in &tables[1..] {
-            same_rows(conn, db_name, tables[0], t, n)?;
+            same_rows(conn, db_name, &tables[0], t, n)?;
         }
+        settle(conn)?;
+        eprintln!("round {round}: Kafka floor ...");
+        // At the pace the sink went, so that librdkafka fetches as it did
+        // for the sink (a reader that outpaces the broker costs more).
+        let pace = eo.map_or(f64::NAN, |e| e.rows_per_sec);
+        let floor = [false, true]
+            .map(|decode| kafka_floor(self.config, self.brokers, self.partitions, n, decode, pace));
+        let [floor, floor_decoded] = floor;
         let missing = || -> BoxError { "a step did not run".into() };
         Ok(Round {
-            independent,
-            partition_major,
+            floor: floor?,
+            floor_decoded: floor_decoded?,
+            independent: independent.ok_or_else(missing)?,
+            partition_major: partition_major.ok_or_else(missing)?,
             writer_code: writer_code.ok_or_else(missing)?,
             alo: alo.ok_or_else(missing)?,
             eo: eo.ok_or_else(missing)?,
+            variants: variants
+                .into_iter()
+                .map(|v| v.ok_or_else(missing))
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -508,22 +809,29 @@ impl Bench<'_> {
         let rows = rows(self.n, self.partitions as u64)?;
         settle(conn)?;
         eprintln!("round {round}: writer-code ceiling ...");
-        let pace = write_direct(self.config, self.info, table, rows)?;
+        let cpu = self.mysqld.cpu();
+        let mut pace = write_direct(self.config, self.info, table, rows)?;
+        pace.server_cpu = (self.mysqld.cpu() - cpu) / self.n as f64 * 1e6;
         verify(conn, &self.config.mysql.database, table, self.n)?;
         Ok(pace)
     }
 
-    /// The sink binary, end to end, as a new consumer group each run.
+    /// The sink binary, end to end, as a new consumer group each run, with
+    /// the given config file and delivery mode (the file's when `None`).
     fn sink(
         &self,
         conn: &mut mysql::Conn,
         round: u32,
         table: &str,
-        delivery: Delivery,
+        (config_path, delivery): (&Path, Option<Delivery>),
     ) -> Result<SinkRun, BoxError> {
         let (m, n) = (&self.config.mysql, self.n);
         settle(conn)?;
-        eprintln!("round {round}: sink ({}) ...", delivery.as_str());
+        let mode = delivery.map_or("its own delivery mode", |d| d.as_str());
+        eprintln!(
+            "round {round}: sink ({}, {mode}) ...",
+            config_path.display()
+        );
         let log_path = std::env::temp_dir().join("kms-bench-e2e-sink.log");
         let log = std::fs::File::create(&log_path)?;
         // BENCH_SINK_WRAPPER runs the sink under a profiler, e.g.
@@ -531,20 +839,20 @@ impl Bench<'_> {
         let wrapper = std::env::var("BENCH_SINK_WRAPPER").unwrap_or_default();
         let mut words: Vec<String> = wrapper.split_whitespace().map(String::from).collect();
         words.push(self.bin.display().to_string());
-        let status = Command::new(&words[0])
+        let mut command = Command::new(&words[0]);
+        if let Some(d) = delivery {
+            command.env("SINK_DELIVERY", d.as_str());
+        }
+        let (server, broker) = (self.mysqld.cpu(), own_cpu());
+        let status = command
             .args(&words[1..])
             .args(["run", "--until-caught-up", "--config"])
-            .arg(self.config_path)
+            .arg(config_path)
             .env("KAFKA_BROKERS", self.brokers)
             .env(
                 "SINK_GROUP_ID",
-                format!(
-                    "{}-bench-{round}-{}",
-                    self.config.kafka.group_id,
-                    delivery.as_str()
-                ),
+                format!("{}-bench-{round}-{table}", self.config.kafka.group_id),
             )
-            .env("SINK_DELIVERY", delivery.as_str())
             .env("MYSQL_HOST", &m.host)
             .env("MYSQL_PORT", m.port.to_string())
             .env("MYSQL_DATABASE", &m.database)
@@ -554,6 +862,7 @@ impl Bench<'_> {
             .stdout(log.try_clone()?)
             .stderr(log)
             .status()?;
+        let (server, broker) = (self.mysqld.cpu() - server, own_cpu() - broker);
         let text = std::fs::read_to_string(&log_path)?;
         if !status.success() {
             return Err(
@@ -563,7 +872,8 @@ impl Bench<'_> {
         let active = field(&text, "active_seconds=")
             .ok_or_else(|| format!("no summary line in {}", log_path.display()))?;
         verify(conn, &m.database, table, n)?;
-        let writers = self.config.sink.writers as f64;
+        let writers = Config::load(Some(config_path), &|k: &str| std::env::var(k).ok())
+            .map_or(self.config.sink.writers, |c| c.sink.writers) as f64;
         let of = |key: &str| field(&text, key).unwrap_or(f64::NAN);
         let per_million = |key: &str| of(key) / n as f64 * 1e6;
         Ok(SinkRun {
@@ -573,6 +883,8 @@ impl Bench<'_> {
             system_per_million: per_million("system_seconds="),
             faults_per_million: per_million("page_faults="),
             peak_mib: of("peak_rss_mib="),
+            server_cpu: server / n as f64 * 1e6,
+            broker_cpu: broker / n as f64 * 1e6,
         })
     }
 }
@@ -583,6 +895,8 @@ impl Bench<'_> {
 struct Pace {
     rows_per_sec: f64,
     writers_waiting: f64,
+    /// MySQL's CPU seconds per million rows during the run.
+    server_cpu: f64,
 }
 
 /// Writes `rows` through the sink's router and writers; rows/s from the
@@ -645,6 +959,7 @@ fn write_direct(
         rows_per_sec: n as f64 / elapsed.as_secs_f64(),
         writers_waiting: metrics.writer_idle_seconds.get()
             / (elapsed.as_secs_f64() * config.sink.writers as f64),
+        server_cpu: f64::NAN,
     })
 }
 

@@ -313,7 +313,7 @@ impl Default for MysqlConfig {
             password: "root".into(),
             database: "app_consumer".into(),
             table: "orders".into(),
-            pool_size: 5,
+            pool_size: 3,
             offsets_table: String::new(),
             connect_retries: 5,
             connect_retry_delay: Duration::from_millis(5000),
@@ -328,10 +328,10 @@ impl Default for MysqlConfig {
 impl Default for SinkConfig {
     fn default() -> Self {
         SinkConfig {
-            batch_size: 250,
+            batch_size: 1000,
             flush_interval: Duration::from_millis(200),
-            writers: 4,
-            channel_capacity: 1024,
+            writers: 2,
+            channel_capacity: 4096,
             stats_interval: Duration::from_millis(10_000),
             shutdown_timeout: Duration::from_millis(30_000),
             retry_initial: Duration::from_millis(100),
@@ -488,7 +488,7 @@ mod tests {
     fn backfill_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/backfill.toml");
         let c = Config::load(Some(&path), &env_of(&[])).unwrap();
-        assert_eq!((c.sink.batch_size, c.sink.writers), (250, 4));
+        assert_eq!((c.sink.batch_size, c.sink.writers), (1000, 2));
     }
 
     #[test]
