@@ -72,8 +72,9 @@ start() {
         # --no-defaults: ignore /etc/mysql so a system instance's settings never
         # leak in. Durability settings stay at the server defaults: tests
         # exercise the same commit path that production has. The buffer pool
-        # holds both of bench-e2e's million-row tables (~250 MB each); with
-        # 512 MB, whichever run came second paid for evicting the first.
+        # holds several of bench-e2e's million-row tables (~250 MB each; it
+        # drops each once checked); with 512 MB, whichever run came second
+        # paid for evicting the first.
         nohup "$(find_bin mariadbd mysqld)" --no-defaults --user=root \
             --datadir="$DATA" --socket="$SOCK" --pid-file="$PIDFILE" \
             --port="$PORT" --bind-address=127.0.0.1 --skip-name-resolve \

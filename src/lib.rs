@@ -51,6 +51,7 @@ pub mod internals {
     pub use crate::pipeline::{spawn_writers, WriterTarget};
     pub use crate::produce::send;
     pub use crate::route::{inbox, RouteError, Router, Routing};
+    pub use crate::source::client_config;
     pub use crate::sql::{create_dlq_table, qualified, Dialect, UpsertBuilder};
     pub use crate::types::{Coord, DeadLetter, Envelope, Op};
     pub use crate::write::{

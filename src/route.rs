@@ -28,6 +28,20 @@ pub enum Routing {
     ByPartition,
 }
 
+/// The writer of a partition's messages when routing by partition.
+///
+/// Plain `partition % writers` spreads a contiguous range evenly, but a
+/// round-robin or sticky assignor can hand an instance every other
+/// partition, and with two writers those would all land on one. Adding
+/// `partition / writers` shifts each successive block of `writers`
+/// partitions by one writer: a contiguous range still spreads exactly
+/// evenly (each block covers every writer once), and strided sets spread
+/// too.
+fn partition_writer(partition: i32, writers: usize) -> usize {
+    let p = partition.unsigned_abs() as usize;
+    (p + p / writers) % writers
+}
+
 /// The writer a message belongs to. By key: by `id` for upserts and
 /// deletes, by position for rejects, which have no usable key.
 pub(crate) fn writer_of(
@@ -37,7 +51,7 @@ pub(crate) fn writer_of(
     keys: &mut KeyHasher,
 ) -> usize {
     if routing == Routing::ByPartition {
-        return (env.coord.partition.unsigned_abs() as usize) % writers;
+        return partition_writer(env.coord.partition, writers);
     }
     match &env.op {
         Op::Upsert(row) => keys.writer(row.id(), writers),
@@ -342,6 +356,33 @@ mod tests {
         let mut env = delete(0, "abc");
         env.coord.partition = 6;
         router.stage(env);
-        assert_eq!(staged_on(&router, 0), 2);
+        assert_eq!(staged_on(&router, 0), partition_writer(6, 4));
+    }
+
+    #[test]
+    fn partitions_spread_over_writers_whatever_the_assignor_hands_out() {
+        for writers in 1..=8 {
+            let load = |parts: &mut dyn Iterator<Item = i32>| {
+                let mut n = vec![0usize; writers];
+                for p in parts {
+                    n[partition_writer(p, writers)] += 1;
+                }
+                n
+            };
+            // A contiguous range (one instance, or a range assignor): exactly
+            // even.
+            let range = load(&mut (0..64 * writers as i32));
+            assert!(range.iter().all(|&n| n == 64), "{writers}: {range:?}");
+            // Every other partition (round-robin over two instances): every
+            // writer has some.
+            for first in 0..2 {
+                let strided = load(&mut (first..64).step_by(2));
+                assert!(
+                    strided.iter().all(|&n| n > 0),
+                    "{writers} writers, partitions {first}, {}, ...: {strided:?}",
+                    first + 2
+                );
+            }
+        }
     }
 }

@@ -76,7 +76,13 @@ fn metrics_count_what_was_written_and_readyz_turns_ready() {
     t.group = "metrics-group".into();
     // As many connections as writers: the pool has none to spare once the
     // writers hold theirs, which the readiness probe must not depend on.
-    let config = write_config(&dir, &format!("{FAST}[mysql]\npool_size = 4\n"));
+    let config = write_config(
+        &dir,
+        &format!(
+            "{}[mysql]\npool_size = 2\n",
+            FAST.replace("[sink]\n", "[sink]\nwriters = 2\n")
+        ),
+    );
     let (port, metrics) = metrics_env();
     let mut sink = spawn_sink(&t, &config, dir.join("metrics.log"), &[], &[metrics]);
     assert!(

@@ -313,7 +313,7 @@ impl Default for MysqlConfig {
             password: "root".into(),
             database: "app_consumer".into(),
             table: "orders".into(),
-            pool_size: 3,
+            pool_size: 5,
             offsets_table: String::new(),
             connect_retries: 5,
             connect_retry_delay: Duration::from_millis(5000),
