@@ -762,7 +762,7 @@ impl Bench<'_> {
             ))?;
             db::ensure_table(conn, db_name, t)?;
         }
-        let (n, parts) = (self.n, self.partitions as u64);
+        let n = self.n;
         let mut independent = None;
         let mut partition_major = None;
         let mut writer_code = None;
@@ -770,7 +770,6 @@ impl Bench<'_> {
         let mut eo = None;
         let mut variants = vec![None; self.variants.len()];
         let steps = tables.len();
-        let mut prints = Vec::new();
         for step in 0..steps {
             // Rotated each round, and reversed every other round: with more
             // steps than rounds, no step is always late.
@@ -780,37 +779,8 @@ impl Bench<'_> {
                 step
             };
             match (step + round as usize) % steps {
-                0 => {
-                    let rows = rows(n, parts)?;
-                    let sql = statements(&rows, db_name, &tables[0], self.info, self.shape.rows)?;
-                    drop(rows);
-                    settle(conn)?;
-                    eprintln!("round {round}: independent ceiling ...");
-                    let cpu = self.mysqld.cpu();
-                    let pace = run_statements(self.config, &sql, self.shape.conns, n)?;
-                    independent = Some(Pace {
-                        rows_per_sec: pace,
-                        writers_waiting: f64::NAN,
-                        server_cpu: (self.mysqld.cpu() - cpu) / n as f64 * 1e6,
-                    });
-                    prints.push(verify(conn, db_name, &tables[0], n)?);
-                }
-                1 => {
-                    let mut rows = rows(n, parts)?;
-                    rows.sort_by_key(|e| (e.coord.partition, e.coord.offset));
-                    let sql = statements(&rows, db_name, &tables[1], self.info, self.shape.rows)?;
-                    drop(rows);
-                    settle(conn)?;
-                    eprintln!("round {round}: partition-major ceiling ...");
-                    let cpu = self.mysqld.cpu();
-                    let pace = run_statements(self.config, &sql, self.shape.conns, n)?;
-                    partition_major = Some(Pace {
-                        rows_per_sec: pace,
-                        writers_waiting: f64::NAN,
-                        server_cpu: (self.mysqld.cpu() - cpu) / n as f64 * 1e6,
-                    });
-                    prints.push(verify(conn, db_name, &tables[1], n)?);
-                }
+                0 => independent = Some(self.statements(conn, round, &tables[0], false)?),
+                1 => partition_major = Some(self.statements(conn, round, &tables[1], true)?),
                 2 => writer_code = Some(self.writer_code(conn, round, &tables[2])?),
                 3 => {
                     let run = (self.config_path, Some(Delivery::AtLeastOnce));
@@ -826,7 +796,7 @@ impl Bench<'_> {
                 }
             }
         }
-        prints.append(&mut self.prints.borrow_mut());
+        let prints = std::mem::take(&mut *self.prints.borrow_mut());
         if prints.len() != steps || prints.iter().any(|&p| p != prints[0]) {
             return Err(format!("the tables of round {round} differ: {prints:x?}").into());
         }
@@ -866,6 +836,42 @@ impl Bench<'_> {
                 .into_iter()
                 .map(|v| v.ok_or_else(missing))
                 .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// An independent ceiling: pre-built upserts of the shape the sweep
+    /// chose, in production order or partition by partition.
+    fn statements(
+        &self,
+        conn: &mut mysql::Conn,
+        round: u32,
+        table: &str,
+        partition_major: bool,
+    ) -> Result<Pace, BoxError> {
+        let (db_name, n) = (&self.config.mysql.database, self.n);
+        let mut rows = rows(n, self.partitions as u64)?;
+        if partition_major {
+            rows.sort_by_key(|e| (e.coord.partition, e.coord.offset));
+        }
+        let sql = statements(&rows, db_name, table, self.info, self.shape.rows)?;
+        drop(rows);
+        settle(conn)?;
+        let order = if partition_major {
+            "partition-major"
+        } else {
+            "independent"
+        };
+        eprintln!("round {round}: {order} ceiling ...");
+        let cpu = self.mysqld.cpu();
+        let pace = run_statements(self.config, &sql, self.shape.conns, n)?;
+        let server_cpu = (self.mysqld.cpu() - cpu) / n as f64 * 1e6;
+        self.prints
+            .borrow_mut()
+            .push(verify(conn, db_name, table, n)?);
+        Ok(Pace {
+            rows_per_sec: pace,
+            writers_waiting: f64::NAN,
+            server_cpu,
         })
     }
 

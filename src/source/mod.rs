@@ -143,8 +143,8 @@ pub(crate) struct Source {
 ///   waits this long before fetching again (a second by default), so during
 ///   a backfill the queue ran down and refilled in bursts. Refilling as soon
 ///   as there is room made MySQL spend less CPU per row, and the sink go
-///   faster, in every A/B run of `make bench-e2e` (docs/performance.md),
-///   with more memory held in the queue;
+///   faster, by the medians of both A/B runs of `make bench-e2e`
+///   (docs/performance.md), with more memory held in the queue;
 /// - `queued.max.messages.kbytes` bounds that memory. Every partition is
 ///   forwarded to one queue (see `fetch`), so the bound is for all of them
 ///   together: ~80,000 messages of a few hundred bytes, or a handful at the
