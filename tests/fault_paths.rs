@@ -370,9 +370,7 @@ fn a_server_without_strict_sql_mode_does_not_truncate_ids_silently() {
         );
     }
     // The control: ordinary orders of the same run are written.
-    let mut want: Vec<Expected> = (0..ordinary).map(|i| order(i, 0).1).collect();
-    want.sort();
-    assert_eq!(rows, want);
+    assert_eq!(rows, first_versions(ordinary));
     let status = status.expect("the sink did not finish within 60 s");
     assert!(status.success(), "exit {status:?}");
     assert_eq!(committed, end);
@@ -476,13 +474,7 @@ fn a_packet_limit_lowered_while_running_is_read_again() {
     let status = status.expect("the sink did not finish within 90 s");
     assert!(status.success(), "exit {status:?}");
     assert!(dead_letters(&mut conn, &t.db).is_empty());
-    let mut want: Vec<Expected> = (0..6_000).map(|i| order(i, 0).1).collect();
-    want.sort();
-    assert_eq!(table_rows(&mut conn, &t.db, "orders"), want);
-    assert_eq!(
-        committed(&t.brokers, &t.group, &t.topic, 2),
-        end_offsets(&t.brokers, &t.topic, 2)
-    );
+    assert_drained(&mut conn, &t, 6_000, 2);
 }
 
 /// MySQL's packets dropped (not refused) while the sink drains after
@@ -536,13 +528,7 @@ fn a_drain_against_a_silent_server_ends_on_time_and_loses_nothing() {
         &[],
     );
     assert!(sink.wait(Duration::from_secs(60)).success());
-    let mut want: Vec<Expected> = (0..2_000).map(|i| order(i, 0).1).collect();
-    want.sort();
-    assert_eq!(table_rows(&mut conn, &t.db, "orders"), want);
-    assert_eq!(
-        committed(&t.brokers, &t.group, &t.topic, 2),
-        end_offsets(&t.brokers, &t.topic, 2)
-    );
+    assert_drained(&mut conn, &t, 2_000, 2);
 }
 
 /// Fetching is paused (the table is locked, writers wait, channels are
@@ -619,7 +605,5 @@ fn partitions_assigned_while_paused_start_paused() {
     b.signal("TERM");
     assert!(a.wait(Duration::from_secs(30)).success());
     assert!(b.wait(Duration::from_secs(30)).success());
-    let mut want: Vec<Expected> = (0..20_000).map(|i| order(i, 0).1).collect();
-    want.sort();
-    assert!(table_rows(&mut conn, &t.db, "orders") == want);
+    assert!(table_rows(&mut conn, &t.db, "orders") == first_versions(20_000));
 }

@@ -308,9 +308,7 @@ fn lock_wait_timeouts_are_retried_until_the_lock_is_gone() {
     locker.query_drop("COMMIT").unwrap();
     assert!(wait_caught_up(&brokers, group, topic, 1, LIMIT));
     let summary = sink.stop();
-    let mut want: Vec<Expected> = (0..10u64).map(|i| order(i, 0).1).collect();
-    want.sort();
-    assert_eq!(table_rows(&mut conn, &db, "orders"), want);
+    assert_eq!(table_rows(&mut conn, &db, "orders"), first_versions(10));
     assert_eq!(summary.counters.dead_lettered, 0);
     drop_db(&mut conn, &db);
 }
@@ -361,9 +359,7 @@ fn a_short_stall_blocks_the_consumer_without_pausing_fetching() {
     locker.query_drop("COMMIT").unwrap();
     assert!(wait_caught_up(&brokers, group, topic, parts, LIMIT));
     let summary = sink.stop();
-    let mut want: Vec<Expected> = (0..n).map(|i| order(i, 0).1).collect();
-    want.sort();
-    assert_eq!(table_rows(&mut conn, &db, "orders"), want);
+    assert_eq!(table_rows(&mut conn, &db, "orders"), first_versions(n));
     // Pausing makes librdkafka drop what it prefetched and fetch it again;
     // doing that on every full channel halved a backfill's throughput, so a
     // stall shorter than the pause threshold (5 s here) only blocks.
@@ -425,9 +421,7 @@ fn broker_down_and_commit_errors_lose_nothing_and_never_go_back() {
             );
         }
     }
-    let mut want: Vec<Expected> = (0..n).map(|i| order(i, 0).1).collect();
-    want.sort();
-    assert_eq!(table_rows(&mut conn, &db, "orders"), want);
+    assert_eq!(table_rows(&mut conn, &db, "orders"), first_versions(n));
     drop_db(&mut conn, &db);
 }
 

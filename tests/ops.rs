@@ -50,13 +50,7 @@ fn until_caught_up_exits_with_a_summary_and_promptly_on_an_empty_topic() {
     assert_eq!(status.code(), Some(0), "{log}");
     // It exited because the backlog is done: every row is there and every
     // partition is committed to its end.
-    let mut want: Vec<Expected> = (0..n).map(|i| order(i, 0).1).collect();
-    want.sort();
-    assert_eq!(table_rows(&mut conn, &t.db, "orders"), want);
-    assert_eq!(
-        committed(&t.brokers, &t.group, &t.topic, parts),
-        end_offsets(&t.brokers, &t.topic, parts)
-    );
+    assert_drained(&mut conn, &t, n, parts);
     // The summary and, not being on a terminal, the progress are the
     // command's output for whoever runs it.
     assert!(

@@ -499,13 +499,29 @@ pub fn target(
     (cluster, t)
 }
 
+/// Orders `0..n` in version 0, as rows, in the order `table_rows` returns.
+pub fn first_versions(n: u64) -> Vec<Expected> {
+    let mut want: Vec<Expected> = (0..n).map(|i| order(i, 0).1).collect();
+    want.sort();
+    want
+}
+
+/// The table holds exactly orders `0..n` (version 0) and the group has
+/// committed every partition to its end: a backlog fully drained.
+pub fn assert_drained(conn: &mut Conn, t: &Target, n: u64, parts: i32) {
+    assert_eq!(table_rows(conn, &t.db, "orders"), first_versions(n));
+    assert_eq!(
+        committed(&t.brokers, &t.group, &t.topic, parts),
+        end_offsets(&t.brokers, &t.topic, parts)
+    );
+}
+
 /// Produces generated orders `0..n` (version 0), order `i` to partition
 /// `partition_of(i, parts)`.
 pub fn produce_orders(t: &Target, parts: i32, n: u64) {
     produce_order_range(&t.brokers, &t.topic, parts, n);
 }
 
-/// Produces orders `0..n` (version 0) spread over `parts` partitions.
 /// Produces generated orders `from..to` (version 0), order `i` to partition
 /// `partition_of(i, parts)`.
 pub fn produce_order_range_from(brokers: &str, topic: &str, parts: i32, from: u64, to: u64) {
