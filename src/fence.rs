@@ -74,6 +74,12 @@ pub(crate) fn claim(
     if partitions.is_empty() {
         return Ok(Vec::new());
     }
+    // In ascending order, as writers lock them (see OffsetsRows::read), so
+    // that a claim and a writer never wait for each other in a circle.
+    let mut partitions = partitions.to_vec();
+    partitions.sort_unstable();
+    partitions.dedup();
+    let partitions = &partitions[..];
     let rows = spec.rows();
     let mut tx = conn.start_transaction(TxOpts::default())?;
     // A new row's first generation: the claim time in milliseconds, times
@@ -88,6 +94,16 @@ pub(crate) fn claim(
     let first = now_ms * 1000 + 1;
     tx.query_drop(rows.claim(partitions, owner, first))?;
     let got = read(&mut tx, &rows, partitions, true)?;
+    // Every partition claimed must be read back: one that is not would be
+    // read under no generation, and all of its rows dropped as fenced.
+    if let Some(p) = partitions
+        .iter()
+        .find(|p| !got.iter().any(|s| s.partition == **p))
+    {
+        return Err(mysql::Error::IoError(std::io::Error::other(format!(
+            "the claim of partition {p} did not read its row back"
+        ))));
+    }
     tx.commit()?;
     Ok(got)
 }
@@ -99,21 +115,14 @@ pub(crate) fn read(
     partitions: &[i32],
     exclusive: bool,
 ) -> Result<Vec<Standing>, mysql::Error> {
-    let got: Vec<(i32, u64, Option<i64>)> = conn.query(rows.read(partitions, exclusive))?;
-    Ok(got
-        .into_iter()
-        .map(|(partition, generation, next_offset)| Standing {
-            partition,
-            generation,
-            next_offset,
-        })
-        .collect())
+    read_multi(conn, &rows.read(partitions, exclusive))
 }
 
-/// Reads partitions' rows from a multi-statement `text` whose one result
-/// set with rows is the ownership read (see [`OffsetsRows::read`]).
+/// Reads partitions' rows from a multi-statement `text`, whose result sets
+/// with rows are the ownership read's (see [`OffsetsRows::read`]). Every
+/// set is read, and every statement's error seen.
 pub(crate) fn read_multi(
-    conn: &mut mysql::Conn,
+    conn: &mut impl Queryable,
     text: &str,
 ) -> Result<Vec<Standing>, mysql::Error> {
     let mut result = conn.query_iter(text)?;
@@ -130,6 +139,19 @@ pub(crate) fn read_multi(
         }
     }
     Ok(out)
+}
+
+/// Runs several statements sent as one, returning the first error among
+/// them. (`query_drop` would see only the first statement's: the rest are
+/// drained, and their errors dropped, when the result is.)
+pub(crate) fn run_multi(conn: &mut impl Queryable, text: &str) -> Result<(), mysql::Error> {
+    let mut result = conn.query_iter(text)?;
+    while let Some(set) = result.iter() {
+        for row in set {
+            row?;
+        }
+    }
+    Ok(())
 }
 
 /// This process as an owner: host, process id and start time, so that a

@@ -670,6 +670,103 @@ const IDS: u64 = 2_000;
 const VERSIONS: u64 = 10;
 const PARTS: i32 = 4;
 
+/// A writer's transaction locks the offsets rows of its batch's partitions
+/// and no others. A batch with rows of many partitions used to lock every
+/// partition's row (`kafka_partition IN (...)` over most of them is planned
+/// as a scan of the group's rows), so exactly-once writers waited for each
+/// other's transactions, and a lock on one partition's row stopped all of
+/// them. Here another session holds partition 0's row while one batch
+/// brings rows of the fifteen others: they must land all the same (a
+/// blocked writer would wait far longer than the test does). The session
+/// has `sql_safe_updates` on, which refuses updates not made by key.
+#[test]
+fn a_lock_on_one_partitions_offsets_row_holds_back_no_other_partition_exactly_once() {
+    let _serial = server::serial();
+    let mut conn = mysql();
+    let dir = scratch_dir("offsets-row-lock");
+    let parts = 16;
+    let (_cluster, t) = target(&mut conn, "offlock", parts);
+    let _drop_db = DropDatabase(t.db.clone());
+    let config = config_file(
+        &dir,
+        "sink.toml",
+        &format!(
+            "{KAFKA}[mysql]\ntimeout_ms = 60000\npool_size = 2\n\
+             init_sql = [\"SET SESSION sql_safe_updates = 1\"]\n\
+             [sink]\nwriters = 1\nbatch_size = 100\nflush_interval_ms = 200\n\
+             shutdown_timeout_ms = 2000\n"
+        ),
+    );
+    let (port, metrics) = metrics_env();
+    let mut sink = spawn_sink(
+        &t,
+        &config,
+        dir.join("sink.log"),
+        &[],
+        &[metrics, ("SINK_DELIVERY", "exactly_once".to_string())],
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || metric(
+            port,
+            "assigned_partitions"
+        ) == f64::from(parts)),
+        "the sink never claimed the partitions:\n{}",
+        sink.log_text()
+    );
+    let mut holder = mysql();
+    holder.query_drop("START TRANSACTION").unwrap();
+    // By its whole primary key, so that the lock is on that row alone.
+    let held: Vec<i32> = holder
+        .exec(
+            format!(
+                "SELECT kafka_partition FROM `{}`.`orders_offsets` \
+                 WHERE consumer_group = ? AND topic = ? AND kafka_partition = 0 FOR UPDATE",
+                t.db
+            ),
+            (&t.group, &t.topic),
+        )
+        .unwrap();
+    assert_eq!(held, [0], "partition 0's offsets row is not there to lock");
+
+    for p in 1..parts {
+        produce_versions(&t, p, &[(100 + p as u64, 0)]);
+    }
+    assert!(
+        wait_for(Duration::from_secs(15), || (1..parts).all(|p| version_of(
+            &mut conn,
+            &t.db,
+            100 + p as u64
+        ) == v(
+            100 + p as u64,
+            0
+        ))),
+        "rows of partitions 1..{parts} waited for the lock on partition 0's offsets row:\n{}",
+        sink.log_text()
+    );
+    let offsets = offsets_rows(&mut conn, &t.db);
+    for p in 1..parts {
+        assert!(
+            offsets
+                .iter()
+                .any(|&(q, next, _)| q == p && next == Some(1)),
+            "partition {p}'s next offset is not 1: {offsets:?}"
+        );
+    }
+
+    // Partition 0 itself waits for the lock, and is written once it goes.
+    produce_versions(&t, 0, &[(100, 0)]);
+    holder.query_drop("ROLLBACK").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(15), || version_of(
+            &mut conn, &t.db, 100
+        ) == v(100, 0)),
+        "partition 0 was not written after the lock went:\n{}",
+        sink.log_text()
+    );
+    sink.signal("TERM");
+    assert!(sink.wait(Duration::from_secs(30)).success());
+}
+
 /// Every version of every order, version by version, keyed by id.
 fn produce_all_versions(t: &Target) {
     produce(

@@ -31,16 +31,6 @@ pub(crate) struct OffsetsRows<'a> {
 }
 
 impl OffsetsRows<'_> {
-    fn push_where(&self, buf: &mut String, partitions: &[i32]) {
-        buf.push_str(" WHERE `consumer_group` = ");
-        push_str_literal(buf, self.group);
-        buf.push_str(" AND `topic` = ");
-        push_str_literal(buf, self.topic);
-        buf.push_str(" AND `kafka_partition` IN (");
-        push_list(buf, partitions);
-        buf.push(')');
-    }
-
     /// Takes the partitions: a new generation for each (a first one for a
     /// partition never seen), with `owner` as the owner. The row lock it
     /// takes waits for every transaction still holding that row, which is
@@ -76,48 +66,109 @@ impl OffsetsRows<'_> {
         buf
     }
 
+    /// The condition naming one partition's row by its whole primary key.
+    fn push_key(&self, buf: &mut String, partition: i32) {
+        buf.push_str(" WHERE `consumer_group` = ");
+        push_str_literal(buf, self.group);
+        buf.push_str(" AND `topic` = ");
+        push_str_literal(buf, self.topic);
+        buf.push_str(" AND `kafka_partition` = ");
+        buf.push_str(itoa::Buffer::new().format(partition));
+    }
+
+    /// `(SELECT 0 AS p UNION ALL ...) AS v STRAIGHT_JOIN <table> AS o ON
+    /// <o's primary key is the group's, the topic's and v.p>`: the table's
+    /// rows of the listed partitions, each found by a lookup of its whole
+    /// primary key (`eq_ref`), so that a locking read locks those rows and
+    /// no other.
+    fn push_lookup(&self, buf: &mut String, partitions: &[i32]) {
+        buf.push('(');
+        for (i, p) in partitions.iter().enumerate() {
+            if i > 0 {
+                buf.push_str(" UNION ALL ");
+            }
+            buf.push_str("SELECT ");
+            buf.push_str(itoa::Buffer::new().format(*p));
+            buf.push_str(" AS p");
+        }
+        buf.push_str(") AS v STRAIGHT_JOIN ");
+        buf.push_str(self.table);
+        buf.push_str(" AS o ON o.`consumer_group` = ");
+        push_str_literal(buf, self.group);
+        buf.push_str(" AND o.`topic` = ");
+        push_str_literal(buf, self.topic);
+        buf.push_str(" AND o.`kafka_partition` = v.p");
+    }
+
     /// Reads generation and next offset of the partitions, locking their
     /// rows until the transaction ends: shared where several writers check
     /// the same partitions (at-least-once), exclusive where one writer
-    /// also moves the next offset (exactly-once).
+    /// also moves the next offset (exactly-once). `partitions` are sorted
+    /// and distinct, so that every transaction locks in the same order.
+    ///
+    /// Each row is found by its whole primary key, so the lock is on it
+    /// alone. `kafka_partition IN (...)` over a few dozen partitions is
+    /// planned as a scan of the group's and topic's rows, which locks all
+    /// of them: every exactly-once writer then waited for every other's
+    /// transaction (measured: writers serialised as soon as batches held
+    /// rows of many partitions). Up to [`LOOKUPS_PER_STATEMENT`]
+    /// partitions go in one statement; more make several, one result set
+    /// each.
     pub(crate) fn read(&self, partitions: &[i32], exclusive: bool) -> String {
-        let mut buf = String::from("SELECT `kafka_partition`, `generation`, `next_offset` FROM ");
-        buf.push_str(self.table);
-        self.push_where(&mut buf, partitions);
-        buf.push_str(if exclusive {
+        if partitions.is_empty() {
+            return "DO 0".into();
+        }
+        let lock = if exclusive {
             " FOR UPDATE"
         } else {
             " LOCK IN SHARE MODE"
-        });
+        };
+        let mut buf = String::new();
+        for (i, chunk) in partitions.chunks(LOOKUPS_PER_STATEMENT).enumerate() {
+            if i > 0 {
+                buf.push_str("; ");
+            }
+            if let [p] = chunk {
+                buf.push_str("SELECT `kafka_partition`, `generation`, `next_offset` FROM ");
+                buf.push_str(self.table);
+                self.push_key(&mut buf, *p);
+            } else {
+                buf.push_str("SELECT o.`kafka_partition`, o.`generation`, o.`next_offset` FROM ");
+                self.push_lookup(&mut buf, chunk);
+            }
+            buf.push_str(lock);
+        }
         buf
     }
 
-    /// Sets each partition's next offset to read.
+    /// Sets each partition's next offset to read: one statement per
+    /// partition, each by the row's whole primary key, so that it locks
+    /// that row alone (see [`Self::read`]) and passes `sql_safe_updates`,
+    /// which refuses a join with a derived table. Run with
+    /// [`crate::fence::run_multi`], which sees every statement's error.
     pub(crate) fn set_next(&self, next: &[Coord]) -> String {
-        let mut buf = String::from("UPDATE ");
-        buf.push_str(self.table);
-        buf.push_str(" SET `next_offset` = CASE `kafka_partition`");
-        for c in next {
-            buf.push_str(" WHEN ");
-            buf.push_str(itoa::Buffer::new().format(c.partition));
-            buf.push_str(" THEN ");
-            buf.push_str(itoa::Buffer::new().format(c.offset));
+        if next.is_empty() {
+            return "DO 0".into();
         }
-        buf.push_str(" END");
-        let parts: Vec<i32> = next.iter().map(|c| c.partition).collect();
-        self.push_where(&mut buf, &parts);
+        let mut buf = String::new();
+        for (i, c) in next.iter().enumerate() {
+            if i > 0 {
+                buf.push_str("; ");
+            }
+            buf.push_str("UPDATE ");
+            buf.push_str(self.table);
+            buf.push_str(" SET `next_offset` = ");
+            buf.push_str(itoa::Buffer::new().format(c.offset));
+            self.push_key(&mut buf, c.partition);
+        }
         buf
     }
 }
 
-fn push_list(buf: &mut String, partitions: &[i32]) {
-    for (i, p) in partitions.iter().enumerate() {
-        if i > 0 {
-            buf.push(',');
-        }
-        buf.push_str(itoa::Buffer::new().format(*p));
-    }
-}
+/// Partitions looked up by one ownership-read statement (see
+/// [`OffsetsRows::read`]): enough for a batch of any common topic in one,
+/// few enough to keep each statement small for the parser.
+const LOOKUPS_PER_STATEMENT: usize = 256;
 
 #[cfg(test)]
 mod tests {
@@ -134,18 +185,37 @@ mod tests {
     #[test]
     fn statements_name_their_rows() {
         assert_eq!(
-            rows().read(&[0, 3], false),
+            rows().read(&[5], false),
             "SELECT `kafka_partition`, `generation`, `next_offset` FROM `d`.`orders_offsets` \
-             WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` IN (0,3) \
+             WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 5 \
              LOCK IN SHARE MODE"
         );
-        assert!(rows().read(&[1], true).ends_with(" FOR UPDATE"));
+        assert_eq!(
+            rows().read(&[0, 3], true),
+            "SELECT o.`kafka_partition`, o.`generation`, o.`next_offset` FROM \
+             (SELECT 0 AS p UNION ALL SELECT 3 AS p) AS v STRAIGHT_JOIN `d`.`orders_offsets` AS o \
+             ON o.`consumer_group` = 'g' AND o.`topic` = 't' AND o.`kafka_partition` = v.p \
+             FOR UPDATE"
+        );
+        assert_eq!(
+            rows().set_next(&[Coord::new(4, 9)]),
+            "UPDATE `d`.`orders_offsets` SET `next_offset` = 9 \
+             WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 4"
+        );
         assert_eq!(
             rows().set_next(&[Coord::new(0, 10), Coord::new(3, 7)]),
-            "UPDATE `d`.`orders_offsets` SET `next_offset` = CASE `kafka_partition` \
-             WHEN 0 THEN 10 WHEN 3 THEN 7 END \
-             WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` IN (0,3)"
+            "UPDATE `d`.`orders_offsets` SET `next_offset` = 10 \
+             WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 0; \
+             UPDATE `d`.`orders_offsets` SET `next_offset` = 7 \
+             WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 3"
         );
+        // Many partitions: one statement per LOOKUPS_PER_STATEMENT.
+        let many: Vec<i32> = (0..600).collect();
+        let text = rows().read(&many, true);
+        assert_eq!(text.matches("FOR UPDATE").count(), 3);
+        assert_eq!(text.matches(" AS p").count(), 600);
+        assert_eq!(rows().read(&[], true), "DO 0");
+        assert_eq!(rows().set_next(&[]), "DO 0");
         let claim = rows().claim(&[2], "host:1", 1_700_000_000_000);
         assert!(
             claim.contains("('g','t',2,1700000000000,'host:1')"),

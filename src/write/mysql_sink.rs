@@ -71,17 +71,9 @@ enum Survival {
 }
 
 fn survival(conn: &mut PooledConn) -> Survival {
-    let text = sql::check_alive();
     // Every result set is read, so an error of the second statement is
     // seen, and nothing is left unread on the connection.
-    let result = conn.query_iter(text).and_then(|mut r| {
-        while let Some(set) = r.iter() {
-            for row in set {
-                row?;
-            }
-        }
-        Ok(())
-    });
+    let result = fence::run_multi(&mut ***conn, &sql::check_alive());
     match result {
         Ok(()) => Survival::Alive,
         Err(mysql::Error::MySqlError(_)) => Survival::RolledBack,
@@ -340,7 +332,7 @@ impl BatchSink for MysqlSink {
         // error can tell whether the transaction survived it.
         let text = sql::begin_checked(&rows.read(&partitions, spec.exactly_once()));
         let standing = self.with_conn(|this, conn| {
-            let standing = fence::read_multi(conn, &text)?;
+            let standing = fence::read_multi(&mut ***conn, &text)?;
             this.in_tx = true;
             Ok(standing)
         })?;
@@ -428,8 +420,8 @@ impl BatchSink for MysqlSink {
             _ => None,
         };
         self.with_conn(|this, conn| {
-            if let Some(statement) = &set_next {
-                conn.query_drop(statement)?;
+            if let Some(statements) = &set_next {
+                fence::run_multi(&mut ***conn, statements)?;
             }
             conn.query_drop(sql::COMMIT)?;
             this.in_tx = false;
