@@ -173,6 +173,26 @@ impl Router {
         }
     }
 
+    /// Asks every writer to write the rows it holds now rather than when
+    /// its flush interval ends: sent once nothing more is coming (a backfill
+    /// read to its end), so the last partial batches do not sit out the
+    /// interval. An empty chunk is the request (the router never sends one
+    /// otherwise). Returns false, having asked none or only some, when rows
+    /// are still staged or a channel is full: ask again later.
+    pub fn flush_all(&mut self) -> Result<bool, RouteError> {
+        if self.staged.iter().any(|s| !s.is_empty()) {
+            return Ok(false);
+        }
+        for (w, tx) in self.senders.iter().enumerate() {
+            match tx.try_send(Vec::new()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => return Ok(false),
+                Err(TrySendError::Disconnected(_)) => return Err(RouteError::WriterGone(w)),
+            }
+        }
+        Ok(true)
+    }
+
     /// The first writer with rows staged, if any.
     pub fn next_staged(&self) -> Option<usize> {
         self.staged.iter().position(|s| !s.is_empty())
@@ -276,6 +296,30 @@ mod tests {
         drop(router);
         assert_eq!(taker.join().unwrap(), 20_000);
         assert_eq!(queued.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn flush_all_asks_every_writer_only_once_nothing_is_staged() {
+        // 64 rows a chunk, one chunk a channel.
+        let (mut router, inboxes) =
+            Router::new(2, 64, Routing::ByPartition, KeyCollation::binary());
+        let row = Row::new("id", "o", Num::Int(1), Num::Int(0), Num::Int(0), None);
+        router.stage(Envelope::upsert(0, 0, row.clone()));
+        // A staged row would arrive after the request and wait out the
+        // flush interval: not asked yet.
+        assert_eq!(router.flush_all(), Ok(false));
+        assert!(inboxes.iter().all(|i| i.try_recv().is_none()));
+        router.send(0, Duration::ZERO).unwrap();
+        // Writer 0's channel is full now: asked again later.
+        assert_eq!(router.flush_all(), Ok(false));
+        assert_eq!(inboxes[0].try_recv().map(|c| c.len()), Some(1));
+        assert!(inboxes[1].try_recv().is_none());
+        assert_eq!(router.flush_all(), Ok(true));
+        for inbox in &inboxes {
+            assert_eq!(inbox.try_recv().map(|c| c.len()), Some(0));
+        }
+        drop(inboxes);
+        assert_eq!(router.flush_all(), Err(RouteError::WriterGone(0)));
     }
 
     #[test]

@@ -62,6 +62,38 @@ fn until_caught_up_exits_with_a_summary_and_promptly_on_an_empty_topic() {
 }
 
 #[test]
+fn until_caught_up_writes_its_last_partial_batches_without_waiting_out_the_flush_interval() {
+    let mut conn = mysql();
+    let parts = 4;
+    let dir = scratch_dir("endflush");
+    let (_cluster, mut t) = target(&mut conn, "endflush", parts);
+    t.group = "endflush".into();
+    // No batch ever fills, and the flush interval is an hour: only being
+    // told that everything is read lets the writers write.
+    let config = write_config(
+        &dir,
+        &FAST.replace(
+            "flush_interval_ms = 50\n",
+            "flush_interval_ms = 3600000\nbatch_size = 100000\n",
+        ),
+    );
+    let n = 5_000u64;
+    produce_orders(&t, parts, n);
+    let mut run = spawn_sink(
+        &t,
+        &config,
+        dir.join("run.log"),
+        &["--until-caught-up"],
+        &[],
+    );
+    // Far sooner than the hour; a minute or two on a slow machine.
+    let status = run.wait(Duration::from_secs(180));
+    assert_eq!(status.code(), Some(0), "{}", run.log_text());
+    assert_drained(&mut conn, &t, n, parts);
+    drop_db(&mut conn, &t.db);
+}
+
+#[test]
 fn metrics_count_what_was_written_and_readyz_turns_ready() {
     let mut conn = mysql();
     let parts = 4;

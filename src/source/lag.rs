@@ -151,6 +151,31 @@ impl Source {
         true
     }
 
+    /// Whether every assigned partition has been read up to its target:
+    /// what [`caught_up`](Self::caught_up) waits for, less the writes still
+    /// in flight. From then on no row arrives for the writers' partial
+    /// batches, so they can be written at once. False while any target is
+    /// unknown (they are learned at the first commit).
+    pub(super) fn read_to_targets(&self) -> bool {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return false;
+        };
+        let parts = partitions_of(&assignment);
+        if parts.is_empty() || parts.iter().any(|p| !self.targets.contains_key(p)) {
+            return false;
+        }
+        let Ok(positions) = self.consumer.position() else {
+            return false;
+        };
+        parts.iter().all(|&p| {
+            let target = self.targets[&p];
+            target.already
+                || positions
+                    .find_partition(&self.settings.topic, p)
+                    .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= target.high))
+        })
+    }
+
     /// Whether every assigned partition is committed up to its target.
     pub(super) fn caught_up(&mut self) -> bool {
         let assignment = match self.consumer.assignment() {

@@ -33,7 +33,7 @@ use crate::fence::FenceSpec;
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
 use crate::progress::Reporter;
-use crate::route::Router;
+use crate::route::{RouteError, Router};
 use crate::shutdown::Shutdown;
 use crate::types::{Ack, Envelope, Op, Raw};
 use claim::Claimer;
@@ -292,6 +292,11 @@ impl Source {
         };
         let mut batch = self.fetch.batch(READ_BATCH);
         let mut finishing = false;
+        // Until caught up: whether the writers were asked to write their
+        // partial batches at once, everything being read (and when that was
+        // last looked at: it asks librdkafka for every position).
+        let mut end_asked = false;
+        let mut end_checked: Option<Instant> = None;
         while !shutdown.is_requested() {
             self.take_acks(acks);
             if self.paused && cx.router.queued() <= resume_below {
@@ -314,13 +319,17 @@ impl Source {
             if let Some(reason) = self.claimer.failure() {
                 return Err(SourceError::Claim(reason));
             }
+            // Once the writers were asked to finish, their acknowledgements
+            // are what the loop waits for, not messages.
+            let wait = Duration::from_millis(if end_asked { 5 } else { 100 });
             let msgs: Vec<Msg<'_>> = match &stray {
                 Some(m) => vec![m.as_msg()],
                 None => {
-                    self.fetch.read(&mut batch, Duration::from_millis(100));
+                    self.fetch.read(&mut batch, wait);
                     batch.iter().filter_map(|m| self.message(m)).collect()
                 }
             };
+            let short = msgs.len() < READ_BATCH;
             if msgs.is_empty() {
                 // A backfill that has read and written everything commits
                 // and checks for the end now, rather than at the next commit
@@ -328,10 +337,24 @@ impl Source {
                 finishing = self.settings.until_caught_up
                     && lock(&self.tracker).in_flight() == 0
                     && cx.last_commit.elapsed() >= Duration::from_millis(20);
-                continue;
+            } else {
+                if !self.hand_over(&msgs, &mut cx)? {
+                    return Ok(());
+                }
+                end_asked = false;
             }
-            if !self.hand_over(&msgs, &mut cx)? {
-                return Ok(());
+            let check_end = self.settings.until_caught_up
+                && short
+                && !end_asked
+                && end_checked.is_none_or(|t| t.elapsed() >= Duration::from_millis(10));
+            if check_end {
+                end_checked = Some(Instant::now());
+                end_asked = self.read_to_targets()
+                    && match cx.router.flush_all() {
+                        Ok(asked) => asked,
+                        Err(RouteError::WriterGone(w)) => return Err(SourceError::WriterGone(w)),
+                        Err(RouteError::Full) => false,
+                    };
             }
         }
         Ok(())

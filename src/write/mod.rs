@@ -135,8 +135,15 @@ impl<S: BatchSink> Writer<S> {
     }
 
     /// Adds a chunk's rows to the batch, writing it each time it is full;
-    /// the flush deadline runs from when the batch got its first row.
+    /// the flush deadline runs from when the batch got its first row. An
+    /// empty chunk writes the batch at once.
     fn take(&mut self, batch: &mut Vec<Envelope>, chunk: Chunk, deadline: &mut Option<Instant>) {
+        if chunk.is_empty() {
+            // Nothing more is coming for now (see Router::flush_all).
+            self.flush(batch);
+            *deadline = None;
+            return;
+        }
         if batch.is_empty() && !chunk.is_empty() {
             *deadline = Some(Instant::now() + self.settings.flush_interval);
         }
@@ -432,6 +439,26 @@ mod tests {
         assert_eq!(ack, vec![Coord::new(0, 1), Coord::new(0, 2)]);
         drop(tx);
         h.join().unwrap();
+    }
+
+    #[test]
+    fn an_empty_chunk_writes_the_partial_batch_at_once() {
+        // A flush interval no test waits out: only the empty chunk (the
+        // router's "nothing more is coming") can write these rows.
+        let (w, tx, ack_rx, _) = writer(Recorder::default(), settings(1000, 600_000), 10);
+        let h = std::thread::spawn(move || w.run());
+        tx.send(vec![env(1), env(2)]).unwrap();
+        tx.send(Vec::new()).unwrap();
+        let ack = ack_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(ack, vec![Coord::new(0, 1), Coord::new(0, 2)]);
+        // Rows after it batch as before; an empty chunk with none held
+        // writes nothing.
+        tx.send(Vec::new()).unwrap();
+        tx.send(vec![env(3)]).unwrap();
+        drop(tx);
+        h.join().unwrap();
+        let acks: Vec<Ack> = ack_rx.try_iter().collect();
+        assert_eq!(acks, vec![vec![Coord::new(0, 3)]]);
     }
 
     #[test]
