@@ -14,6 +14,11 @@
 //!      partition would deliver them: the cost of arrival order.
 //!    - writer code: the rows, decoded beforehand, through the sink's own
 //!      router and writers: the cost of how the sink writes.
+//!    - beside a Kafka reader: the independent ceiling again, while another
+//!      process reads and decodes the topic with librdkafka at the pace of
+//!      the last independent ceiling and drops every row: what MySQL can
+//!      take while a Kafka client shares the machine with it, as the sink
+//!      does here.
 //! 3. The sink binary, as a separate process (so its CPU and memory are its
 //!    own), drains the topic with --until-caught-up, once in each delivery
 //!    mode (at_least_once, exactly_once).
@@ -34,8 +39,10 @@
 //! BENCH_VARIANTS (comma-separated further config files: each round also
 //! runs the sink with each, in its own delivery mode, so that settings are
 //! compared within one run), BENCH_FLOOR_ONLY=<rows/s> (only the Kafka
-//! floor at that pace, for the config and each variant), plus the sink's
-//! usual variables (SINK_WRITERS...).
+//! floor at that pace, for the config and each variant), BENCH_STEP_HOOK
+//! (a command run with `start <step> <round>` and `end <step> <round>`
+//! around each measured step, e.g. to profile MySQL during it), plus the
+//! sink's usual variables (SINK_WRITERS...).
 //!
 //! Beside each figure the benchmark prints the server's CPU per million rows
 //! (mysqld's own, read from /proc when the server is local; how much work
@@ -178,16 +185,18 @@ fn bench() -> Result<(), BoxError> {
         variants: &variants,
         mysqld: Mysqld::find(&mut conn),
         prints: Default::default(),
+        last_independent: std::cell::Cell::new(100_000.0),
     };
     let mut rounds_out = Vec::new();
     for round in 1..=rounds {
         let r = bench.round(&mut conn, round)?;
         eprintln!(
-            "round {round}/{rounds}: ceilings {:.0} (independent) {:.0} (partition-major) {:.0} (writer code) rows/s; \
+            "round {round}/{rounds}: ceilings {:.0} (independent) {:.0} (partition-major) {:.0} (writer code) {:.0} (beside a Kafka reader) rows/s; \
              sink {:.0} rows/s at least once, {:.0} exactly once; {:.2} / {:.2} s CPU per million rows; {:.1} / {:.1} MiB peak RSS",
             r.independent.rows_per_sec,
             r.partition_major.rows_per_sec,
             r.writer_code.rows_per_sec,
+            r.beside.rows_per_sec,
             r.alo.rows_per_sec,
             r.eo.rows_per_sec,
             r.alo.cpu_per_million,
@@ -223,7 +232,7 @@ fn bench() -> Result<(), BoxError> {
         shape.rows,
         shape.conns,
     );
-    let ceilings: [(&str, f64, f64); 3] = [
+    let ceilings: [(&str, f64, f64); 4] = [
         (
             "ceiling: independent, production order",
             med(&|r| r.independent.rows_per_sec),
@@ -238,6 +247,11 @@ fn bench() -> Result<(), BoxError> {
             "ceiling: the sink's writer code",
             med(&|r| r.writer_code.rows_per_sec),
             med(&|r| r.writer_code.server_cpu),
+        ),
+        (
+            "ceiling: independent, beside a Kafka reader",
+            med(&|r| r.beside.rows_per_sec),
+            med(&|r| r.beside.server_cpu),
         ),
     ];
     for (label, value, server) in ceilings {
@@ -260,6 +274,12 @@ fn bench() -> Result<(), BoxError> {
         "  of the independent ceiling",
         med(&|r| 100.0 * r.alo.rows_per_sec / r.independent.rows_per_sec),
         med(&|r| 100.0 * r.eo.rows_per_sec / r.independent.rows_per_sec),
+    );
+    println!(
+        "{:<42}: {:>14.1} {:>14.1} %",
+        "  of the ceiling beside a Kafka reader",
+        med(&|r| 100.0 * r.alo.rows_per_sec / r.beside.rows_per_sec),
+        med(&|r| 100.0 * r.eo.rows_per_sec / r.beside.rows_per_sec),
     );
     println!(
         "{:<42}: {:>14.1} {:>14.1} %",
@@ -382,6 +402,7 @@ struct Round {
     independent: Pace,
     partition_major: Pace,
     writer_code: Pace,
+    beside: Pace,
     alo: SinkRun,
     eo: SinkRun,
     variants: Vec<SinkRun>,
@@ -402,16 +423,7 @@ fn kafka_floor(
     decode: bool,
     pace: f64,
 ) -> Result<(f64, f64), BoxError> {
-    let out = Command::new(std::env::current_exe()?)
-        .env("BENCH_ROLE", "drain")
-        .env("BENCH_DRAIN_CONFIG", config_path)
-        .env("BENCH_BROKERS", brokers)
-        .env("BENCH_DRAIN_PARTITIONS", partitions.to_string())
-        .env("BENCH_ORDERS", n.to_string())
-        .env("BENCH_DRAIN_DECODE", if decode { "1" } else { "0" })
-        .env("BENCH_DRAIN_PACE", pace.to_string())
-        .stdin(Stdio::null())
-        .output()?;
+    let out = kafka_reader(config_path, brokers, partitions, n, decode, pace)?.output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
@@ -424,6 +436,29 @@ fn kafka_floor(
     let cpu = field(&text, "cpu_seconds=").ok_or("no figure from the Kafka floor's reader")?;
     let displacement = field(&text, "displacement=").unwrap_or(f64::NAN);
     Ok((cpu / n as f64 * 1e6, displacement))
+}
+
+/// The command of [`kafka_floor`]'s reader: this benchmark as a child that
+/// reads the topic (see [`drain`]).
+fn kafka_reader(
+    config_path: &Path,
+    brokers: &str,
+    partitions: i32,
+    n: u64,
+    decode: bool,
+    pace: f64,
+) -> Result<Command, BoxError> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .env("BENCH_ROLE", "drain")
+        .env("BENCH_DRAIN_CONFIG", config_path)
+        .env("BENCH_BROKERS", brokers)
+        .env("BENCH_DRAIN_PARTITIONS", partitions.to_string())
+        .env("BENCH_ORDERS", n.to_string())
+        .env("BENCH_DRAIN_DECODE", if decode { "1" } else { "0" })
+        .env("BENCH_DRAIN_PACE", pace.to_string())
+        .stdin(Stdio::null());
+    Ok(command)
 }
 
 /// The child side of [`kafka_floor`].
@@ -706,6 +741,15 @@ fn sweep(
     Ok(best.1)
 }
 
+/// How an independent ceiling is fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    Independent,
+    PartitionMajor,
+    /// In production order, while a Kafka reader runs beside it.
+    BesideReader,
+}
+
 /// What every round shares.
 struct Bench<'a> {
     shape: Shape,
@@ -720,6 +764,9 @@ struct Bench<'a> {
     info: &'a db::ServerInfo,
     n: u64,
     partitions: i32,
+    /// rows/s of the last independent ceiling: the pace of the reader
+    /// beside the next one.
+    last_independent: std::cell::Cell<f64>,
 }
 
 /// What one run of the sink binary measured.
@@ -750,6 +797,7 @@ impl Bench<'_> {
             "orders_writer_code",
             "orders_sink_alo",
             "orders_sink_eo",
+            "orders_beside_reader",
         ]
         .map(String::from)
         .into();
@@ -768,6 +816,7 @@ impl Bench<'_> {
         let mut writer_code = None;
         let mut alo = None;
         let mut eo = None;
+        let mut beside = None;
         let mut variants = vec![None; self.variants.len()];
         let steps = tables.len();
         for step in 0..steps {
@@ -779,8 +828,15 @@ impl Bench<'_> {
                 step
             };
             match (step + round as usize) % steps {
-                0 => independent = Some(self.statements(conn, round, &tables[0], false)?),
-                1 => partition_major = Some(self.statements(conn, round, &tables[1], true)?),
+                0 => {
+                    let pace = self.statements(conn, round, &tables[0], Feed::Independent)?;
+                    self.last_independent.set(pace.rows_per_sec);
+                    independent = Some(pace);
+                }
+                1 => {
+                    let feed = Feed::PartitionMajor;
+                    partition_major = Some(self.statements(conn, round, &tables[1], feed)?);
+                }
                 2 => writer_code = Some(self.writer_code(conn, round, &tables[2])?),
                 3 => {
                     let run = (self.config_path, Some(Delivery::AtLeastOnce));
@@ -790,9 +846,10 @@ impl Bench<'_> {
                     let run = (self.config_path, Some(Delivery::ExactlyOnce));
                     eo = Some(self.sink(conn, round, &tables[4], run)?);
                 }
+                5 => beside = Some(self.statements(conn, round, &tables[5], Feed::BesideReader)?),
                 i => {
-                    let run = (self.variants[i - 5].0.as_path(), None);
-                    variants[i - 5] = Some(self.sink(conn, round, &tables[i], run)?);
+                    let run = (self.variants[i - 6].0.as_path(), None);
+                    variants[i - 6] = Some(self.sink(conn, round, &tables[i], run)?);
                 }
             }
         }
@@ -830,6 +887,7 @@ impl Bench<'_> {
             independent: independent.ok_or_else(missing)?,
             partition_major: partition_major.ok_or_else(missing)?,
             writer_code: writer_code.ok_or_else(missing)?,
+            beside: beside.ok_or_else(missing)?,
             alo: alo.ok_or_else(missing)?,
             eo: eo.ok_or_else(missing)?,
             variants: variants
@@ -846,24 +904,47 @@ impl Bench<'_> {
         conn: &mut mysql::Conn,
         round: u32,
         table: &str,
-        partition_major: bool,
+        feed: Feed,
     ) -> Result<Pace, BoxError> {
         let (db_name, n) = (&self.config.mysql.database, self.n);
         let mut rows = rows(n, self.partitions as u64)?;
-        if partition_major {
+        if feed == Feed::PartitionMajor {
             rows.sort_by_key(|e| (e.coord.partition, e.coord.offset));
         }
         let sql = statements(&rows, db_name, table, self.info, self.shape.rows)?;
         drop(rows);
         settle(conn)?;
-        let order = if partition_major {
-            "partition-major"
-        } else {
-            "independent"
+        let order = match feed {
+            Feed::Independent => "independent",
+            Feed::PartitionMajor => "partition-major",
+            Feed::BesideReader => "independent beside a Kafka reader:",
         };
         eprintln!("round {round}: {order} ceiling ...");
+        let mut reader = match feed {
+            Feed::BesideReader => Some(
+                kafka_reader(
+                    self.config_path,
+                    self.brokers,
+                    self.partitions,
+                    n,
+                    true,
+                    self.last_independent.get(),
+                )?
+                .stdout(Stdio::null())
+                .spawn()?,
+            ),
+            _ => None,
+        };
         let cpu = self.mysqld.cpu();
-        let pace = run_statements(self.config, &sql, self.shape.conns, n)?;
+        step_hook("start", table, round)?;
+        let pace = run_statements(self.config, &sql, self.shape.conns, n);
+        step_hook("end", table, round)?;
+        if let Some(r) = reader.as_mut() {
+            // It has done its part: it ran while MySQL worked.
+            let _ = r.kill();
+            let _ = r.wait();
+        }
+        let pace = pace?;
         let server_cpu = (self.mysqld.cpu() - cpu) / n as f64 * 1e6;
         self.prints
             .borrow_mut()
@@ -886,7 +967,9 @@ impl Bench<'_> {
         settle(conn)?;
         eprintln!("round {round}: writer-code ceiling ...");
         let cpu = self.mysqld.cpu();
+        step_hook("start", table, round)?;
         let mut pace = write_direct(self.config, self.info, table, rows)?;
+        step_hook("end", table, round)?;
         pace.server_cpu = (self.mysqld.cpu() - cpu) / self.n as f64 * 1e6;
         self.prints
             .borrow_mut()
@@ -921,6 +1004,7 @@ impl Bench<'_> {
         if let Some(d) = delivery {
             command.env("SINK_DELIVERY", d.as_str());
         }
+        step_hook("start", table, round)?;
         let (server, broker) = (self.mysqld.cpu(), own_cpu());
         let status = command
             .args(&words[1..])
@@ -941,6 +1025,7 @@ impl Bench<'_> {
             .stderr(log)
             .status()?;
         let (server, broker) = (self.mysqld.cpu() - server, own_cpu() - broker);
+        step_hook("end", table, round)?;
         let text = std::fs::read_to_string(&log_path)?;
         if !status.success() {
             return Err(
@@ -967,6 +1052,22 @@ impl Bench<'_> {
             broker_cpu: broker / n as f64 * 1e6,
         })
     }
+}
+
+/// Runs BENCH_STEP_HOOK, when set, with `phase step round`; it must return
+/// at once (start a profiler in the background, say), since the step waits.
+fn step_hook(phase: &str, step: &str, round: u32) -> Result<(), BoxError> {
+    let Ok(hook) = std::env::var("BENCH_STEP_HOOK") else {
+        return Ok(());
+    };
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{hook} {phase} {step} {round}"))
+        .status()?;
+    if !status.success() {
+        return Err(format!("BENCH_STEP_HOOK failed ({status}) at {phase} of {step}").into());
+    }
+    Ok(())
 }
 
 /// How fast rows went, and the share of the writers' time spent waiting for
