@@ -299,7 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn flush_all_asks_every_writer_only_once_nothing_is_staged() {
+    fn flush_all_asks_writers_only_with_nothing_staged_and_room_in_every_channel() {
         // 64 rows a chunk, one chunk a channel.
         let (mut router, inboxes) =
             Router::new(2, 64, Routing::ByPartition, KeyCollation::binary());

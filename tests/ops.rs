@@ -70,13 +70,12 @@ fn until_caught_up_writes_its_last_partial_batches_without_waiting_out_the_flush
     t.group = "endflush".into();
     // No batch ever fills, and the flush interval is an hour: only being
     // told that everything is read lets the writers write.
-    let config = write_config(
-        &dir,
-        &FAST.replace(
-            "flush_interval_ms = 50\n",
-            "flush_interval_ms = 3600000\nbatch_size = 100000\n",
-        ),
+    let body = FAST.replace(
+        "flush_interval_ms = 50\n",
+        "flush_interval_ms = 3600000\nbatch_size = 100000\n",
     );
+    assert!(body.contains("3600000"), "{body}");
+    let config = write_config(&dir, &body);
     let n = 5_000u64;
     produce_orders(&t, parts, n);
     let mut run = spawn_sink(

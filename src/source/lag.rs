@@ -1,7 +1,8 @@
 //! How far behind the consumer is: lag gauges, the progress report, and
 //! whether an `--until-caught-up` run is done.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Offset;
@@ -12,6 +13,7 @@ use crate::metrics::PartitionLabel;
 use crate::offsets::OffsetTracker;
 use crate::progress::Reporter;
 use crate::route::Router;
+use crate::types::Coord;
 
 /// Bound on a metadata round trip (committed offsets, watermarks).
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +42,65 @@ fn cached_watermarks(
     };
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR)
         .then_some((low, high))
+}
+
+/// How long a fetch error keeps its partition's position in doubt when
+/// neither a later message nor a later position settles it: long enough
+/// for librdkafka to fetch the offset again (it backs off half a second
+/// after an error), short enough that a transaction marker at the error's
+/// offset, which is never delivered, holds a backfill's end back only so
+/// long.
+const FETCH_ERROR_DOUBT: Duration = Duration::from_secs(60);
+
+/// Partitions whose position may be ahead of what was delivered.
+///
+/// librdkafka reports a fetch error as a message at the fetch position,
+/// and its batch read moves the partition's position past that offset as
+/// it does for a message, although the record there was not delivered (it
+/// is fetched again). Until a message at or after that offset arrives, or
+/// the position moves further, the position says nothing about having
+/// read that far: an until-caught-up run trusting it would stop with that
+/// record unread (not lost, since it is not committed, but the backfill
+/// would not be done).
+#[derive(Debug, Default)]
+pub(super) struct FetchErrors(HashMap<i32, (i64, Instant)>);
+
+impl FetchErrors {
+    /// A fetch error reported at `offset` (negative: no position).
+    pub(super) fn note(&mut self, partition: i32, offset: i64) {
+        if offset < 0 {
+            return;
+        }
+        let now = Instant::now();
+        let e = self.0.entry(partition).or_insert((offset, now));
+        *e = (e.0.min(offset), now);
+    }
+
+    /// A message was delivered at `coord`.
+    pub(super) fn delivered(&mut self, coord: Coord) {
+        if let Some(&(offset, _)) = self.0.get(&coord.partition) {
+            if coord.offset >= offset {
+                self.0.remove(&coord.partition);
+            }
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `position` as evidence of what was read: `None` while an error at
+    /// or after it is unsettled.
+    fn trusted(&mut self, partition: i32, position: Option<i64>, doubt: Duration) -> Option<i64> {
+        let Some(&(offset, at)) = self.0.get(&partition) else {
+            return position;
+        };
+        if position.is_some_and(|p| p > offset + 1) || at.elapsed() >= doubt {
+            self.0.remove(&partition);
+            return position;
+        }
+        None
+    }
 }
 
 /// What until-caught-up aims for in one partition.
@@ -156,24 +217,25 @@ impl Source {
     /// in flight. From then on no row arrives for the writers' partial
     /// batches, so they can be written at once. False while any target is
     /// unknown (they are learned at the first commit).
-    pub(super) fn read_to_targets(&self) -> bool {
-        let Ok(assignment) = self.consumer.assignment() else {
-            return false;
-        };
-        let parts = partitions_of(&assignment);
-        if parts.is_empty() || parts.iter().any(|p| !self.targets.contains_key(p)) {
-            return false;
-        }
+    pub(super) fn read_to_targets(&mut self) -> bool {
+        // The positions of the assigned partitions: one list, looked at
+        // once per partition.
         let Ok(positions) = self.consumer.position() else {
             return false;
         };
-        parts.iter().all(|&p| {
-            let target = self.targets[&p];
-            target.already
-                || positions
-                    .find_partition(&self.settings.topic, p)
-                    .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= target.high))
-        })
+        let elements = positions.elements();
+        !elements.is_empty()
+            && elements.iter().all(|e| {
+                let p = e.partition();
+                let position = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                let position = self.fetch_errors.trusted(p, position, FETCH_ERROR_DOUBT);
+                self.targets
+                    .get(&p)
+                    .is_some_and(|t| t.already || position.is_some_and(|o| o >= t.high))
+            })
     }
 
     /// Whether every assigned partition is committed up to its target.
@@ -207,14 +269,15 @@ impl Source {
             self.targets.insert(p, Target { high, already });
         }
         let positions = self.consumer.position().ok();
-        let position_of = |p: i32| {
-            positions
+        let mut position_of = |p: i32| {
+            let position = positions
                 .as_ref()
                 .and_then(|tpl| tpl.find_partition(&self.settings.topic, p))
                 .and_then(|e| match e.offset() {
                     Offset::Offset(o) => Some(o),
                     _ => None,
-                })
+                });
+            self.fetch_errors.trusted(p, position, FETCH_ERROR_DOUBT)
         };
         let t = lock(&self.tracker);
         parts
@@ -226,7 +289,33 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Coord;
+
+    #[test]
+    fn a_position_moved_by_a_fetch_error_is_not_trusted_until_settled() {
+        let long = Duration::from_secs(3600);
+        let mut e = FetchErrors::default();
+        assert_eq!(e.trusted(0, Some(9), long), Some(9));
+        // An error at 9 moved the position to 10: record 9 is not read.
+        e.note(0, 9);
+        e.note(1, -1);
+        assert_eq!(e.trusted(0, Some(10), long), None);
+        assert_eq!(
+            e.trusted(1, Some(10), long),
+            Some(10),
+            "no position, no doubt"
+        );
+        e.delivered(Coord::new(0, 8));
+        assert_eq!(e.trusted(0, Some(10), long), None, "an earlier record");
+        e.delivered(Coord::new(0, 9));
+        assert_eq!(e.trusted(0, Some(10), long), Some(10));
+        // Settled by a position further on, or by time (a transaction
+        // marker at 9 is never delivered).
+        e.note(0, 9);
+        assert_eq!(e.trusted(0, Some(11), long), Some(11));
+        e.note(0, 9);
+        assert_eq!(e.trusted(0, Some(10), Duration::ZERO), Some(10));
+        assert!(e.is_empty());
+    }
 
     #[test]
     fn a_partition_is_done_when_its_position_reached_the_watermark_and_nothing_is_in_flight() {

@@ -67,14 +67,16 @@ pub(super) fn to_op(
 
 impl Source {
     /// A fetched message, or `None` (after a warning) for the fetch errors
-    /// librdkafka reports in place of one.
-    pub(super) fn message<'b>(&self, m: Fetched<'b>) -> Option<Msg<'b>> {
+    /// librdkafka reports in place of one, whose offsets are noted (they
+    /// move the partition's position; see `FetchErrors`).
+    pub(super) fn message<'b>(&mut self, m: Fetched<'b>) -> Option<Msg<'b>> {
         if let Some(e) = m.error() {
             log::warn!(
                 "Kafka consumer error on {}/{}: {e}",
                 self.settings.topic,
                 m.partition()
             );
+            self.fetch_errors.note(m.partition(), m.offset());
             return None;
         }
         Some(Msg {

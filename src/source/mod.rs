@@ -38,7 +38,7 @@ use crate::shutdown::Shutdown;
 use crate::types::{Ack, Envelope, Op, Raw};
 use claim::Claimer;
 use fetch::FetchQueue;
-use lag::Target;
+use lag::{FetchErrors, Target};
 use message::Msg;
 use rebalance::{lock, Held, SinkContext, Tracker};
 
@@ -131,6 +131,8 @@ pub(crate) struct Source {
     settings: SourceSettings,
     /// Per partition, what until-caught-up mode must reach.
     targets: HashMap<i32, Target>,
+    /// Fetch errors that moved a partition's position ahead of delivery.
+    fetch_errors: FetchErrors,
     /// Partitions seen delivering through `poll` (see [`fetch`]).
     unbatched: HashSet<i32>,
     claimer: Arc<Claimer>,
@@ -243,6 +245,7 @@ impl Source {
                 starts_at_end: cfg.auto_offset_reset == AutoOffsetReset::Latest,
             },
             targets: HashMap::new(),
+            fetch_errors: FetchErrors::default(),
             unbatched: HashSet::new(),
             claimer,
         })
@@ -292,10 +295,12 @@ impl Source {
         };
         let mut batch = self.fetch.batch(READ_BATCH);
         let mut finishing = false;
-        // Until caught up: whether the writers were asked to write their
-        // partial batches at once, everything being read (and when that was
-        // last looked at: it asks librdkafka for every position).
-        let mut end_asked = false;
+        // Until caught up: the assignment (by the count of assignments)
+        // whose end the writers were told of, so that they write their
+        // partial batches at once; and when that end was last looked for
+        // (it asks librdkafka for every position). Told once: rows that
+        // arrive after it batch as usual.
+        let mut end_told: Option<u64> = None;
         let mut end_checked: Option<Instant> = None;
         while !shutdown.is_requested() {
             self.take_acks(acks);
@@ -319,9 +324,11 @@ impl Source {
             if let Some(reason) = self.claimer.failure() {
                 return Err(SourceError::Claim(reason));
             }
-            // Once the writers were asked to finish, their acknowledgements
-            // are what the loop waits for, not messages.
-            let wait = Duration::from_millis(if end_asked { 5 } else { 100 });
+            // Once the writers were told, their acknowledgements are what
+            // the loop waits for, not messages.
+            let assignment = self.metrics.assignments.get();
+            let told = end_told == Some(assignment);
+            let wait = Duration::from_millis(if told { 5 } else { 100 });
             let msgs: Vec<Msg<'_>> = match &stray {
                 Some(m) => vec![m.as_msg()],
                 None => {
@@ -337,24 +344,24 @@ impl Source {
                 finishing = self.settings.until_caught_up
                     && lock(&self.tracker).in_flight() == 0
                     && cx.last_commit.elapsed() >= Duration::from_millis(20);
-            } else {
-                if !self.hand_over(&msgs, &mut cx)? {
-                    return Ok(());
-                }
-                end_asked = false;
+            } else if !self.hand_over(&msgs, &mut cx)? {
+                return Ok(());
             }
             let check_end = self.settings.until_caught_up
                 && short
-                && !end_asked
+                && !told
                 && end_checked.is_none_or(|t| t.elapsed() >= Duration::from_millis(10));
             if check_end {
                 end_checked = Some(Instant::now());
-                end_asked = self.read_to_targets()
+                let told_now = self.read_to_targets()
                     && match cx.router.flush_all() {
-                        Ok(asked) => asked,
+                        Ok(told) => told,
                         Err(RouteError::WriterGone(w)) => return Err(SourceError::WriterGone(w)),
                         Err(RouteError::Full) => false,
                     };
+                if told_now {
+                    end_told = Some(assignment);
+                }
             }
         }
         Ok(())
@@ -373,6 +380,11 @@ impl Source {
             let mut t = lock(&self.tracker);
             for m in msgs {
                 t.register(m.coord);
+            }
+        }
+        if !self.fetch_errors.is_empty() {
+            for m in msgs {
+                self.fetch_errors.delivered(m.coord);
             }
         }
         // Whether `poll` ran since the messages were registered: a

@@ -103,7 +103,7 @@ impl<S: BatchSink> Writer<S> {
             }
             match received {
                 Ok(chunk) => {
-                    started = true;
+                    started |= !chunk.is_empty();
                     self.take(&mut batch, chunk, &mut deadline);
                     // Take what is already queued without a deadline check.
                     while batch.len() < self.settings.batch_size {
@@ -144,7 +144,7 @@ impl<S: BatchSink> Writer<S> {
             *deadline = None;
             return;
         }
-        if batch.is_empty() && !chunk.is_empty() {
+        if batch.is_empty() {
             *deadline = Some(Instant::now() + self.settings.flush_interval);
         }
         for env in chunk {
