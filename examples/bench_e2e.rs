@@ -232,30 +232,29 @@ fn bench() -> Result<(), BoxError> {
         shape.rows,
         shape.conns,
     );
-    let ceilings: [(&str, f64, f64); 4] = [
-        (
-            "ceiling: independent, production order",
-            med(&|r| r.independent.rows_per_sec),
-            med(&|r| r.independent.server_cpu),
-        ),
-        (
-            "ceiling: independent, partition-major",
-            med(&|r| r.partition_major.rows_per_sec),
-            med(&|r| r.partition_major.server_cpu),
-        ),
-        (
-            "ceiling: the sink's writer code",
-            med(&|r| r.writer_code.rows_per_sec),
-            med(&|r| r.writer_code.server_cpu),
-        ),
+    type PaceOf = fn(&Round) -> &Pace;
+    let ceilings: [(&str, PaceOf); 4] = [
+        ("ceiling: independent, production order", |r: &Round| {
+            &r.independent
+        }),
+        ("ceiling: independent, partition-major", |r: &Round| {
+            &r.partition_major
+        }),
+        ("ceiling: the sink's writer code", |r: &Round| {
+            &r.writer_code
+        }),
         (
             "ceiling: independent, beside a Kafka reader",
-            med(&|r| r.beside.rows_per_sec),
-            med(&|r| r.beside.server_cpu),
+            |r: &Round| &r.beside,
         ),
     ];
-    for (label, value, server) in ceilings {
-        println!("{label:<42}: {value:>10.0} rows/s; MySQL CPU {server:.2} s per million rows");
+    for (label, pace) in ceilings {
+        println!(
+            "{label:<42}: {:>10.0} rows/s; per million rows MySQL used {:.2} s of CPU and was preempted {:.0} times",
+            med(&|r| pace(r).rows_per_sec),
+            med(&|r| pace(r).server_cpu),
+            med(&|r| pace(r).server_preempted),
+        );
     }
     println!(
         "{:<42}: {:>14} {:>14}",
@@ -313,6 +312,24 @@ fn bench() -> Result<(), BoxError> {
     );
     both("  peak RSS", &|s| s.peak_mib, "MiB", 1);
     both("  MySQL CPU per million rows", &|s| s.server_cpu, "s", 2);
+    both(
+        "  MySQL preempted, per million rows",
+        &|s| s.server_preempted,
+        "",
+        0,
+    );
+    both(
+        "  sink's waits, per million rows",
+        &|s| s.waits_per_million,
+        "",
+        0,
+    );
+    both(
+        "  sink preempted, per million rows",
+        &|s| s.preempted_per_million,
+        "",
+        0,
+    );
     both(
         "  mock broker CPU per million rows",
         &|s| s.broker_cpu,
@@ -587,6 +604,26 @@ impl Mysqld {
             _ => f64::NAN,
         }
     }
+
+    /// Times the server's threads were preempted so far (NaN when it is not
+    /// local): summed over its threads, whose own counts only /proc has.
+    fn preempted(&self) -> f64 {
+        let Some(pid) = self.0 else {
+            return f64::NAN;
+        };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return f64::NAN;
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+            .filter_map(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .sum()
+    }
 }
 
 /// This process's CPU seconds so far (the mock broker's, while the sink runs).
@@ -780,6 +817,12 @@ struct SinkRun {
     peak_mib: f64,
     /// MySQL's CPU seconds per million rows during the run.
     server_cpu: f64,
+    /// Times MySQL's threads were preempted, per million rows.
+    server_preempted: f64,
+    /// Times the sink's threads waited and were woken, per million rows.
+    waits_per_million: f64,
+    /// Times the sink's threads were preempted, per million rows.
+    preempted_per_million: f64,
     /// The mock broker's (this process's) CPU seconds per million rows.
     broker_cpu: f64,
 }
@@ -935,7 +978,7 @@ impl Bench<'_> {
             ),
             _ => None,
         };
-        let cpu = self.mysqld.cpu();
+        let (cpu, preempted) = (self.mysqld.cpu(), self.mysqld.preempted());
         step_hook("start", table, round)?;
         let pace = run_statements(self.config, &sql, self.shape.conns, n);
         step_hook("end", table, round)?;
@@ -946,6 +989,7 @@ impl Bench<'_> {
         }
         let pace = pace?;
         let server_cpu = (self.mysqld.cpu() - cpu) / n as f64 * 1e6;
+        let server_preempted = (self.mysqld.preempted() - preempted) / n as f64 * 1e6;
         self.prints
             .borrow_mut()
             .push(verify(conn, db_name, table, n)?);
@@ -953,6 +997,7 @@ impl Bench<'_> {
             rows_per_sec: pace,
             writers_waiting: f64::NAN,
             server_cpu,
+            server_preempted,
         })
     }
 
@@ -966,11 +1011,12 @@ impl Bench<'_> {
         let rows = rows(self.n, self.partitions as u64)?;
         settle(conn)?;
         eprintln!("round {round}: writer-code ceiling ...");
-        let cpu = self.mysqld.cpu();
+        let (cpu, preempted) = (self.mysqld.cpu(), self.mysqld.preempted());
         step_hook("start", table, round)?;
         let mut pace = write_direct(self.config, self.info, table, rows)?;
         step_hook("end", table, round)?;
         pace.server_cpu = (self.mysqld.cpu() - cpu) / self.n as f64 * 1e6;
+        pace.server_preempted = (self.mysqld.preempted() - preempted) / self.n as f64 * 1e6;
         self.prints
             .borrow_mut()
             .push(verify(conn, &self.config.mysql.database, table, self.n)?);
@@ -1006,6 +1052,7 @@ impl Bench<'_> {
         }
         step_hook("start", table, round)?;
         let (server, broker) = (self.mysqld.cpu(), own_cpu());
+        let preempted = self.mysqld.preempted();
         let status = command
             .args(&words[1..])
             .args(["run", "--until-caught-up", "--config"])
@@ -1025,6 +1072,7 @@ impl Bench<'_> {
             .stderr(log)
             .status()?;
         let (server, broker) = (self.mysqld.cpu() - server, own_cpu() - broker);
+        let preempted = self.mysqld.preempted() - preempted;
         step_hook("end", table, round)?;
         let text = std::fs::read_to_string(&log_path)?;
         if !status.success() {
@@ -1049,7 +1097,10 @@ impl Bench<'_> {
             faults_per_million: per_million("page_faults="),
             peak_mib: of("peak_rss_mib="),
             server_cpu: server / n as f64 * 1e6,
+            server_preempted: preempted / n as f64 * 1e6,
             broker_cpu: broker / n as f64 * 1e6,
+            waits_per_million: per_million("waits="),
+            preempted_per_million: per_million("preemptions="),
         })
     }
 }
@@ -1078,6 +1129,8 @@ struct Pace {
     writers_waiting: f64,
     /// MySQL's CPU seconds per million rows during the run.
     server_cpu: f64,
+    /// Times MySQL's threads were preempted, per million rows.
+    server_preempted: f64,
 }
 
 /// Writes `rows` through the sink's router and writers; rows/s from the
@@ -1141,6 +1194,7 @@ fn write_direct(
         writers_waiting: metrics.writer_idle_seconds.get()
             / (elapsed.as_secs_f64() * config.sink.writers as f64),
         server_cpu: f64::NAN,
+        server_preempted: f64::NAN,
     })
 }
 

@@ -105,7 +105,7 @@ fn run(config: Config, until_caught_up: bool, bars: MultiProgress) -> ExitCode {
             let c = summary.counters;
             let usage = ProcessUsage::read();
             log::info!(
-                "stopped: rows_written={} skipped={} dead_lettered={} deleted={} consumed={} batches={} writer_idle_seconds={:.1} seconds={:.1} active_seconds={:.3} rows/s={:.0} cpu_seconds={:.2} system_seconds={:.2} page_faults={} peak_rss_mib={:.1}",
+                "stopped: rows_written={} skipped={} dead_lettered={} deleted={} consumed={} batches={} writer_idle_seconds={:.1} seconds={:.1} active_seconds={:.3} rows/s={:.0} cpu_seconds={:.2} system_seconds={:.2} page_faults={} waits={} preemptions={} peak_rss_mib={:.1}",
                 c.rows_written,
                 c.skipped,
                 c.dead_lettered,
@@ -119,6 +119,8 @@ fn run(config: Config, until_caught_up: bool, bars: MultiProgress) -> ExitCode {
                 usage.cpu_seconds,
                 usage.system_seconds,
                 usage.page_faults,
+                usage.waits,
+                usage.preemptions,
                 usage.peak_rss_mib,
             );
             ExitCode::SUCCESS

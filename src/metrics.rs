@@ -319,6 +319,13 @@ pub struct ProcessUsage {
     /// process, a cost that shows in `system_seconds` and not in profiles
     /// of our code.
     pub page_faults: u64,
+    /// Times a thread of the process gave up its core to wait (for a
+    /// socket, a channel, a lock) and was woken again. On a machine it
+    /// shares with MySQL, each wake-up can take a core from MySQL and
+    /// leave its caches cold.
+    pub waits: u64,
+    /// Times a thread of the process was preempted.
+    pub preemptions: u64,
 }
 
 impl ProcessUsage {
@@ -350,11 +357,23 @@ impl ProcessUsage {
                 Some((user / 100.0, system / 100.0, faults))
             })
             .unwrap_or((0.0, 0.0, 0));
+        // Summed over every thread, as only getrusage does (/proc/self/status
+        // counts the main thread's alone).
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: `usage` is writable memory of the right type, which
+        // getrusage fills in when it returns 0; zeroed, it is a valid
+        // rusage either way.
+        let usage = unsafe {
+            libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+            usage.assume_init()
+        };
         ProcessUsage {
             cpu_seconds: user + system,
             system_seconds: system,
             page_faults: faults,
             peak_rss_mib: peak_kib / 1024.0,
+            waits: usage.ru_nvcsw.max(0) as u64,
+            preemptions: usage.ru_nivcsw.max(0) as u64,
         }
     }
 }
