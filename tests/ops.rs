@@ -3,6 +3,8 @@
 mod common;
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -89,6 +91,55 @@ fn until_caught_up_writes_its_last_partial_batches_without_waiting_out_the_flush
     let status = run.wait(Duration::from_secs(180));
     assert_eq!(status.code(), Some(0), "{}", run.log_text());
     assert_drained(&mut conn, &t, n, parts);
+    drop_db(&mut conn, &t.db);
+}
+
+#[test]
+fn until_caught_up_ends_on_a_topic_still_being_written_to() {
+    let mut conn = mysql();
+    let parts = 4;
+    let dir = scratch_dir("livebackfill");
+    let (_cluster, mut t) = target(&mut conn, "livebackfill", parts);
+    t.group = "livebackfill".into();
+    // A batch never fills and the flush interval is an hour: a row handed
+    // to a writer after the writers were told of the end would stay in
+    // flight, and the run would never see a moment with nothing in flight.
+    let body = FAST.replace(
+        "flush_interval_ms = 50\n",
+        "flush_interval_ms = 3600000\nbatch_size = 100000\n",
+    );
+    assert!(body.contains("3600000"), "{body}");
+    let config = write_config(&dir, &body);
+    // A backlog that takes the writers a while once they are told: new
+    // orders arrive meanwhile.
+    let n = 40_000u64;
+    produce_orders(&t, parts, n);
+    let ends = end_offsets(&t.brokers, &t.topic, parts);
+    // Orders keep coming while the backfill runs, in the same spread.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (stop, brokers, topic) = (stop.clone(), t.brokers.clone(), t.topic.clone());
+        std::thread::spawn(move || produce_orders_until(&brokers, &topic, parts, n, &stop))
+    };
+    let mut run = spawn_sink(
+        &t,
+        &config,
+        dir.join("run.log"),
+        &["--until-caught-up"],
+        &[],
+    );
+    let status = run.wait(Duration::from_secs(180));
+    stop.store(true, Ordering::Relaxed);
+    let produced = producer.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", run.log_text());
+    // Done up to where each partition ended when the run began, at least,
+    // and everything committed is in the table.
+    let committed = committed(&t.brokers, &t.group, &t.topic, parts);
+    for p in 0..parts as usize {
+        assert!(committed[p] >= ends[p], "{committed:?} against {ends:?}");
+    }
+    assert_committed_is_durable(&mut conn, &t.db, &committed, produced);
+    assert!(count(&mut conn, &t.db, "orders") >= n);
     drop_db(&mut conn, &t.db);
 }
 

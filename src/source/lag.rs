@@ -15,6 +15,8 @@ use crate::progress::Reporter;
 use crate::route::Router;
 use crate::types::Coord;
 
+use super::message::Msg;
+
 /// Bound on a metadata round trip (committed offsets, watermarks).
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -66,19 +68,17 @@ const FETCH_ERROR_DOUBT: Duration = Duration::from_secs(60);
 pub(super) struct FetchErrors(HashMap<i32, (i64, Instant)>);
 
 impl FetchErrors {
-    /// A fetch error reported at `offset` (negative: no position).
-    pub(super) fn note(&mut self, partition: i32, offset: i64) {
-        if offset < 0 {
-            return;
-        }
-        let now = Instant::now();
-        let e = self.0.entry(partition).or_insert((offset, now));
-        *e = (e.0.min(offset), now);
-    }
-
-    /// A message was delivered at `coord`.
-    pub(super) fn delivered(&mut self, coord: Coord) {
-        if let Some(&(offset, _)) = self.0.get(&coord.partition) {
+    /// What a read returned at `coord`, in the order it returned it: a
+    /// fetch error (a negative offset has no position) or a message.
+    /// Order matters: an error after a message is not settled by it.
+    pub(super) fn saw(&mut self, coord: Coord, error: bool) {
+        if error {
+            if coord.offset >= 0 {
+                let now = Instant::now();
+                let e = self.0.entry(coord.partition).or_insert((coord.offset, now));
+                *e = (e.0.min(coord.offset), now);
+            }
+        } else if let Some(&(offset, _)) = self.0.get(&coord.partition) {
             if coord.offset >= offset {
                 self.0.remove(&coord.partition);
             }
@@ -89,13 +89,31 @@ impl FetchErrors {
         self.0.is_empty()
     }
 
-    /// `position` as evidence of what was read: `None` while an error at
-    /// or after it is unsettled.
-    fn trusted(&mut self, partition: i32, position: Option<i64>, doubt: Duration) -> Option<i64> {
+    /// `position` as evidence of having read up to `high`: `None` while an
+    /// error below `high` is unsettled (one at or past it hides nothing).
+    fn trusted(
+        &mut self,
+        partition: i32,
+        position: Option<i64>,
+        high: i64,
+        doubt: Duration,
+    ) -> Option<i64> {
         let Some(&(offset, at)) = self.0.get(&partition) else {
             return position;
         };
-        if position.is_some_and(|p| p > offset + 1) || at.elapsed() >= doubt {
+        if offset >= high || position.is_some_and(|p| p > offset + 1) {
+            self.0.remove(&partition);
+            return position;
+        }
+        if at.elapsed() >= doubt {
+            // A transaction marker there is never delivered; an error
+            // reported once and never again (an authorization failure that
+            // lasts) would leave the record unread, uncommitted for the
+            // next run.
+            log::warn!(
+                "partition {partition}: a fetch error at offset {offset} was never followed \
+                 by a message there; taking the position ({position:?}) as read after {doubt:?}"
+            );
             self.0.remove(&partition);
             return position;
         }
@@ -231,11 +249,38 @@ impl Source {
                     Offset::Offset(o) => Some(o),
                     _ => None,
                 };
-                let position = self.fetch_errors.trusted(p, position, FETCH_ERROR_DOUBT);
-                self.targets
-                    .get(&p)
-                    .is_some_and(|t| t.already || position.is_some_and(|o| o >= t.high))
+                self.targets.get(&p).is_some_and(|t| {
+                    t.already
+                        || self
+                            .fetch_errors
+                            .trusted(p, position, t.high, FETCH_ERROR_DOUBT)
+                            .is_some_and(|o| o >= t.high)
+                })
             })
+    }
+
+    /// Drops the messages at or past their partition's target: they are
+    /// for a later run. Handed over, they would be in flight whenever the
+    /// topic is busy, and a backfill of a topic still being written to
+    /// would end only at a moment when nothing was.
+    pub(super) fn drop_past_targets(&self, msgs: &mut Vec<Msg<'_>>) {
+        if self.targets.is_empty() {
+            return;
+        }
+        // Messages come in runs of one partition: one lookup a run.
+        let mut run: Option<(i32, i64)> = None;
+        msgs.retain(|m| {
+            let p = m.coord.partition;
+            let high = match run {
+                Some((q, high)) if q == p => high,
+                _ => {
+                    let high = self.targets.get(&p).map_or(i64::MAX, |t| t.high);
+                    run = Some((p, high));
+                    high
+                }
+            };
+            m.coord.offset < high
+        });
     }
 
     /// Whether every assigned partition is committed up to its target.
@@ -277,7 +322,9 @@ impl Source {
                     Offset::Offset(o) => Some(o),
                     _ => None,
                 });
-            self.fetch_errors.trusted(p, position, FETCH_ERROR_DOUBT)
+            let high = self.targets[&p].high;
+            self.fetch_errors
+                .trusted(p, position, high, FETCH_ERROR_DOUBT)
         };
         let t = lock(&self.tracker);
         parts
@@ -293,27 +340,39 @@ mod tests {
     #[test]
     fn a_position_moved_by_a_fetch_error_is_not_trusted_until_settled() {
         let long = Duration::from_secs(3600);
+        let (error, message) = (true, false);
         let mut e = FetchErrors::default();
-        assert_eq!(e.trusted(0, Some(9), long), Some(9));
+        assert_eq!(e.trusted(0, Some(9), 10, long), Some(9));
         // An error at 9 moved the position to 10: record 9 is not read.
-        e.note(0, 9);
-        e.note(1, -1);
-        assert_eq!(e.trusted(0, Some(10), long), None);
-        assert_eq!(
-            e.trusted(1, Some(10), long),
-            Some(10),
-            "no position, no doubt"
-        );
-        e.delivered(Coord::new(0, 8));
-        assert_eq!(e.trusted(0, Some(10), long), None, "an earlier record");
-        e.delivered(Coord::new(0, 9));
-        assert_eq!(e.trusted(0, Some(10), long), Some(10));
+        e.saw(Coord::new(0, 9), error);
+        e.saw(Coord::new(1, -1), error);
+        assert_eq!(e.trusted(0, Some(10), 10, long), None);
+        assert_eq!(e.trusted(1, Some(10), 10, long), Some(10), "no offset");
+        e.saw(Coord::new(0, 8), message);
+        assert_eq!(e.trusted(0, Some(10), 10, long), None, "an earlier record");
+        e.saw(Coord::new(0, 9), message);
+        assert_eq!(e.trusted(0, Some(10), 10, long), Some(10));
+        // One read, in its order: an error, records after it, another
+        // error. The second is not settled by the records before it.
+        for (offset, kind) in [
+            (5, error),
+            (5, message),
+            (6, message),
+            (7, message),
+            (8, message),
+            (9, error),
+        ] {
+            e.saw(Coord::new(0, offset), kind);
+        }
+        assert_eq!(e.trusted(0, Some(10), 10, long), None);
         // Settled by a position further on, or by time (a transaction
-        // marker at 9 is never delivered).
-        e.note(0, 9);
-        assert_eq!(e.trusted(0, Some(11), long), Some(11));
-        e.note(0, 9);
-        assert_eq!(e.trusted(0, Some(10), Duration::ZERO), Some(10));
+        // marker at 9 is never delivered); and an error at or past the
+        // target hides nothing below it.
+        assert_eq!(e.trusted(0, Some(11), 10, long), Some(11));
+        e.saw(Coord::new(0, 9), error);
+        assert_eq!(e.trusted(0, Some(10), 10, Duration::ZERO), Some(10));
+        e.saw(Coord::new(0, 10), error);
+        assert_eq!(e.trusted(0, Some(11), 10, long), Some(11));
         assert!(e.is_empty());
     }
 

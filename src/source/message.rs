@@ -76,8 +76,13 @@ impl Source {
                 self.settings.topic,
                 m.partition()
             );
-            self.fetch_errors.note(m.partition(), m.offset());
+            self.fetch_errors
+                .saw(Coord::new(m.partition(), m.offset()), true);
             return None;
+        }
+        if !self.fetch_errors.is_empty() {
+            self.fetch_errors
+                .saw(Coord::new(m.partition(), m.offset()), false);
         }
         Some(Msg {
             coord: Coord::new(m.partition(), m.offset()),

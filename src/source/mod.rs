@@ -329,7 +329,7 @@ impl Source {
             let assignment = self.metrics.assignments.get();
             let told = end_told == Some(assignment);
             let wait = Duration::from_millis(if told { 5 } else { 100 });
-            let msgs: Vec<Msg<'_>> = match &stray {
+            let mut msgs: Vec<Msg<'_>> = match &stray {
                 Some(m) => vec![m.as_msg()],
                 None => {
                     self.fetch.read(&mut batch, wait);
@@ -337,6 +337,9 @@ impl Source {
                 }
             };
             let short = msgs.len() < READ_BATCH;
+            if self.settings.until_caught_up {
+                self.drop_past_targets(&mut msgs);
+            }
             if msgs.is_empty() {
                 // A backfill that has read and written everything commits
                 // and checks for the end now, rather than at the next commit
@@ -380,11 +383,6 @@ impl Source {
             let mut t = lock(&self.tracker);
             for m in msgs {
                 t.register(m.coord);
-            }
-        }
-        if !self.fetch_errors.is_empty() {
-            for m in msgs {
-                self.fetch_errors.delivered(m.coord);
             }
         }
         // Whether `poll` ran since the messages were registered: a

@@ -538,6 +538,39 @@ pub fn produce_order_range_from(brokers: &str, topic: &str, parts: i32, from: u6
     );
 }
 
+/// Produces orders `from..` (version 0, spread as [`partition_of`]) a few
+/// at a time, about 4,000 a second, until `stop` is set; returns where it
+/// stopped.
+pub fn produce_orders_until(
+    brokers: &str,
+    topic: &str,
+    parts: i32,
+    from: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> u64 {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "1")
+        .create()
+        .expect("producer");
+    let mut next = from;
+    while !stop.load(Ordering::Relaxed) {
+        for i in next..next + 20 {
+            let payload = order(i, 0).0;
+            let record = BaseRecord::to(topic)
+                .partition(partition_of(i, parts))
+                .key("k")
+                .payload(&payload);
+            orders::send(&producer, record).expect("produce");
+        }
+        next += 20;
+        producer.poll(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    next
+}
+
 pub fn produce_order_range(brokers: &str, topic: &str, parts: i32, n: u64) {
     produce(
         brokers,
