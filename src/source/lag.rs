@@ -129,6 +129,37 @@ pub(super) struct Target {
     /// Whether the group had already committed that far (or the partition
     /// was empty): nothing to do there.
     pub(super) already: bool,
+    /// Whether messages past `high` may be left for the next run. Not when
+    /// nothing was committed and a group without offsets starts at the
+    /// end: the next run would start past them too.
+    pub(super) leave_past: bool,
+}
+
+/// Drops the messages at or past their partition's target (where they may
+/// be left for the next run, see [`Target::leave_past`]). Handed over, they
+/// would be in flight whenever the topic is busy, and a backfill of a topic
+/// still being written to would end only at a moment when nothing was.
+pub(super) fn drop_past_targets(targets: &HashMap<i32, Target>, msgs: &mut Vec<Msg<'_>>) {
+    if targets.is_empty() {
+        return;
+    }
+    // Messages come in runs of one partition: one lookup a run.
+    let mut run: Option<(i32, i64)> = None;
+    msgs.retain(|m| {
+        let p = m.coord.partition;
+        let end = match run {
+            Some((q, end)) if q == p => end,
+            _ => {
+                let end = targets
+                    .get(&p)
+                    .filter(|t| t.leave_past)
+                    .map_or(i64::MAX, |t| t.high);
+                run = Some((p, end));
+                end
+            }
+        };
+        m.coord.offset < end
+    });
 }
 
 /// Whether one partition has reached its target: the consumer's position
@@ -259,30 +290,6 @@ impl Source {
             })
     }
 
-    /// Drops the messages at or past their partition's target: they are
-    /// for a later run. Handed over, they would be in flight whenever the
-    /// topic is busy, and a backfill of a topic still being written to
-    /// would end only at a moment when nothing was.
-    pub(super) fn drop_past_targets(&self, msgs: &mut Vec<Msg<'_>>) {
-        if self.targets.is_empty() {
-            return;
-        }
-        // Messages come in runs of one partition: one lookup a run.
-        let mut run: Option<(i32, i64)> = None;
-        msgs.retain(|m| {
-            let p = m.coord.partition;
-            let high = match run {
-                Some((q, high)) if q == p => high,
-                _ => {
-                    let high = self.targets.get(&p).map_or(i64::MAX, |t| t.high);
-                    run = Some((p, high));
-                    high
-                }
-            };
-            m.coord.offset < high
-        });
-    }
-
     /// Whether every assigned partition is committed up to its target.
     pub(super) fn caught_up(&mut self) -> bool {
         let assignment = match self.consumer.assignment() {
@@ -311,7 +318,15 @@ impl Source {
             let start = self.claimer.start(p).unwrap_or(self.start_offsets[&p]);
             let already =
                 low == high || start >= high || (start < 0 && self.settings.starts_at_end);
-            self.targets.insert(p, Target { high, already });
+            let leave_past = !(start < 0 && self.settings.starts_at_end);
+            self.targets.insert(
+                p,
+                Target {
+                    high,
+                    already,
+                    leave_past,
+                },
+            );
         }
         let positions = self.consumer.position().ok();
         let mut position_of = |p: i32| {
@@ -377,11 +392,52 @@ mod tests {
     }
 
     #[test]
+    fn messages_past_a_target_are_dropped_unless_the_next_run_would_skip_them() {
+        let target = |high, leave_past| Target {
+            high,
+            already: false,
+            leave_past,
+        };
+        let targets: HashMap<i32, Target> = [(0, target(3, true)), (1, target(1, false))]
+            .into_iter()
+            .collect();
+        let coords = [
+            (0, 1),
+            (0, 2),
+            (0, 3),
+            (0, 4),
+            (1, 0),
+            (1, 5),
+            (2, 9),
+            (0, 2),
+            (0, 7),
+        ];
+        let mut msgs: Vec<Msg<'_>> = coords
+            .iter()
+            .map(|&(p, o)| Msg {
+                coord: Coord::new(p, o),
+                key: None,
+                payload: None,
+            })
+            .collect();
+        drop_past_targets(&targets, &mut msgs);
+        let kept: Vec<(i32, i64)> = msgs
+            .iter()
+            .map(|m| (m.coord.partition, m.coord.offset))
+            .collect();
+        // Partition 0 is cut at 3, in a read that straddles it and in a
+        // later run of it; partition 1 is kept whole (nothing committed, a
+        // group that starts at the end); partition 2 has no target yet.
+        assert_eq!(kept, [(0, 1), (0, 2), (1, 0), (1, 5), (2, 9), (0, 2)]);
+    }
+
+    #[test]
     fn a_partition_is_done_when_its_position_reached_the_watermark_and_nothing_is_in_flight() {
         let mut t = OffsetTracker::new();
         let target = Target {
             high: 3,
             already: false,
+            leave_past: true,
         };
         assert!(!reached(&t, 0, target, None), "nothing read yet");
         assert!(!reached(&t, 0, target, Some(2)), "one more to read");
@@ -404,6 +460,7 @@ mod tests {
         let target = Target {
             high: 3,
             already: false,
+            leave_past: true,
         };
         for o in 0..2 {
             t.register(Coord::new(0, o));
@@ -421,6 +478,7 @@ mod tests {
         let target = Target {
             high: 10,
             already: true,
+            leave_past: true,
         };
         assert!(reached(&t, 0, target, None));
         t.register(Coord::new(0, 10));

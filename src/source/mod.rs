@@ -330,16 +330,21 @@ impl Source {
             let told = end_told == Some(assignment);
             let wait = Duration::from_millis(if told { 5 } else { 100 });
             let mut msgs: Vec<Msg<'_>> = match &stray {
-                Some(m) => vec![m.as_msg()],
+                Some(m) => {
+                    if !self.fetch_errors.is_empty() {
+                        self.fetch_errors.saw(m.coord(), false);
+                    }
+                    vec![m.as_msg()]
+                }
                 None => {
                     self.fetch.read(&mut batch, wait);
                     batch.iter().filter_map(|m| self.message(m)).collect()
                 }
             };
-            let short = msgs.len() < READ_BATCH;
             if self.settings.until_caught_up {
-                self.drop_past_targets(&mut msgs);
+                lag::drop_past_targets(&self.targets, &mut msgs);
             }
+            let short = msgs.len() < READ_BATCH;
             if msgs.is_empty() {
                 // A backfill that has read and written everything commits
                 // and checks for the end now, rather than at the next commit
