@@ -63,6 +63,17 @@ fn until_caught_up_exits_with_a_summary_and_promptly_on_an_empty_topic() {
     drop_db(&mut conn, &t.db);
 }
 
+/// A config in `dir` whose batches never fill and whose flush interval is
+/// an hour: a writer holds its rows until told otherwise.
+fn never_flushing(dir: &std::path::Path) -> std::path::PathBuf {
+    let body = FAST.replace(
+        "flush_interval_ms = 50\n",
+        "flush_interval_ms = 3600000\nbatch_size = 100000\n",
+    );
+    assert!(body.contains("3600000"), "{body}");
+    write_config(dir, &body)
+}
+
 #[test]
 fn until_caught_up_writes_its_last_partial_batches_without_waiting_out_the_flush_interval() {
     let mut conn = mysql();
@@ -70,14 +81,8 @@ fn until_caught_up_writes_its_last_partial_batches_without_waiting_out_the_flush
     let dir = scratch_dir("endflush");
     let (_cluster, mut t) = target(&mut conn, "endflush", parts);
     t.group = "endflush".into();
-    // No batch ever fills, and the flush interval is an hour: only being
-    // told that everything is read lets the writers write.
-    let body = FAST.replace(
-        "flush_interval_ms = 50\n",
-        "flush_interval_ms = 3600000\nbatch_size = 100000\n",
-    );
-    assert!(body.contains("3600000"), "{body}");
-    let config = write_config(&dir, &body);
+    // Only being told that everything is read lets the writers write.
+    let config = never_flushing(&dir);
     let n = 5_000u64;
     produce_orders(&t, parts, n);
     let mut run = spawn_sink(
@@ -101,15 +106,10 @@ fn until_caught_up_ends_on_a_topic_still_being_written_to() {
     let dir = scratch_dir("livebackfill");
     let (_cluster, mut t) = target(&mut conn, "livebackfill", parts);
     t.group = "livebackfill".into();
-    // A batch never fills and the flush interval is an hour: a row handed
-    // to a writer after the writers were told of the end would stay in
-    // flight, and the run would never see a moment with nothing in flight.
-    let body = FAST.replace(
-        "flush_interval_ms = 50\n",
-        "flush_interval_ms = 3600000\nbatch_size = 100000\n",
-    );
-    assert!(body.contains("3600000"), "{body}");
-    let config = write_config(&dir, &body);
+    // A row handed to a writer after the writers were told of the end
+    // would stay in flight, and the run would never see a moment with
+    // nothing in flight.
+    let config = never_flushing(&dir);
     // A backlog that takes the writers a while once they are told: new
     // orders arrive meanwhile.
     let n = 40_000u64;
