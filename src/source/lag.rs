@@ -135,11 +135,17 @@ pub(super) struct Target {
     pub(super) leave_past: bool,
 }
 
-/// Drops the messages at or past their partition's target (where they may
-/// be left for the next run, see [`Target::leave_past`]). Handed over, they
-/// would be in flight whenever the topic is busy, and a backfill of a topic
-/// still being written to would end only at a moment when nothing was.
-pub(super) fn drop_past_targets(targets: &HashMap<i32, Target>, msgs: &mut Vec<Msg<'_>>) {
+/// Drops the messages at or past their partition's target where they may
+/// be left for the next run: see [`Target::leave_past`], or once this run
+/// has committed something there (`committed`), which the next run starts
+/// from. Handed over, they would be in flight whenever the topic is busy,
+/// and a backfill of a topic still being written to would end only at a
+/// moment when nothing was.
+pub(super) fn drop_past_targets(
+    targets: &HashMap<i32, Target>,
+    committed: impl Fn(i32) -> bool,
+    msgs: &mut Vec<Msg<'_>>,
+) {
     if targets.is_empty() {
         return;
     }
@@ -152,7 +158,7 @@ pub(super) fn drop_past_targets(targets: &HashMap<i32, Target>, msgs: &mut Vec<M
             _ => {
                 let end = targets
                     .get(&p)
-                    .filter(|t| t.leave_past)
+                    .filter(|t| t.leave_past || committed(p))
                     .map_or(i64::MAX, |t| t.high);
                 run = Some((p, end));
                 end
@@ -420,15 +426,31 @@ mod tests {
                 payload: None,
             })
             .collect();
-        drop_past_targets(&targets, &mut msgs);
-        let kept: Vec<(i32, i64)> = msgs
+        let kept = |msgs: &[Msg<'_>]| -> Vec<(i32, i64)> {
+            msgs.iter()
+                .map(|m| (m.coord.partition, m.coord.offset))
+                .collect()
+        };
+        let mut later: Vec<Msg<'_>> = msgs
             .iter()
-            .map(|m| (m.coord.partition, m.coord.offset))
+            .map(|m| Msg {
+                coord: m.coord,
+                key: None,
+                payload: None,
+            })
             .collect();
+        drop_past_targets(&targets, |_| false, &mut msgs);
         // Partition 0 is cut at 3, in a read that straddles it and in a
         // later run of it; partition 1 is kept whole (nothing committed, a
         // group that starts at the end); partition 2 has no target yet.
-        assert_eq!(kept, [(0, 1), (0, 2), (1, 0), (1, 5), (2, 9), (0, 2)]);
+        assert_eq!(
+            kept(&msgs),
+            [(0, 1), (0, 2), (1, 0), (1, 5), (2, 9), (0, 2)]
+        );
+        // Once this run committed something in partition 1, the next run
+        // starts there: what is past its target can wait for it.
+        drop_past_targets(&targets, |p| p == 1, &mut later);
+        assert_eq!(kept(&later), [(0, 1), (0, 2), (1, 0), (2, 9), (0, 2)]);
     }
 
     #[test]

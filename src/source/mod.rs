@@ -342,7 +342,8 @@ impl Source {
                 }
             };
             if self.settings.until_caught_up {
-                lag::drop_past_targets(&self.targets, &mut msgs);
+                let t = lock(&self.tracker);
+                lag::drop_past_targets(&self.targets, |p| t.committed(p).is_some(), &mut msgs);
             }
             let short = msgs.len() < READ_BATCH;
             if msgs.is_empty() {
