@@ -341,7 +341,7 @@ impl Source {
                     batch.iter().filter_map(|m| self.message(m)).collect()
                 }
             };
-            if self.settings.until_caught_up {
+            if self.settings.until_caught_up && !self.targets.is_empty() {
                 let t = lock(&self.tracker);
                 lag::drop_past_targets(&self.targets, |p| t.committed(p).is_some(), &mut msgs);
             }
