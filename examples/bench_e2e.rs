@@ -3,7 +3,7 @@
 //! 1. Starts librdkafka's mock cluster (in this process) with
 //!    BENCH_PARTITIONS (default 64) partitions and produces N generated
 //!    orders, order i to partition i mod partitions.
-//! 2. Three ceilings, none of which goes through Kafka:
+//! 2. Five ceilings, none of which goes through Kafka:
 //!    - independent: the same rows as pre-built multi-row upserts, sent in
 //!      production order over plain connections; the best of a sweep of
 //!      statement sizes and connection counts (made once, before the
@@ -12,6 +12,11 @@
 //!    - partition-major: the same statements with the rows ordered one whole
 //!      partition after another, as a consumer reading partition by
 //!      partition would deliver them: the cost of arrival order.
+//!    - split as the writers split: pre-built upserts of the sink's batch
+//!      size, the rows divided between the sink's writer count of
+//!      connections by the sink's own router (by partition in
+//!      exactly-once), each connection sending its own in order: the cost
+//!      of dividing rows between writers, without the writers' code.
 //!    - writer code: the rows, decoded beforehand, through the sink's own
 //!      router and writers: the cost of how the sink writes.
 //!    - beside a Kafka reader: the independent ceiling again, while another
@@ -63,7 +68,7 @@ use kafka_mysql_sink::internals::Decoder;
 use kafka_mysql_sink::internals::DlqTarget;
 use kafka_mysql_sink::internals::Envelope;
 use kafka_mysql_sink::internals::KeyCollation;
-use kafka_mysql_sink::internals::{RouteError, Router, UpsertBuilder};
+use kafka_mysql_sink::internals::{RouteError, Router, Routing, UpsertBuilder};
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::pipeline::{self, WriterTarget};
 use kafka_mysql_sink::shutdown::Shutdown;
@@ -191,10 +196,11 @@ fn bench() -> Result<(), BoxError> {
     for round in 1..=rounds {
         let r = bench.round(&mut conn, round)?;
         eprintln!(
-            "round {round}/{rounds}: ceilings {:.0} (independent) {:.0} (partition-major) {:.0} (writer code) {:.0} (beside a Kafka reader) rows/s; \
+            "round {round}/{rounds}: ceilings {:.0} (independent) {:.0} (partition-major) {:.0} (split) {:.0} (writer code) {:.0} (beside a Kafka reader) rows/s; \
              sink {:.0} rows/s at least once, {:.0} exactly once; {:.2} / {:.2} s CPU per million rows; {:.1} / {:.1} MiB peak RSS",
             r.independent.rows_per_sec,
             r.partition_major.rows_per_sec,
+            r.split.rows_per_sec,
             r.writer_code.rows_per_sec,
             r.beside.rows_per_sec,
             r.alo.rows_per_sec,
@@ -233,12 +239,15 @@ fn bench() -> Result<(), BoxError> {
         shape.conns,
     );
     type PaceOf = fn(&Round) -> &Pace;
-    let ceilings: [(&str, PaceOf); 4] = [
+    let ceilings: [(&str, PaceOf); 5] = [
         ("ceiling: independent, production order", |r: &Round| {
             &r.independent
         }),
         ("ceiling: independent, partition-major", |r: &Round| {
             &r.partition_major
+        }),
+        ("ceiling: pre-built, split as the writers", |r: &Round| {
+            &r.split
         }),
         ("ceiling: the sink's writer code", |r: &Round| {
             &r.writer_code
@@ -418,6 +427,7 @@ struct Round {
     floor_decoded: f64,
     independent: Pace,
     partition_major: Pace,
+    split: Pace,
     writer_code: Pace,
     beside: Pace,
     alo: SinkRun,
@@ -734,6 +744,66 @@ fn run_statements(
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
+/// `rows` divided as the sink's router divides them between its writers
+/// (in the config's delivery mode), each writer's in their order.
+fn split_as_writers(config: &Config, rows: Vec<Envelope>) -> Result<Vec<Vec<Envelope>>, BoxError> {
+    let writers = config.sink.writers;
+    let routing = match config.sink.delivery {
+        Delivery::ExactlyOnce => Routing::ByPartition,
+        Delivery::AtLeastOnce => Routing::ByKey,
+    };
+    // Channels deep enough for every row, so that nothing waits.
+    let (mut router, inboxes) =
+        Router::new(writers, rows.len().max(1), routing, KeyCollation::binary());
+    let mut out: Vec<Vec<Envelope>> = (0..writers).map(|_| Vec::new()).collect();
+    let send = |router: &mut Router, w: usize| {
+        router
+            .send(w, Duration::ZERO)
+            .map_err(|e| format!("cannot route the split ceiling's rows: {e:?}"))
+    };
+    for env in rows {
+        if let Some(w) = router.stage(env) {
+            send(&mut router, w)?;
+        }
+    }
+    while let Some(w) = router.next_staged() {
+        send(&mut router, w)?;
+    }
+    for (w, inbox) in inboxes.iter().enumerate() {
+        while let Some(chunk) = inbox.try_recv() {
+            out[w].extend(chunk);
+        }
+    }
+    Ok(out)
+}
+
+/// Sends each list of statements over a connection of its own, in order;
+/// rows/s.
+fn run_lists(config: &Config, lists: &[Vec<String>], n: u64) -> Result<f64, BoxError> {
+    let opts = mysql::Opts::from(db::opts(&config.mysql));
+    let start = Instant::now();
+    std::thread::scope(|scope| -> Result<(), BoxError> {
+        let handles: Vec<_> = lists
+            .iter()
+            .map(|list| {
+                let opts = opts.clone();
+                scope.spawn(move || -> Result<(), String> {
+                    let mut conn = mysql::Conn::new(opts).map_err(|e| e.to_string())?;
+                    for sql in list {
+                        conn.query_drop(sql).map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| "a ceiling connection panicked")??;
+        }
+        Ok(())
+    })?;
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
 /// The best statement shape for the independent ceiling: a sweep of rows
 /// per statement and connections, on the production-order rows.
 fn sweep(
@@ -783,6 +853,9 @@ fn sweep(
 enum Feed {
     Independent,
     PartitionMajor,
+    /// Divided between connections as the sink's router divides rows
+    /// between writers, in the sink's batch size.
+    Split,
     /// In production order, while a Kafka reader runs beside it.
     BesideReader,
 }
@@ -841,6 +914,7 @@ impl Bench<'_> {
             "orders_sink_alo",
             "orders_sink_eo",
             "orders_beside_reader",
+            "orders_split",
         ]
         .map(String::from)
         .into();
@@ -860,6 +934,7 @@ impl Bench<'_> {
         let mut alo = None;
         let mut eo = None;
         let mut beside = None;
+        let mut split = None;
         let mut variants = vec![None; self.variants.len()];
         let steps = tables.len();
         for step in 0..steps {
@@ -890,9 +965,10 @@ impl Bench<'_> {
                     eo = Some(self.sink(conn, round, &tables[4], run)?);
                 }
                 5 => beside = Some(self.statements(conn, round, &tables[5], Feed::BesideReader)?),
+                6 => split = Some(self.statements(conn, round, &tables[6], Feed::Split)?),
                 i => {
-                    let run = (self.variants[i - 6].0.as_path(), None);
-                    variants[i - 6] = Some(self.sink(conn, round, &tables[i], run)?);
+                    let run = (self.variants[i - 7].0.as_path(), None);
+                    variants[i - 7] = Some(self.sink(conn, round, &tables[i], run)?);
                 }
             }
         }
@@ -929,6 +1005,7 @@ impl Bench<'_> {
             floor_decoded: floor_decoded.0,
             independent: independent.ok_or_else(missing)?,
             partition_major: partition_major.ok_or_else(missing)?,
+            split: split.ok_or_else(missing)?,
             writer_code: writer_code.ok_or_else(missing)?,
             beside: beside.ok_or_else(missing)?,
             alo: alo.ok_or_else(missing)?,
@@ -954,12 +1031,22 @@ impl Bench<'_> {
         if feed == Feed::PartitionMajor {
             rows.sort_by_key(|e| (e.coord.partition, e.coord.offset));
         }
-        let sql = statements(&rows, db_name, table, self.info, self.shape.rows)?;
-        drop(rows);
+        let lists = if feed == Feed::Split {
+            let batch = self.config.sink.batch_size;
+            split_as_writers(self.config, rows)?
+                .iter()
+                .map(|mine| statements(mine, db_name, table, self.info, batch))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            let sql = statements(&rows, db_name, table, self.info, self.shape.rows)?;
+            drop(rows);
+            vec![sql]
+        };
         settle(conn)?;
         let order = match feed {
             Feed::Independent => "independent",
             Feed::PartitionMajor => "partition-major",
+            Feed::Split => "split-as-the-writers",
             Feed::BesideReader => "independent beside a Kafka reader:",
         };
         eprintln!("round {round}: {order} ceiling ...");
@@ -980,7 +1067,11 @@ impl Bench<'_> {
         };
         let (cpu, preempted) = (self.mysqld.cpu(), self.mysqld.preempted());
         step_hook("start", table, round)?;
-        let pace = run_statements(self.config, &sql, self.shape.conns, n);
+        let pace = match (feed, &lists[..]) {
+            (Feed::Split, _) => run_lists(self.config, &lists, n),
+            (_, [sql]) => run_statements(self.config, sql, self.shape.conns, n),
+            _ => Err("one list of statements expected".into()),
+        };
         step_hook("end", table, round)?;
         if let Some(r) = reader.as_mut() {
             // It has done its part: it ran while MySQL worked.

@@ -1258,6 +1258,93 @@ fn a_commit_whose_answer_is_lost_is_not_applied_again_exactly_once() {
     assert_eq!(committed(&t.brokers, &t.group, &t.topic, 1), [4]);
 }
 
+/// The batch's update of its partition's next offset fails (a trigger
+/// refuses it while `refuse_next` has a row). The failure must take the
+/// whole batch down with it, rows and all: nothing of it is visible while
+/// the update is refused, and once it is let through, each version is
+/// applied once, with the next offset after the batch in MySQL and in
+/// Kafka.
+#[test]
+fn a_refused_next_offset_update_commits_nothing_of_its_batch_exactly_once() {
+    let _serial = server::serial();
+    let mut conn = mysql();
+    let dir = scratch_dir("eos-refused-next");
+    let (_cluster, t) = target(&mut conn, "eosrefused", 1);
+    let _drop_db = DropDatabase(t.db.clone());
+    log_applied_versions(&mut conn, &t.db);
+    let config = config_file(
+        &dir,
+        "sink.toml",
+        &format!(
+            "{KAFKA}{}",
+            ONE_WRITER.replace("[sink]\n", "[sink]\ndelivery = \"exactly_once\"\n")
+        ),
+    );
+    produce_versions(&t, 0, &[(ID, 0)]);
+    let (port, metrics) = metrics_env();
+    let mut sink = spawn_sink(&t, &config, dir.join("sink.log"), &[], &[metrics]);
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            version_of(&mut conn, &t.db, ID) == v(ID, 0)
+                && committed(&t.brokers, &t.group, &t.topic, 1) == [1]
+        }),
+        "version 0 was never written:\n{}",
+        sink.log_text()
+    );
+    let db = &t.db;
+    for stmt in [
+        format!("CREATE TABLE `{db}`.`refuse_next` (x INT) ENGINE=InnoDB"),
+        format!("INSERT INTO `{db}`.`refuse_next` VALUES (1)"),
+        format!(
+            "CREATE TRIGGER `{db}`.`offsets_refused` BEFORE UPDATE ON `{db}`.`orders_offsets` \
+             FOR EACH ROW BEGIN \
+               IF NOT (NEW.next_offset <=> OLD.next_offset) \
+                  AND (SELECT COUNT(*) FROM `{db}`.`refuse_next`) > 0 THEN \
+                 SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'next offset refused'; \
+               END IF; \
+             END"
+        ),
+    ] {
+        conn.query_drop(stmt).unwrap();
+    }
+
+    produce_versions(&t, 0, &[(ID, 1), (ID, 2)]);
+    let retries = || {
+        metric(port, "retries_total{class=\"transient\"}")
+            + metric(port, "retries_total{class=\"unknown\"}")
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || retries() >= 2.0),
+        "the refused update was never retried:\n{}",
+        sink.log_text()
+    );
+    assert_eq!(
+        version_of(&mut conn, &t.db, ID),
+        v(ID, 0),
+        "rows of a batch whose next-offset update failed were committed"
+    );
+    assert_eq!(applied_versions(&mut conn, &t.db).len(), 1);
+    conn.query_drop(format!("DELETE FROM `{db}`.`refuse_next`"))
+        .unwrap();
+
+    assert!(
+        wait_for(Duration::from_secs(30), || committed(
+            &t.brokers, &t.group, &t.topic, 1
+        ) == [3]),
+        "the batch was never written after the update was let through:\n{}",
+        sink.log_text()
+    );
+    sink.signal("TERM");
+    let status = sink.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}\n{}", sink.log_text());
+    assert_eq!(version_of(&mut conn, &t.db, ID), v(ID, 2));
+    assert_eq!(
+        applied_versions(&mut conn, &t.db),
+        versions_0_to_3()[..3].to_vec()
+    );
+    assert_eq!(offsets_rows(&mut conn, &t.db), [(0, Some(3), 1)]);
+}
+
 // ---------------------------------------------------------------------
 // 4, 5. Start-up refusals.
 // ---------------------------------------------------------------------

@@ -214,8 +214,9 @@ impl<S: BatchSink> Writer<S> {
                             Metrics::add(&self.metrics.unknown_errors_as_data, 1);
                             log::warn!(
                                 "writer {}: a batch of {} rows failed {unknown_failures} times \
-                                 with an error not known to pass ({t}); the rows the server \
-                                 keeps refusing go to the dead-letter destination",
+                                 with an error not known to pass ({t}); rows the server keeps \
+                                 refusing go to the dead-letter destination (an error opening or \
+                                 committing the transaction is no row's, and is retried on)",
                                 self.id,
                                 batch.len()
                             );
