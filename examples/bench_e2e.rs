@@ -718,21 +718,39 @@ fn run_statements(
     n: u64,
 ) -> Result<f64, BoxError> {
     let next = AtomicUsize::new(0);
+    run_connections(config, conns, n, &|_, _| {
+        statements.get(next.fetch_add(1, Ordering::Relaxed))
+    })
+}
+
+/// Sends each list of statements over a connection of its own, in order;
+/// rows/s.
+fn run_lists(config: &Config, lists: &[Vec<String>], n: u64) -> Result<f64, BoxError> {
+    run_connections(config, lists.len(), n, &|conn, k| lists[conn].get(k))
+}
+
+/// Runs `conns` connections at once, connection `c` sending `next(c, k)` as
+/// its `k`-th statement until there is none; rows/s for `n` rows.
+fn run_connections<'a>(
+    config: &Config,
+    conns: usize,
+    n: u64,
+    next: &(dyn Fn(usize, usize) -> Option<&'a String> + Sync),
+) -> Result<f64, BoxError> {
     let opts = mysql::Opts::from(db::opts(&config.mysql));
     let start = Instant::now();
     std::thread::scope(|scope| -> Result<(), BoxError> {
         let handles: Vec<_> = (0..conns)
-            .map(|_| {
-                let (next, opts) = (&next, opts.clone());
+            .map(|c| {
+                let opts = opts.clone();
                 scope.spawn(move || -> Result<(), String> {
                     let mut conn = mysql::Conn::new(opts).map_err(|e| e.to_string())?;
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(sql) = statements.get(i) else {
-                            return Ok(());
-                        };
+                    let mut k = 0;
+                    while let Some(sql) = next(c, k) {
                         conn.query_drop(sql).map_err(|e| e.to_string())?;
+                        k += 1;
                     }
+                    Ok(())
                 })
             })
             .collect();
@@ -775,33 +793,6 @@ fn split_as_writers(config: &Config, rows: Vec<Envelope>) -> Result<Vec<Vec<Enve
         }
     }
     Ok(out)
-}
-
-/// Sends each list of statements over a connection of its own, in order;
-/// rows/s.
-fn run_lists(config: &Config, lists: &[Vec<String>], n: u64) -> Result<f64, BoxError> {
-    let opts = mysql::Opts::from(db::opts(&config.mysql));
-    let start = Instant::now();
-    std::thread::scope(|scope| -> Result<(), BoxError> {
-        let handles: Vec<_> = lists
-            .iter()
-            .map(|list| {
-                let opts = opts.clone();
-                scope.spawn(move || -> Result<(), String> {
-                    let mut conn = mysql::Conn::new(opts).map_err(|e| e.to_string())?;
-                    for sql in list {
-                        conn.query_drop(sql).map_err(|e| e.to_string())?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().map_err(|_| "a ceiling connection panicked")??;
-        }
-        Ok(())
-    })?;
-    Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
 /// The best statement shape for the independent ceiling: a sweep of rows
