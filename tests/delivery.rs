@@ -27,6 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::*;
 use mysql::prelude::Queryable;
 use mysql::Conn;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 use relay::Relay;
 use server::{DropDatabase, RowLock};
 
@@ -1124,6 +1126,58 @@ fn running_in_state(conn: &mut Conn, info: &str, state: &str) -> u64 {
     .unwrap_or(0)
 }
 
+/// An exactly-once sink with one writer (`sink_settings`, plus `env`) over
+/// one partition, once it has written and committed order `ID`'s version
+/// 0; every version applied is logged (see `log_applied_versions`).
+struct OneWriterAtVersion0 {
+    t: Target,
+    sink: SinkProcess,
+    /// The sink's metrics port.
+    port: u16,
+    _drop_db: DropDatabase,
+    _cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+fn exactly_once_at_version_0(
+    conn: &mut Conn,
+    tag: &str,
+    sink_settings: &str,
+    env: &[(&str, String)],
+) -> OneWriterAtVersion0 {
+    let dir = scratch_dir(tag);
+    let (cluster, t) = target(conn, tag, 1);
+    let drop_db = DropDatabase(t.db.clone());
+    log_applied_versions(conn, &t.db);
+    let config = config_file(
+        &dir,
+        "sink.toml",
+        &format!(
+            "{KAFKA}{}",
+            sink_settings.replace("[sink]\n", "[sink]\ndelivery = \"exactly_once\"\n")
+        ),
+    );
+    produce_versions(&t, 0, &[(ID, 0)]);
+    let (port, metrics) = metrics_env();
+    let mut env = env.to_vec();
+    env.push(metrics);
+    let sink = spawn_sink(&t, &config, dir.join("sink.log"), &[], &env);
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            version_of(conn, &t.db, ID) == v(ID, 0)
+                && committed(&t.brokers, &t.group, &t.topic, 1) == [1]
+        }),
+        "version 0 was never written:\n{}",
+        sink.log_text()
+    );
+    OneWriterAtVersion0 {
+        t,
+        sink,
+        port,
+        _drop_db: drop_db,
+        _cluster: cluster,
+    }
+}
+
 /// The sink's COMMIT of versions 1 and 2 is carried out by MariaDB but its
 /// answer never reaches the sink, which gives the session up and retries
 /// the batch: in exactly-once mode the retry finds the partition's next
@@ -1139,37 +1193,19 @@ fn running_in_state(conn: &mut Conn, info: &str, state: &str) -> u64 {
 fn a_commit_whose_answer_is_lost_is_not_applied_again_exactly_once() {
     let _serial = server::serial();
     let mut conn = mysql();
-    let dir = scratch_dir("eos-lost-commit");
-    let (_cluster, t) = target(&mut conn, "eoslost", 1);
-    let _drop_db = DropDatabase(t.db.clone());
-    log_applied_versions(&mut conn, &t.db);
     let relay = Relay::start(mysql_port());
-    let config = config_file(
-        &dir,
-        "sink.toml",
-        &format!(
-            "{KAFKA}{}",
-            ONE_WRITER
-                .replace("timeout_ms = 20000", "timeout_ms = 4000")
-                .replace("[sink]\n", "[sink]\ndelivery = \"exactly_once\"\n")
-        ),
-    );
-    produce_versions(&t, 0, &[(ID, 0)]);
-    let (port, metrics) = metrics_env();
-    let mut sink = spawn_sink(
-        &t,
-        &config,
-        dir.join("sink.log"),
-        &[],
-        &[("MYSQL_PORT", relay.port().to_string()), metrics],
-    );
-    assert!(
-        wait_for(Duration::from_secs(30), || {
-            version_of(&mut conn, &t.db, ID) == v(ID, 0)
-                && committed(&t.brokers, &t.group, &t.topic, 1) == [1]
-        }),
-        "version 0 was never written:\n{}",
-        sink.log_text()
+    // Bound in this order so that the sink is dropped (stopped) first.
+    let OneWriterAtVersion0 {
+        _cluster,
+        _drop_db,
+        t,
+        port,
+        mut sink,
+    } = exactly_once_at_version_0(
+        &mut conn,
+        "eoslost",
+        &ONE_WRITER.replace("timeout_ms = 20000", "timeout_ms = 4000"),
+        &[("MYSQL_PORT", relay.port().to_string())],
     );
     let db = &t.db;
     for stmt in [
@@ -1268,29 +1304,14 @@ fn a_commit_whose_answer_is_lost_is_not_applied_again_exactly_once() {
 fn a_refused_next_offset_update_commits_nothing_of_its_batch_exactly_once() {
     let _serial = server::serial();
     let mut conn = mysql();
-    let dir = scratch_dir("eos-refused-next");
-    let (_cluster, t) = target(&mut conn, "eosrefused", 1);
-    let _drop_db = DropDatabase(t.db.clone());
-    log_applied_versions(&mut conn, &t.db);
-    let config = config_file(
-        &dir,
-        "sink.toml",
-        &format!(
-            "{KAFKA}{}",
-            ONE_WRITER.replace("[sink]\n", "[sink]\ndelivery = \"exactly_once\"\n")
-        ),
-    );
-    produce_versions(&t, 0, &[(ID, 0)]);
-    let (port, metrics) = metrics_env();
-    let mut sink = spawn_sink(&t, &config, dir.join("sink.log"), &[], &[metrics]);
-    assert!(
-        wait_for(Duration::from_secs(30), || {
-            version_of(&mut conn, &t.db, ID) == v(ID, 0)
-                && committed(&t.brokers, &t.group, &t.topic, 1) == [1]
-        }),
-        "version 0 was never written:\n{}",
-        sink.log_text()
-    );
+    // Bound in this order so that the sink is dropped (stopped) first.
+    let OneWriterAtVersion0 {
+        _cluster,
+        _drop_db,
+        t,
+        port,
+        mut sink,
+    } = exactly_once_at_version_0(&mut conn, "eosrefused", ONE_WRITER, &[]);
     let db = &t.db;
     for stmt in [
         format!("CREATE TABLE `{db}`.`refuse_next` (x INT) ENGINE=InnoDB"),
