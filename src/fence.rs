@@ -20,6 +20,7 @@ use mysql::{Conn, TxOpts};
 
 use crate::config::{Config, Delivery};
 use crate::sql::{self, OffsetsRows};
+use crate::types::Coord;
 
 /// Which offsets-table rows an instance works on, and how.
 #[derive(Debug, Clone)]
@@ -64,12 +65,17 @@ pub struct Standing {
 }
 
 /// Claims `partitions` for `owner`: a new generation for each, read back in
-/// the same transaction (so no other claim can slip in between).
+/// the same transaction (so no other claim can slip in between). `settle`
+/// sees the rows as claimed and names next offsets to set before the
+/// transaction commits: where the partitions start instead of where the
+/// rows said (an offset reset), decided under the claim's lock so that the
+/// decision and the claim are one durable step.
 pub(crate) fn claim(
     conn: &mut Conn,
     spec: &FenceSpec,
     partitions: &[i32],
     owner: &str,
+    settle: &dyn Fn(&[Standing]) -> Vec<Coord>,
 ) -> Result<Vec<Standing>, mysql::Error> {
     if partitions.is_empty() {
         return Ok(Vec::new());
@@ -82,18 +88,8 @@ pub(crate) fn claim(
     let partitions = &partitions[..];
     let rows = spec.rows();
     let mut tx = conn.start_transaction(TxOpts::default())?;
-    // A new row's first generation: the claim time in milliseconds, times
-    // a thousand, plus one. A row deleted and claimed again later starts
-    // above every generation it had (claims come at most one a
-    // millisecond), so rows read under an old claim never pass again; and
-    // the generation modulo a thousand counts a row's claims, for people.
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let first = now_ms * 1000 + 1;
-    tx.query_drop(rows.claim(partitions, owner, first))?;
-    let got = read(&mut tx, &rows, partitions, true)?;
+    tx.query_drop(rows.claim(partitions, owner, first_generation()))?;
+    let mut got = read(&mut tx, &rows, partitions, true)?;
     // Every partition claimed must be read back: one that is not would be
     // read under no generation, and all of its rows dropped as fenced.
     if let Some(p) = partitions
@@ -104,8 +100,74 @@ pub(crate) fn claim(
             "the claim of partition {p} did not read its row back"
         ))));
     }
+    let next = settle(&got);
+    if !next.is_empty() {
+        run_multi(&mut tx, &rows.set_next(&next))?;
+        for s in &mut got {
+            if let Some(c) = next.iter().find(|c| c.partition == s.partition) {
+                s.next_offset = Some(c.offset);
+            }
+        }
+    }
     tx.commit()?;
     Ok(got)
+}
+
+/// A new row's first generation: the time in milliseconds, times a
+/// thousand, plus one. A row deleted and claimed again later starts above
+/// every generation it had (claims come at most one a millisecond), so rows
+/// read under an old claim never pass again; and the generation modulo a
+/// thousand counts a row's claims, for people.
+fn first_generation() -> u64 {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    now_ms * 1000 + 1
+}
+
+/// Sets the partitions' next offsets (an operator's reset), each under a
+/// new generation, so that any writer still holding rows of them read
+/// under an earlier claim is fenced off.
+pub(crate) fn reset(
+    conn: &mut Conn,
+    spec: &FenceSpec,
+    next: &[Coord],
+    owner: &str,
+) -> Result<(), mysql::Error> {
+    if next.is_empty() {
+        return Ok(());
+    }
+    let mut tx = conn.start_transaction(TxOpts::default())?;
+    tx.query_drop(spec.rows().reset(next, owner, first_generation()))?;
+    tx.commit()
+}
+
+/// A partition's row for people (`offsets show`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OffsetsRow {
+    pub(crate) partition: i32,
+    pub(crate) next_offset: Option<i64>,
+    pub(crate) generation: u64,
+    pub(crate) owner: String,
+    pub(crate) updated_at: String,
+}
+
+/// Every row of the group and topic.
+pub(crate) fn list(conn: &mut Conn, spec: &FenceSpec) -> Result<Vec<OffsetsRow>, mysql::Error> {
+    let rows: Vec<(i32, Option<i64>, u64, String, String)> = conn.query(spec.rows().list())?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(partition, next_offset, generation, owner, updated_at)| OffsetsRow {
+                partition,
+                next_offset,
+                generation,
+                owner,
+                updated_at,
+            },
+        )
+        .collect())
 }
 
 /// Reads the partitions' rows under a lock held until the transaction ends.

@@ -19,6 +19,7 @@ pub mod check;
 pub mod config;
 pub mod malloc;
 pub mod metrics;
+pub mod offsets_command;
 pub mod pipeline;
 pub mod progress;
 pub mod shutdown;

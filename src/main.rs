@@ -11,7 +11,7 @@ use kafka_mysql_sink::config::Config;
 use kafka_mysql_sink::metrics::{Metrics, ProcessUsage};
 use kafka_mysql_sink::pipeline::{self, RunOptions};
 use kafka_mysql_sink::shutdown::Shutdown;
-use kafka_mysql_sink::{check, progress};
+use kafka_mysql_sink::{check, offsets_command, progress};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -19,12 +19,18 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// Exit status for a configuration the sink cannot use.
 const EXIT_CONFIG: u8 = 2;
 
+/// Exit status of a backfill that finished after starting partitions
+/// elsewhere than where the sink had left them (`kafka.on_out_of_range`):
+/// done, but not everything was written.
+const EXIT_RESET: u8 = 3;
+
 #[derive(Parser)]
 #[command(
     name = "kafka-mysql-sink",
     version,
     about = "Drains JSON order events from Kafka into MySQL with batched, idempotent upserts",
     after_help = "Exit codes: 0 clean stop, 1 failure (one line on stderr), 2 invalid configuration, \
+                  3 --until-caught-up finished after offset resets (messages lost or skipped), \
                   130 second signal during the drain."
 )]
 struct Cli {
@@ -51,6 +57,41 @@ enum Command {
         /// TOML settings file; environment variables override it.
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// The group's offsets in Kafka and in MySQL, beside the log Kafka has.
+    Offsets {
+        #[command(subcommand)]
+        command: OffsetsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OffsetsCommand {
+    /// Per partition: log start and end, Kafka's committed offset, MySQL's
+    /// next offset and generation, the durable lag, and whether Kafka still
+    /// has the offset the sink would resume from.
+    Show {
+        /// TOML settings file; environment variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Move the group's partitions to an offset in both stores (a replay, or
+    /// going on after a recreated topic); refused while another member of
+    /// the group (a running sink) holds them.
+    Reset {
+        /// TOML settings file; environment variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// `earliest`, `latest`, or an offset.
+        #[arg(long)]
+        to: offsets_command::Target,
+        /// Only this partition (repeatable); every partition by default.
+        #[arg(long)]
+        partition: Vec<i32>,
+        /// Reset even partitions held by another member, or to an offset
+        /// outside the log.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -84,6 +125,33 @@ fn main() -> ExitCode {
             },
             Err(code) => code,
         },
+        Command::Offsets { command } => offsets(command),
+    }
+}
+
+fn offsets(command: OffsetsCommand) -> ExitCode {
+    let mut out = std::io::stdout();
+    let result = match command {
+        OffsetsCommand::Show { config } => match load(config) {
+            Ok(c) => offsets_command::show(&c, &mut out),
+            Err(code) => return code,
+        },
+        OffsetsCommand::Reset {
+            config,
+            to,
+            partition,
+            force,
+        } => match load(config) {
+            Ok(c) => offsets_command::reset(&c, to, &partition, force, &mut out),
+            Err(code) => return code,
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kafka-mysql-sink: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -105,13 +173,15 @@ fn run(config: Config, until_caught_up: bool, bars: MultiProgress) -> ExitCode {
             let c = summary.counters;
             let usage = ProcessUsage::read();
             log::info!(
-                "stopped: rows_written={} skipped={} dead_lettered={} deleted={} consumed={} batches={} writer_idle_seconds={:.1} seconds={:.1} active_seconds={:.3} rows/s={:.0} cpu_seconds={:.2} system_seconds={:.2} page_faults={} waits={} preemptions={} peak_rss_mib={:.1}",
+                "stopped: rows_written={} skipped={} dead_lettered={} deleted={} consumed={} batches={} offset_resets={} offsets_lost={} writer_idle_seconds={:.1} seconds={:.1} active_seconds={:.3} rows/s={:.0} cpu_seconds={:.2} system_seconds={:.2} page_faults={} waits={} preemptions={} peak_rss_mib={:.1}",
                 c.rows_written,
                 c.skipped,
                 c.dead_lettered,
                 c.rows_deleted,
                 c.consumed,
                 c.batches,
+                c.offset_resets,
+                c.offsets_lost,
                 c.writer_idle_ms as f64 / 1e3,
                 summary.elapsed.as_secs_f64(),
                 summary.active.as_secs_f64(),
@@ -123,6 +193,17 @@ fn run(config: Config, until_caught_up: bool, bars: MultiProgress) -> ExitCode {
                 usage.preemptions,
                 usage.peak_rss_mib,
             );
+            if c.offset_resets > 0 {
+                log::warn!(
+                    "{} partition(s) were started elsewhere than where the sink had left them; \
+                     {} message(s) will never be written (kafka.on_out_of_range)",
+                    c.offset_resets,
+                    c.offsets_lost
+                );
+                if until_caught_up {
+                    return ExitCode::from(EXIT_RESET);
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

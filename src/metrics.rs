@@ -25,6 +25,13 @@ pub struct ClassLabel {
     pub class: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SideLabel {
+    /// `below_start` (retention deleted unread messages) or `beyond_end`
+    /// (the topic was recreated, or the group moved).
+    pub side: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     /// Messages read from Kafka.
@@ -76,6 +83,16 @@ pub struct Metrics {
     pub batch_seconds: Histogram,
     pub committed_offset: Family<PartitionLabel, Gauge>,
     pub consumer_lag: Family<PartitionLabel, Gauge>,
+    /// Messages between what is durable (MySQL's next offset in
+    /// exactly-once, Kafka's committed offset in at-least-once) and the
+    /// high watermark: unlike `consumer_lag`, it stays up while reads go on
+    /// and writes do not land.
+    pub durable_lag: Family<PartitionLabel, Gauge>,
+    /// Partitions started elsewhere than the offset the sink held, which
+    /// Kafka no longer had (`kafka.on_out_of_range`).
+    pub offset_resets: Family<SideLabel, Counter>,
+    /// Messages those resets leave unwritten for good.
+    pub offsets_lost: Family<SideLabel, Counter>,
     /// Rows queued in the writers' channels.
     pub channel_depth: Gauge,
     /// MySQL connections checked out of the pool.
@@ -112,6 +129,9 @@ impl Default for Metrics {
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
             committed_offset: Family::default(),
             consumer_lag: Family::default(),
+            durable_lag: Family::default(),
+            offset_resets: Family::default(),
+            offsets_lost: Family::default(),
             channel_depth: Gauge::default(),
             pool_in_use: Gauge::default(),
             writer_idle_seconds: Counter::default(),
@@ -132,6 +152,20 @@ impl Metrics {
         self.retries.get_or_create(&ClassLabel { class }).get()
     }
 
+    /// Counts a reset of one partition that leaves `lost` messages unwritten.
+    pub fn reset(&self, side: &'static str, lost: u64) {
+        let label = SideLabel { side };
+        self.offset_resets.get_or_create(&label).inc();
+        self.offsets_lost.get_or_create(&label).inc_by(lost);
+    }
+
+    fn sum_over_sides(family: &Family<SideLabel, Counter>) -> u64 {
+        ["below_start", "beyond_end"]
+            .into_iter()
+            .map(|side| family.get_or_create(&SideLabel { side }).get())
+            .sum()
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             consumed: self.consumed.get(),
@@ -150,6 +184,8 @@ impl Metrics {
             fenced_rows: self.fenced_rows.get(),
             unknown_errors_as_data: self.unknown_errors_as_data.get(),
             unbatched_partitions: self.unbatched_partitions.get(),
+            offset_resets: Self::sum_over_sides(&self.offset_resets),
+            offsets_lost: Self::sum_over_sides(&self.offsets_lost),
         }
     }
 
@@ -259,8 +295,24 @@ impl Metrics {
         );
         r.register(
             "consumer_lag",
-            "Messages between the committed offset and the high watermark, per partition",
+            "Messages between the read position and the high watermark, per partition",
             self.consumer_lag.clone(),
+        );
+        r.register(
+            "durable_lag",
+            "Messages between what is durable in MySQL (exactly-once: MySQL's next offset; \
+             at-least-once: Kafka's committed offset) and the high watermark, per partition",
+            self.durable_lag.clone(),
+        );
+        r.register(
+            "offset_resets",
+            "Partitions started elsewhere than the offset the sink held, which Kafka no longer had",
+            self.offset_resets.clone(),
+        );
+        r.register(
+            "offsets_lost",
+            "Messages never to be written because of offset resets",
+            self.offsets_lost.clone(),
         );
         r.register(
             "channel_depth",
@@ -302,6 +354,10 @@ pub struct Snapshot {
     pub fenced_rows: u64,
     pub unknown_errors_as_data: u64,
     pub unbatched_partitions: u64,
+    /// Partitions reset because Kafka no longer had their offset.
+    pub offset_resets: u64,
+    /// Messages those resets leave unwritten.
+    pub offsets_lost: u64,
 }
 
 /// What the process itself used, for the summary line and benchmarks.

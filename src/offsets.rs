@@ -149,6 +149,12 @@ impl OffsetTracker {
         }
     }
 
+    /// The offset below which everything of `partition` is durable (or was
+    /// skipped), once one is.
+    pub fn durable(&self, partition: i32) -> Option<i64> {
+        self.parts.get(&partition).and_then(|p| p.done_below)
+    }
+
     pub fn committed(&self, partition: i32) -> Option<i64> {
         self.parts.get(&partition).and_then(|p| p.committed)
     }

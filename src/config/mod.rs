@@ -137,6 +137,9 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// Where a group without committed offsets starts.
     pub auto_offset_reset: AutoOffsetReset,
+    /// What to do with a partition whose offset to resume from is outside
+    /// the log Kafka has: see [`OnOutOfRange`].
+    pub on_out_of_range: OnOutOfRange,
     /// How often durable offsets are committed to Kafka.
     #[serde(rename = "commit_interval_ms", with = "millis")]
     pub commit_interval: Duration,
@@ -190,6 +193,32 @@ pub struct MysqlConfig {
 pub enum AutoOffsetReset {
     Earliest,
     Latest,
+}
+
+/// A partition's offset to resume from (the group's committed one, or
+/// MySQL's next offset) that Kafka no longer has: below the log's start
+/// (messages deleted by retention before the sink read them) or beyond its
+/// end (the topic was recreated, or the group moved to another cluster).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOutOfRange {
+    /// Stop (exit 1) before anything of the partition is written, naming
+    /// the partition, both offsets and the command that resolves it.
+    Fail,
+    /// Go on from the log's start, after a warning; counted and recorded.
+    Earliest,
+    /// Go on from the log's end, after a warning; counted and recorded.
+    Latest,
+}
+
+impl OnOutOfRange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnOutOfRange::Fail => "fail",
+            OnOutOfRange::Earliest => "earliest",
+            OnOutOfRange::Latest => "latest",
+        }
+    }
 }
 
 impl AutoOffsetReset {
@@ -297,6 +326,7 @@ impl Default for KafkaConfig {
             topic: "enriched_orders".into(),
             group_id: "sink-mysql-workers".into(),
             auto_offset_reset: AutoOffsetReset::Earliest,
+            on_out_of_range: OnOutOfRange::Fail,
             commit_interval: Duration::from_millis(1000),
             revoke_timeout: Duration::from_millis(10_000),
             properties: BTreeMap::new(),
@@ -372,6 +402,7 @@ impl fmt::Debug for KafkaConfig {
             .field("topic", &self.topic)
             .field("group_id", &self.group_id)
             .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("on_out_of_range", &self.on_out_of_range)
             .field("commit_interval", &self.commit_interval)
             .field("revoke_timeout", &self.revoke_timeout)
             .field("properties", &redacted_properties(&self.properties))
@@ -584,6 +615,7 @@ mod tests {
             ("[kafka]\ngroup_id = \"\"", "kafka.group_id"),
             ("[kafka]\ncommit_interval_ms = 0", "kafka.commit_interval_ms"),
             ("[kafka.properties]\n\"group.id\" = \"x\"", "kafka.properties"),
+            ("[kafka.properties]\n\"auto.offset.reset\" = \"latest\"", "kafka.properties"),
             ("[sink]\nmax_payload_bytes = 0", "sink.max_payload_bytes"),
             ("[metrics]\nlisten = \"localhost\"", "metrics.listen"),
             ("[dead_letter]\ntable = \"orders\"", "dead_letter.table"),

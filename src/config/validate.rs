@@ -26,7 +26,12 @@ impl Config {
         if k.commit_interval.is_zero() {
             return invalid("kafka.commit_interval_ms", "must be at least 1");
         }
-        for reserved in ["group.id", "bootstrap.servers", "enable.auto.commit"] {
+        for reserved in [
+            "group.id",
+            "bootstrap.servers",
+            "enable.auto.commit",
+            "auto.offset.reset",
+        ] {
             if k.properties.contains_key(reserved) {
                 return invalid(
                     "kafka.properties",
@@ -156,13 +161,14 @@ impl Config {
     pub fn summary(&self) -> String {
         let props = super::redacted_properties(&self.kafka.properties);
         format!(
-            "kafka brokers={} topic={} group={} auto_offset_reset={} commit_interval={}ms properties=[{}]; \
+            "kafka brokers={} topic={} group={} auto_offset_reset={} on_out_of_range={} commit_interval={}ms properties=[{}]; \
              mysql {}@{}:{} table=`{}`.`{}` password=<redacted> pool_size={}; \
              sink batch_size={} flush_interval={}ms writers={} channel_capacity={} delivery={}; dead_letter={}",
             self.kafka.brokers,
             self.kafka.topic,
             self.kafka.group_id,
             self.kafka.auto_offset_reset.as_str(),
+            self.kafka.on_out_of_range.as_str(),
             self.kafka.commit_interval.as_millis(),
             props.join(","),
             self.mysql.user,

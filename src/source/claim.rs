@@ -5,19 +5,32 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::SourceError;
+use crate::config::{AutoOffsetReset, OnOutOfRange};
 use crate::fence::{self, FenceSpec, Standing};
 use crate::metrics::Metrics;
+use crate::types::Coord;
+
+/// How a claimed partition's start is chosen (see [`super::out_of_range`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Starting {
+    pub(crate) on_out_of_range: OnOutOfRange,
+    /// Where a partition without any offset starts.
+    pub(crate) fresh: AutoOffsetReset,
+}
 
 /// This instance's claims, kept by the consumer.
 pub(crate) struct Claimer {
     spec: FenceSpec,
+    starting: Starting,
     opts: mysql::Opts,
     owner: String,
     conn: Mutex<Option<mysql::Conn>>,
     /// The generation of each partition this instance holds.
     generations: Mutex<HashMap<i32, u64>>,
-    /// Why a claim could not be made, for the consumer loop to stop on.
-    failure: Mutex<Option<String>>,
+    /// Why the partitions assigned cannot be read, for the consumer loop to
+    /// stop on.
+    failure: Mutex<Option<SourceError>>,
     /// Where exactly-once partitions were started: MySQL's next offset.
     starts: Mutex<HashMap<i32, i64>>,
     /// How long a claim is retried before the run gives up.
@@ -25,9 +38,15 @@ pub(crate) struct Claimer {
 }
 
 impl Claimer {
-    pub(crate) fn new(spec: FenceSpec, opts: mysql::Opts, patience: Duration) -> Claimer {
+    pub(crate) fn new(
+        spec: FenceSpec,
+        opts: mysql::Opts,
+        patience: Duration,
+        starting: Starting,
+    ) -> Claimer {
         Claimer {
             spec,
+            starting,
             opts,
             owner: fence::owner_id(),
             conn: Mutex::new(None),
@@ -42,15 +61,29 @@ impl Claimer {
         self.spec.exactly_once()
     }
 
+    pub(crate) fn starting(&self) -> Starting {
+        self.starting
+    }
+
+    pub(crate) fn topic(&self) -> &str {
+        &self.spec.topic
+    }
+
     /// Claims `partitions`, retrying while MySQL is unreachable or the rows
-    /// are locked by a previous owner's transaction. On success the new
-    /// generations are current here; on failure the reason is kept for
-    /// [`Claimer::failure`] and `None` returned.
-    pub(crate) fn claim(&self, partitions: &[i32], metrics: &Metrics) -> Option<Vec<Standing>> {
+    /// are locked by a previous owner's transaction; `settle` names next
+    /// offsets to set in the claim's transaction (see [`fence::claim`]). On
+    /// success the new generations are current here; on failure the reason
+    /// is kept for [`Claimer::failure`] and `None` returned.
+    pub(crate) fn claim(
+        &self,
+        partitions: &[i32],
+        metrics: &Metrics,
+        settle: &dyn Fn(&[Standing]) -> Vec<Coord>,
+    ) -> Option<Vec<Standing>> {
         let deadline = Instant::now() + self.patience;
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.try_claim(partitions) {
+            match self.try_claim(partitions, settle) {
                 Ok(standing) => {
                     let mut g = self.generations.lock().unwrap_or_else(|p| p.into_inner());
                     for s in &standing {
@@ -68,24 +101,28 @@ impl Claimer {
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
-                    *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                    self.fail(SourceError::Claim(format!(
                         "cannot claim partitions {partitions:?} in {} for {} s: {e}",
                         self.spec.table,
                         self.patience.as_secs()
-                    ));
+                    )));
                     return None;
                 }
             }
         }
     }
 
-    fn try_claim(&self, partitions: &[i32]) -> Result<Vec<Standing>, mysql::Error> {
+    fn try_claim(
+        &self,
+        partitions: &[i32],
+        settle: &dyn Fn(&[Standing]) -> Vec<Coord>,
+    ) -> Result<Vec<Standing>, mysql::Error> {
         let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let conn = match slot.as_mut() {
             Some(c) => c,
             None => slot.insert(mysql::Conn::new(self.opts.clone())?),
         };
-        let result = fence::claim(conn, &self.spec, partitions, &self.owner);
+        let result = fence::claim(conn, &self.spec, partitions, &self.owner, settle);
         if result.is_err() {
             // A fresh connection next time: this one may be broken.
             *slot = None;
@@ -127,16 +164,20 @@ impl Claimer {
             .copied()
     }
 
-    /// Stops the run with `reason`.
-    pub(crate) fn fail(&self, reason: String) {
-        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    /// Stops the run with `reason` (the first one stands).
+    pub(crate) fn fail(&self, reason: SourceError) {
+        let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason);
+        }
     }
 
-    /// Why claiming failed, if it did.
-    pub(crate) fn failure(&self) -> Option<String> {
+    /// Why the assigned partitions cannot be read, if they cannot; the
+    /// consumer loop stops on it.
+    pub(crate) fn take_failure(&self) -> Option<SourceError> {
         self.failure
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .take()
     }
 }

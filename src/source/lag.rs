@@ -231,6 +231,21 @@ impl Source {
             out.push((p, lag));
             let label = PartitionLabel { partition: p };
             self.metrics.consumer_lag.get_or_create(&label).set(lag);
+            // What MySQL holds: exactly-once, the durable prefix (what the
+            // next offset in MySQL says); at-least-once, what Kafka
+            // confirmed. Before either, where the partition started.
+            let durable = if self.claimer.exactly_once() {
+                t.durable(p)
+            } else {
+                t.committed(p)
+            }
+            .or_else(|| self.claimer.start(p))
+            .or_else(|| self.start_offsets.get(&p).copied().filter(|o| *o >= 0))
+            .unwrap_or(low.max(0));
+            self.metrics
+                .durable_lag
+                .get_or_create(&label)
+                .set((high - durable).max(0));
             if let Some(c) = t.committed(p) {
                 self.metrics.committed_offset.get_or_create(&label).set(c);
             }

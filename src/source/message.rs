@@ -71,6 +71,10 @@ impl Source {
     /// move the partition's position; see `FetchErrors`).
     pub(super) fn message<'b>(&mut self, m: Fetched<'b>) -> Option<Msg<'b>> {
         if let Some(e) = m.error() {
+            if e == rdkafka::error::RDKafkaErrorCode::AutoOffsetReset {
+                self.fell_out_of_range(m.partition(), m.offset());
+                return None;
+            }
             log::warn!(
                 "Kafka consumer error on {}/{}: {e}",
                 self.settings.topic,
@@ -89,6 +93,25 @@ impl Source {
             key: m.key(),
             payload: m.payload(),
         })
+    }
+
+    /// librdkafka found `offset` of `partition` missing from the log while
+    /// reading it (retention overtook the sink, the log was truncated, or,
+    /// with a negative offset, the group had none and its lookup at
+    /// assignment had failed) and stopped fetching the partition, which no
+    /// seek restarts. The run stops, nothing past what is durable
+    /// committed: the next start gives the partition its start at
+    /// assignment, where `on_out_of_range` decides in the claim's
+    /// transaction with nothing of it in flight.
+    fn fell_out_of_range(&mut self, partition: i32, offset: i64) {
+        if self.out_of_range.is_none() {
+            self.out_of_range = Some(super::SourceError::OutOfRangeWhileRunning {
+                topic: self.settings.topic.clone(),
+                partition,
+                offset,
+                policy: self.claimer.starting().on_out_of_range.as_str(),
+            });
+        }
     }
 
     /// Serves one event from the consumer queue (rebalances run their
@@ -114,6 +137,14 @@ impl Source {
                 })
             }
             Err(e) => {
+                // Without its partition (rdkafka's poll keeps only the
+                // code): stop all the same, the next start decides.
+                if let rdkafka::error::KafkaError::MessageConsumption(
+                    rdkafka::error::RDKafkaErrorCode::AutoOffsetReset,
+                ) = e
+                {
+                    self.fell_out_of_range(-1, -1);
+                }
                 log::warn!("Kafka consumer error: {e}");
                 None
             }

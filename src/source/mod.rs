@@ -15,6 +15,7 @@ mod commit;
 mod fetch;
 mod lag;
 mod message;
+mod out_of_range;
 mod rebalance;
 
 use std::collections::{HashMap, HashSet};
@@ -36,13 +37,14 @@ use crate::progress::Reporter;
 use crate::route::{RouteError, Router};
 use crate::shutdown::Shutdown;
 use crate::types::{Ack, Envelope, Op, Raw};
-use claim::Claimer;
+use claim::{Claimer, Starting};
 use fetch::FetchQueue;
 use lag::{FetchErrors, Target};
 use message::Msg;
 use rebalance::{lock, Held, SinkContext, Tracker};
 
 pub(crate) use backpressure::{max_poll_interval, pause_after};
+pub(crate) use out_of_range::{log_ranges, verdict as out_of_range_verdict, LogRange};
 
 /// Why the consumer stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,28 @@ pub enum SourceError {
     WriterGone(usize),
     #[error("{0}; check that MySQL is reachable and the offsets table writable, then start again")]
     Claim(String),
+    #[error("{0}")]
+    OutOfRange(String),
+    #[error(
+        "topic {topic} partition {partition}: Kafka no longer has offset {offset}, which the \
+         sink was reading, so the partition stopped; nothing after what is durable was \
+         committed. Start the sink again: kafka.on_out_of_range (now \"{policy}\") decides \
+         where the partition goes on"
+    )]
+    OutOfRangeWhileRunning {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        policy: &'static str,
+    },
+    #[error(
+        "cannot record the offset reset of partitions {partitions:?} in Kafka: {source}; \
+         nothing of them was written, start again"
+    )]
+    ResetNotRecorded {
+        partitions: Vec<i32>,
+        source: rdkafka::error::KafkaError,
+    },
     #[error(
         "cannot rewind partition {partition} to offset {offset} after pausing: {source}; \
          stopping so that nothing after it is committed (a restart reads it again)"
@@ -136,6 +160,8 @@ pub(crate) struct Source {
     /// Partitions seen delivering through `poll` (see [`fetch`]).
     unbatched: HashSet<i32>,
     claimer: Arc<Claimer>,
+    /// A partition whose offset fell out of the log while it was read.
+    out_of_range: Option<SourceError>,
 }
 
 /// librdkafka settings the sink changes from librdkafka's defaults, which
@@ -165,7 +191,10 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", cfg.auto_offset_reset.as_str());
+        // Never reset by librdkafka: every assigned partition is given its
+        // start (see out_of_range), and an offset that falls out of the log
+        // while running is reported as an error instead of skipped past.
+        .set("auto.offset.reset", "error");
     for (k, v) in PREFETCH_DEFAULTS {
         c.set(k, v);
     }
@@ -194,6 +223,10 @@ impl Source {
             FenceSpec::new(config),
             mysql::Opts::from(db::opts(&config.mysql)),
             max_poll_interval(cfg) / 2,
+            Starting {
+                on_out_of_range: cfg.on_out_of_range,
+                fresh: cfg.auto_offset_reset,
+            },
         ));
         let context = SinkContext {
             tracker: tracker.clone(),
@@ -248,6 +281,7 @@ impl Source {
             fetch_errors: FetchErrors::default(),
             unbatched: HashSet::new(),
             claimer,
+            out_of_range: None,
         })
     }
 
@@ -321,8 +355,11 @@ impl Source {
             // Rebalances and errors; and, should a partition have failed to
             // attach to the batch queue, its messages.
             let stray = self.serve_events();
-            if let Some(reason) = self.claimer.failure() {
-                return Err(SourceError::Claim(reason));
+            if let Some(e) = self.claimer.take_failure() {
+                return Err(e);
+            }
+            if let Some(e) = self.out_of_range.take() {
+                return Err(e);
             }
             // Once the writers were told, their acknowledgements are what
             // the loop waits for, not messages.

@@ -17,9 +17,14 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::cell::RefCell;
 
 use super::claim::Claimer;
 use super::fetch::FetchQueue;
+use super::out_of_range::{decide, log_ranges, Side, Start};
+use super::SourceError;
+use crate::config::AutoOffsetReset;
+use crate::fence::Standing;
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
 use crate::types::{Ack, Coord};
@@ -117,60 +122,133 @@ impl SinkContext {
 impl ClientContext for SinkContext {}
 
 impl SinkContext {
-    /// Claims the partitions, points exactly-once partitions at MySQL's next
-    /// offset and attaches them to the batch queue. Returns false if the
-    /// claim failed: the partitions must not be read.
+    /// Claims the partitions, gives each its start (see
+    /// [`super::out_of_range`]) and attaches them to the batch queue.
+    /// Returns `None` if they must not be read (the claim failed, or an
+    /// offset is out of range under `on_out_of_range = "fail"`; the reason
+    /// is the claimer's failure), else the offsets to commit to Kafka once
+    /// assigned.
     fn prepare_assignment(
         &self,
         consumer: &BaseConsumer<Self>,
         tpl: &mut TopicPartitionList,
-    ) -> Option<TopicPartitionList> {
+    ) -> Option<Commits> {
         let parts = partitions_of(tpl);
-        let standing = self.claimer.claim(&parts, &self.metrics)?;
-        // Exactly-once partitions whose group offset in Kafka (what lag
-        // tools read) is behind where they start: everything below the
-        // start is durable, so Kafka's offset catches up.
-        let mut behind = TopicPartitionList::new();
-        if self.claimer.exactly_once() {
-            // Kafka's committed offset where it is ahead of MySQL's: below
-            // either, everything is durable (or was skipped), and an
-            // at-least-once run in between moved only Kafka's.
-            let committed = match consumer.committed_offsets(tpl.clone(), COMMITTED_LOOKUP) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    log::warn!(
-                        "cannot read the group's committed offsets ({e}); starting at MySQL's"
-                    );
-                    None
-                }
-            };
+        let topic = self.claimer.topic().to_owned();
+        // What Kafka says, before the claim: the group's offsets and each
+        // log's range. Either may be unknown (a lookup that failed): a
+        // partition then starts at what the sink holds, and librdkafka
+        // reports an offset out of range as an error.
+        let committed = match consumer.committed_offsets(tpl.clone(), COMMITTED_LOOKUP) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                log::warn!("cannot read the group's committed offsets ({e}); starting at MySQL's");
+                None
+            }
+        };
+        let kafka_next = |p: i32| {
+            committed
+                .as_ref()
+                .and_then(|c| c.find_partition(&topic, p))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+        };
+        let ranges = log_ranges(consumer, &topic, &parts);
+        let exactly_once = self.claimer.exactly_once();
+        let starting = self.claimer.starting();
+        let decided: RefCell<Vec<(i32, Option<Start>)>> = RefCell::new(Vec::new());
+        // Decided under the claim's lock, from the next offsets it read: a
+        // reset is written in the claim's transaction.
+        let settle = |standing: &[Standing]| {
+            let mut d = decided.borrow_mut();
+            d.clear();
+            let mut next = Vec::new();
             for s in standing {
-                let Some(mysql_next) = s.next_offset else {
-                    continue;
+                let kafka = kafka_next(s.partition);
+                // Exactly-once: MySQL's next offset, or Kafka's committed
+                // offset where that is ahead (below either, everything is
+                // durable or was skipped; an at-least-once run in between
+                // moves only Kafka's).
+                let held = if exactly_once {
+                    kafka.max(s.next_offset)
+                } else {
+                    kafka
                 };
-                let Some(topic) = tpl.elements().first().map(|e| e.topic().to_owned()) else {
-                    continue;
+                let start = if committed.is_none() && held.is_none() {
+                    // Nothing known: librdkafka looks up the group's offset.
+                    None
+                } else {
+                    Some(decide(
+                        &topic,
+                        s.partition,
+                        held,
+                        ranges.get(&s.partition).copied(),
+                        starting.on_out_of_range,
+                        starting.fresh,
+                    ))
                 };
-                let kafka_next = committed
-                    .as_ref()
-                    .and_then(|c| c.find_partition(&topic, s.partition))
-                    .and_then(|e| match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    });
-                let next = kafka_next.map_or(mysql_next, |k| k.max(mysql_next));
-                if let Err(e) = tpl.set_partition_offset(&topic, s.partition, Offset::Offset(next))
-                {
-                    self.claimer.fail(format!(
-                        "cannot start partition {} at MySQL's next offset {next}: {e}",
-                        s.partition
-                    ));
+                // Both modes: an at-least-once writer also passes over rows
+                // below a next offset left by an exactly-once run, which
+                // must not hide the log a reset goes back to.
+                if let Some(Start::Reset(r)) = &start {
+                    next.push(Coord::new(s.partition, r.to));
+                }
+                d.push((s.partition, start));
+            }
+            next
+        };
+        self.claimer.claim(&parts, &self.metrics, &settle)?;
+        let mut commits = Commits::default();
+        for (partition, start) in decided.take() {
+            let kafka = kafka_next(partition);
+            let offset = match start {
+                None => continue,
+                Some(Start::Refuse(e)) => {
+                    log::error!("{e}");
+                    self.claimer.fail(SourceError::OutOfRange(e.to_string()));
                     return None;
                 }
-                self.claimer.started_at(s.partition, next);
-                if kafka_next.is_none_or(|k| k < next) {
-                    let _ = behind.add_partition_offset(&topic, s.partition, Offset::Offset(next));
+                Some(Start::Fresh(AutoOffsetReset::Earliest)) => Offset::Beginning,
+                Some(Start::Fresh(AutoOffsetReset::Latest)) => Offset::End,
+                Some(Start::At(o)) => {
+                    // Kafka's offset (what lag tools read) catches up with
+                    // where the partition starts.
+                    if kafka.is_none_or(|k| k < o) {
+                        commits.add(&topic, partition, o);
+                    }
+                    self.claimer.started_at(partition, o);
+                    Offset::Offset(o)
                 }
+                Some(Start::Reset(r)) => {
+                    log::warn!(
+                        "topic {topic} partition {partition}: offset {} is {} of the log Kafka \
+                         has ({}..{}); kafka.on_out_of_range = \"{}\": going on at {}, {} \
+                         message(s) never to be written",
+                        r.from,
+                        match r.side {
+                            Side::BelowStart => "below the start",
+                            Side::BeyondEnd => "beyond the end",
+                        },
+                        ranges.get(&partition).map_or(-1, |g| g.low),
+                        ranges.get(&partition).map_or(-1, |g| g.high),
+                        starting.on_out_of_range.as_str(),
+                        r.to,
+                        r.lost,
+                    );
+                    self.metrics.reset(r.side.label(), r.lost);
+                    commits.add(&topic, partition, r.to);
+                    commits.resets.push(partition);
+                    self.claimer.started_at(partition, r.to);
+                    Offset::Offset(r.to)
+                }
+            };
+            if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                self.claimer.fail(SourceError::Claim(format!(
+                    "cannot start partition {partition} at {offset:?}: {e}"
+                )));
+                return None;
             }
         }
         // Before librdkafka starts fetching them (see super::fetch).
@@ -184,7 +262,7 @@ impl SinkContext {
                 }
             }
         }
-        Some(behind)
+        Some(commits)
     }
 
     /// Lets the writers finish what they hold of the lost partitions, then
@@ -232,7 +310,7 @@ impl ConsumerContext for SinkContext {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let Some(behind) = self.prepare_assignment(consumer, tpl) else {
+                let Some(commits) = self.prepare_assignment(consumer, tpl) else {
                     // The consumer loop stops on the claim's failure; nothing
                     // of these partitions is read meanwhile.
                     return;
@@ -250,9 +328,19 @@ impl ConsumerContext for SinkContext {
                         log::warn!("cannot pause newly assigned partitions: {e}");
                     }
                 }
-                if assigned.is_ok() && behind.count() > 0 {
-                    match consumer.commit(&behind, CommitMode::Sync) {
+                if assigned.is_ok() && commits.list.count() > 0 {
+                    match consumer.commit(&commits.list, CommitMode::Sync) {
                         Ok(()) => Metrics::add(&self.metrics.commits, 1),
+                        // A reset must be in Kafka before anything of it is
+                        // read: a start after this one would otherwise see
+                        // the old offset again, and in a log grown past it
+                        // since, take it for a valid one.
+                        Err(source) if !commits.resets.is_empty() => {
+                            self.claimer.fail(SourceError::ResetNotRecorded {
+                                partitions: commits.resets,
+                                source,
+                            })
+                        }
                         Err(e) => log::warn!(
                             "cannot bring the group's offsets in Kafka up to MySQL's ({e}); \
                              lag tools show these partitions behind until the next commit"
@@ -282,6 +370,23 @@ impl ConsumerContext for SinkContext {
 
 /// Bound on reading the group's committed offsets during an assignment.
 const COMMITTED_LOOKUP: Duration = Duration::from_secs(10);
+
+/// Offsets to commit once an assignment is made: where Kafka's offset is
+/// behind the partition's start, and where the start is a reset.
+#[derive(Default)]
+pub(super) struct Commits {
+    list: TopicPartitionList,
+    /// The partitions whose start is a reset: their commit must succeed.
+    resets: Vec<i32>,
+}
+
+impl Commits {
+    fn add(&mut self, topic: &str, partition: i32, offset: i64) {
+        let _ = self
+            .list
+            .add_partition_offset(topic, partition, Offset::Offset(offset));
+    }
+}
 
 pub(super) fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
     tpl.elements().iter().map(|e| e.partition()).collect()

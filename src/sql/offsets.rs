@@ -66,6 +66,56 @@ impl OffsetsRows<'_> {
         buf
     }
 
+    /// Sets the partitions' next offsets for `owner` (an operator's reset):
+    /// a new generation for each, which fences off every writer that read
+    /// rows under an earlier claim, as a claim does (see [`Self::claim`]).
+    pub(crate) fn reset(&self, next: &[Coord], owner: &str, first: u64) -> String {
+        let mut buf = String::from("INSERT INTO ");
+        buf.push_str(self.table);
+        buf.push_str(
+            " (`consumer_group`,`topic`,`kafka_partition`,`next_offset`,`generation`,`owner`) VALUES ",
+        );
+        for (i, c) in next.iter().enumerate() {
+            if i > 0 {
+                buf.push(',');
+            }
+            buf.push('(');
+            push_str_literal(&mut buf, self.group);
+            buf.push(',');
+            push_str_literal(&mut buf, self.topic);
+            buf.push(',');
+            buf.push_str(itoa::Buffer::new().format(c.partition));
+            buf.push(',');
+            buf.push_str(itoa::Buffer::new().format(c.offset));
+            buf.push(',');
+            buf.push_str(itoa::Buffer::new().format(first));
+            buf.push(',');
+            push_str_literal(&mut buf, owner);
+            buf.push(')');
+        }
+        buf.push_str(
+            " ON DUPLICATE KEY UPDATE `next_offset` = VALUES(`next_offset`), \
+             `generation` = `generation` + 1, `owner` = VALUES(`owner`)",
+        );
+        buf
+    }
+
+    /// Every row of the group and topic, for people: partition, next
+    /// offset, generation, owner, last change.
+    pub(crate) fn list(&self) -> String {
+        let mut buf = String::from(
+            "SELECT `kafka_partition`, `next_offset`, `generation`, `owner`, \
+             CAST(`updated_at` AS CHAR) FROM ",
+        );
+        buf.push_str(self.table);
+        buf.push_str(" WHERE `consumer_group` = ");
+        push_str_literal(&mut buf, self.group);
+        buf.push_str(" AND `topic` = ");
+        push_str_literal(&mut buf, self.topic);
+        buf.push_str(" ORDER BY `kafka_partition`");
+        buf
+    }
+
     /// The condition naming one partition's row by its whole primary key.
     fn push_key(&self, buf: &mut String, partition: i32) {
         buf.push_str(" WHERE `consumer_group` = ");
@@ -222,5 +272,17 @@ mod tests {
             "{claim}"
         );
         assert!(claim.ends_with("`generation` = `generation` + 1, `owner` = VALUES(`owner`)"));
+        let reset = rows().reset(&[Coord::new(1, 0), Coord::new(4, 17)], "op", 5);
+        assert!(
+            reset.contains("('g','t',1,0,5,'op'),('g','t',4,17,5,'op')"),
+            "{reset}"
+        );
+        assert!(reset.ends_with(
+            "`next_offset` = VALUES(`next_offset`), `generation` = `generation` + 1, \
+             `owner` = VALUES(`owner`)"
+        ));
+        assert!(rows().list().ends_with(
+            "WHERE `consumer_group` = 'g' AND `topic` = 't' ORDER BY `kafka_partition`"
+        ));
     }
 }

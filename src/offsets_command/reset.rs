@@ -1,0 +1,213 @@
+//! `offsets reset`: moves the group's partitions in both stores at once.
+//!
+//! The command joins the group as a member, which is how Kafka tells who
+//! holds the partitions: once the group has rebalanced, every partition
+//! assigned to another member is held by a running instance (the
+//! coordinator has dropped the ones that died, after their session
+//! timeout), and the reset is refused unless forced. As a member it may
+//! commit; the offsets table gets the same offsets under new generations,
+//! which fences off any writer still holding rows read before.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::{connect, kafka_error, partitions, OffsetsError};
+use crate::config::Config;
+use crate::db;
+use crate::fence::{self, FenceSpec};
+use crate::source::{client_config, log_ranges};
+use crate::types::Coord;
+
+/// Where `offsets reset --to` moves the partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Earliest,
+    Latest,
+    Offset(i64),
+}
+
+impl FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Target, String> {
+        match s {
+            "earliest" => Ok(Target::Earliest),
+            "latest" => Ok(Target::Latest),
+            n => n
+                .parse::<i64>()
+                .ok()
+                .filter(|o| *o >= 0)
+                .map(Target::Offset)
+                .ok_or_else(|| {
+                    format!("expected earliest, latest or an offset (0 or more), not {n:?}")
+                }),
+        }
+    }
+}
+
+/// Records the partitions this member was given.
+#[derive(Default)]
+struct Joined(Mutex<Option<Vec<i32>>>);
+
+impl ClientContext for Joined {}
+
+impl ConsumerContext for Joined {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let parts = tpl.elements().iter().map(|e| e.partition()).collect();
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(parts);
+        }
+    }
+}
+
+/// How long joining the group may take: a member that died without
+/// leaving is dropped by the coordinator after its session timeout, which
+/// the join waits out.
+fn join_patience(config: &Config) -> Duration {
+    let session_ms = config
+        .kafka
+        .properties
+        .get("session.timeout.ms")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(45_000);
+    Duration::from_millis(session_ms) + Duration::from_secs(30)
+}
+
+/// Moves `only` (every partition when empty) of the group to `to`, in
+/// Kafka and in MySQL, writing a line per partition to `out`.
+pub fn reset(
+    config: &Config,
+    to: Target,
+    only: &[i32],
+    force: bool,
+    out: &mut dyn Write,
+) -> Result<(), OffsetsError> {
+    let k = &config.kafka;
+    let consumer: BaseConsumer<Joined> = client_config(k)
+        .create_with_context(Joined::default())
+        .map_err(|e| kafka_error(config, e))?;
+    let all = partitions(config, &consumer)?;
+    if let Some(&p) = only.iter().find(|p| !all.contains(p)) {
+        return Err(OffsetsError::NoPartition {
+            topic: k.topic.clone(),
+            partition: p,
+        });
+    }
+    let chosen: Vec<i32> = if only.is_empty() {
+        all.clone()
+    } else {
+        let mut v = only.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+
+    consumer
+        .subscribe(&[&k.topic])
+        .map_err(|e| kafka_error(config, e))?;
+    let deadline = Instant::now() + join_patience(config);
+    let mine: HashSet<i32> = loop {
+        // Messages that arrive meanwhile are not this command's to read.
+        let _ = consumer.poll(Duration::from_millis(100));
+        if let Some(parts) = consumer
+            .context()
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            break parts.into_iter().collect();
+        }
+        if Instant::now() >= deadline {
+            return Err(kafka_error(
+                config,
+                format!(
+                    "could not join group {} within {:?}; is Kafka reachable?",
+                    k.group_id,
+                    join_patience(config)
+                ),
+            ));
+        }
+    };
+    let held: Vec<i32> = chosen
+        .iter()
+        .copied()
+        .filter(|p| !mine.contains(p))
+        .collect();
+    if !held.is_empty() && !force {
+        return Err(OffsetsError::Owned {
+            topic: k.topic.clone(),
+            group: k.group_id.clone(),
+            partitions: held,
+        });
+    }
+
+    let ranges = log_ranges(&consumer, &k.topic, &chosen);
+    let mut next = Vec::with_capacity(chosen.len());
+    for &p in &chosen {
+        let range = ranges.get(&p).copied().ok_or_else(|| {
+            kafka_error(config, format!("cannot look up the log of partition {p}"))
+        })?;
+        let offset = match to {
+            Target::Earliest => range.low,
+            Target::Latest => range.high,
+            Target::Offset(o) => o,
+        };
+        if !force && (offset < range.low || offset > range.high) {
+            return Err(OffsetsError::OutsideLog {
+                partition: p,
+                offset,
+                low: range.low,
+                high: range.high,
+            });
+        }
+        next.push(Coord::new(p, offset));
+    }
+
+    // Kafka first: the store that refuses when the group is not ours.
+    let mut tpl = TopicPartitionList::new();
+    for c in &next {
+        tpl.add_partition_offset(&k.topic, c.partition, Offset::Offset(c.offset))
+            .map_err(|e| kafka_error(config, e))?;
+    }
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .map_err(|e| kafka_error(config, format!("cannot commit the reset: {e}")))?;
+    let mut conn = connect(config)?;
+    db::ensure_offsets_table(&mut conn, &config.mysql.database, &config.offsets_table())?;
+    let spec = FenceSpec::new(config);
+    let owner = format!("offsets-reset:{}", fence::owner_id());
+    fence::reset(&mut conn, &spec, &next, &owner).map_err(|source| OffsetsError::Mysql {
+        table: spec.table.clone(),
+        source,
+    })?;
+    for c in &next {
+        let _ = writeln!(
+            out,
+            "partition {} of {}: next offset {} in Kafka (group {}) and in {}",
+            c.partition, k.topic, c.offset, k.group_id, spec.table
+        );
+    }
+    // Leaves the group (no offsets committed on the way out).
+    drop(consumer);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_refuse_nonsense() {
+        assert_eq!("earliest".parse(), Ok(Target::Earliest));
+        assert_eq!("latest".parse(), Ok(Target::Latest));
+        assert_eq!("42".parse(), Ok(Target::Offset(42)));
+        assert!("-1".parse::<Target>().is_err());
+        assert!("soon".parse::<Target>().is_err());
+    }
+}

@@ -1,0 +1,313 @@
+//! Where a partition starts when the offset the sink would resume from is
+//! one that Kafka no longer has.
+//!
+//! librdkafka, left to itself, resets such a partition with
+//! `auto.offset.reset` and only logs it: a recreated topic (offsets start
+//! again at 0) was skipped up to MySQL's old next offset, and a retention
+//! gap vanished without a trace. So the consumer runs with
+//! `auto.offset.reset=error`, is given an explicit start for every
+//! partition it is assigned, and this module decides that start from the
+//! offset the sink holds and the log's range: inside it, resume; outside
+//! it, do what `kafka.on_out_of_range` says, and say what it cost.
+//! `auto_offset_reset` keeps meaning only "a group with no offset".
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::{AutoOffsetReset, OnOutOfRange};
+
+/// Where a partition stands, in words, for `offsets show`.
+pub(crate) fn verdict(
+    topic: &str,
+    partition: i32,
+    held: Option<i64>,
+    range: Option<LogRange>,
+    fresh: AutoOffsetReset,
+) -> String {
+    match decide(topic, partition, held, range, OnOutOfRange::Fail, fresh) {
+        Start::At(_) if range.is_none() => "log range unknown".into(),
+        Start::At(_) => "ok".into(),
+        Start::Fresh(f) => format!("no offset: starts at {}", f.as_str()),
+        Start::Refuse(e) => match e.side {
+            Side::BelowStart => format!(
+                "BELOW THE LOG'S START: {} message(s) deleted unread",
+                e.range.low - e.offset
+            ),
+            Side::BeyondEnd => "BEYOND THE LOG'S END: topic recreated or group moved?".into(),
+        },
+        Start::Reset(_) => "ok".into(),
+    }
+}
+
+/// Bound on one offsets lookup.
+const LOOKUP: Duration = Duration::from_secs(10);
+
+/// A partition's log as Kafka has it: the first offset it holds and the
+/// high watermark (the next offset to be written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LogRange {
+    pub(crate) low: i64,
+    pub(crate) high: i64,
+}
+
+/// On which side of the log an offset fell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Below the log's start: retention deleted messages that were never read.
+    BelowStart,
+    /// Beyond the log's end: the topic was recreated, or the group's
+    /// offsets come from another cluster.
+    BeyondEnd,
+}
+
+impl Side {
+    /// The metric label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Side::BelowStart => "below_start",
+            Side::BeyondEnd => "beyond_end",
+        }
+    }
+}
+
+/// An offset Kafka does not have, for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutOfRange {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    /// The offset the sink would resume from.
+    pub(crate) offset: i64,
+    pub(crate) range: LogRange,
+    pub(crate) side: Side,
+}
+
+impl fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let OutOfRange {
+            topic,
+            partition,
+            offset,
+            range,
+            side,
+        } = self;
+        let why = match side {
+            Side::BelowStart => format!(
+                "below the log's start: {} message(s) were deleted by retention before the \
+                 sink read them",
+                range.low - offset
+            ),
+            Side::BeyondEnd => "beyond the log's end: the topic was recreated, or the group's \
+                                offsets come from another cluster"
+                .to_string(),
+        };
+        write!(
+            f,
+            "topic {topic} partition {partition}: the sink's offset {offset} is outside the log \
+             Kafka has ({}..{}), {why}. Nothing of the partition was written. To go on, run \
+             `kafka-mysql-sink offsets reset --to earliest --partition {partition}` (or `--to \
+             latest`, or an offset) with the same configuration, or set \
+             kafka.on_out_of_range = \"earliest\" or \"latest\"",
+            range.low, range.high
+        )
+    }
+}
+
+/// A start the sink chose instead of an offset Kafka does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reset {
+    pub(crate) partition: i32,
+    pub(crate) from: i64,
+    pub(crate) to: i64,
+    pub(crate) side: Side,
+    /// Messages never to be written: those deleted below the log's start,
+    /// and, when resetting to the end, those passed over in the log.
+    pub(crate) lost: u64,
+}
+
+/// Where one assigned partition starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// At this offset, which the sink held (in range, or the range unknown:
+    /// librdkafka then reports an offset out of range as an error).
+    At(i64),
+    /// No offset anywhere: where `auto_offset_reset` says.
+    Fresh(AutoOffsetReset),
+    /// Somewhere else than the offset held, which Kafka does not have.
+    Reset(Reset),
+    /// Nowhere: `on_out_of_range = "fail"`.
+    Refuse(OutOfRange),
+}
+
+/// The start of `partition`, which the sink would resume at `held` (none:
+/// the group has no offset), in a log of `range` (none: unknown).
+pub(crate) fn decide(
+    topic: &str,
+    partition: i32,
+    held: Option<i64>,
+    range: Option<LogRange>,
+    policy: OnOutOfRange,
+    fresh: AutoOffsetReset,
+) -> Start {
+    let Some(offset) = held else {
+        return Start::Fresh(fresh);
+    };
+    let Some(range) = range.filter(|r| r.low >= 0 && r.high >= r.low) else {
+        return Start::At(offset);
+    };
+    let side = if offset < range.low {
+        Side::BelowStart
+    } else if offset > range.high {
+        Side::BeyondEnd
+    } else {
+        return Start::At(offset);
+    };
+    let deleted = match side {
+        Side::BelowStart => (range.low - offset) as u64,
+        Side::BeyondEnd => 0,
+    };
+    let (to, lost) = match policy {
+        OnOutOfRange::Fail => {
+            return Start::Refuse(OutOfRange {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                range,
+                side,
+            })
+        }
+        OnOutOfRange::Earliest => (range.low, deleted),
+        OnOutOfRange::Latest => (range.high, deleted + (range.high - range.low) as u64),
+    };
+    Start::Reset(Reset {
+        partition,
+        from: offset,
+        to,
+        side,
+        lost,
+    })
+}
+
+/// The partitions' logs as Kafka has them, in two requests for all of them
+/// (the earliest and the latest offsets); partitions whose lookup failed
+/// are missing.
+pub(crate) fn log_ranges<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    parts: &[i32],
+) -> HashMap<i32, LogRange> {
+    let ask = |which: Offset| -> HashMap<i32, i64> {
+        let mut tpl = TopicPartitionList::new();
+        for &p in parts {
+            // The "timestamp" -2 asks for the log's start, -1 for its end.
+            let _ = tpl.add_partition_offset(topic, p, which);
+        }
+        match consumer.offsets_for_times(tpl, LOOKUP) {
+            Ok(got) => got
+                .elements()
+                .iter()
+                .filter(|e| e.error().is_ok())
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) if o >= 0 => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                log::warn!("cannot look up the log range of topic {topic} ({e})");
+                HashMap::new()
+            }
+        }
+    };
+    if parts.is_empty() {
+        return HashMap::new();
+    }
+    let low = ask(Offset::Beginning);
+    let high = ask(Offset::End);
+    low.into_iter()
+        .filter_map(|(p, low)| high.get(&p).map(|&high| (p, LogRange { low, high })))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const R: Option<LogRange> = Some(LogRange {
+        low: 100,
+        high: 250,
+    });
+
+    fn at(held: Option<i64>, range: Option<LogRange>, policy: OnOutOfRange) -> Start {
+        decide("t", 3, held, range, policy, AutoOffsetReset::Earliest)
+    }
+
+    #[test]
+    fn an_offset_inside_the_log_or_at_its_end_is_resumed() {
+        for o in [100, 180, 250] {
+            assert_eq!(at(Some(o), R, OnOutOfRange::Fail), Start::At(o));
+        }
+        // Unknown or unusable ranges: resume, librdkafka reports the rest.
+        assert_eq!(at(Some(7), None, OnOutOfRange::Fail), Start::At(7));
+        let bad = Some(LogRange { low: -1, high: -1 });
+        assert_eq!(at(Some(7), bad, OnOutOfRange::Fail), Start::At(7));
+    }
+
+    #[test]
+    fn a_group_without_offsets_starts_where_auto_offset_reset_says() {
+        assert_eq!(
+            decide("t", 0, None, R, OnOutOfRange::Fail, AutoOffsetReset::Latest),
+            Start::Fresh(AutoOffsetReset::Latest)
+        );
+    }
+
+    #[test]
+    fn fail_refuses_both_sides_naming_what_resolves_it() {
+        let Start::Refuse(below) = at(Some(40), R, OnOutOfRange::Fail) else {
+            panic!("below the start must be refused");
+        };
+        assert_eq!(below.side, Side::BelowStart);
+        let text = below.to_string();
+        assert!(text.contains("partition 3"), "{text}");
+        assert!(text.contains("offset 40"), "{text}");
+        assert!(text.contains("100..250"), "{text}");
+        assert!(text.contains("60 message(s)"), "{text}");
+        assert!(
+            text.contains("offsets reset --to earliest --partition 3"),
+            "{text}"
+        );
+        let Start::Refuse(beyond) = at(Some(740), R, OnOutOfRange::Fail) else {
+            panic!("beyond the end must be refused");
+        };
+        assert_eq!(beyond.side, Side::BeyondEnd);
+        assert!(beyond.to_string().contains("recreated"));
+    }
+
+    #[test]
+    fn resets_count_what_is_never_written() {
+        let reset = |held, policy| match at(Some(held), R, policy) {
+            Start::Reset(r) => (r.to, r.lost, r.side),
+            other => panic!("{other:?}"),
+        };
+        // Retention gap: the deleted messages, plus the log when skipping it.
+        assert_eq!(
+            reset(40, OnOutOfRange::Earliest),
+            (100, 60, Side::BelowStart)
+        );
+        assert_eq!(
+            reset(40, OnOutOfRange::Latest),
+            (250, 210, Side::BelowStart)
+        );
+        // Recreated topic: from its start nothing is lost; from its end, the log.
+        assert_eq!(
+            reset(740, OnOutOfRange::Earliest),
+            (100, 0, Side::BeyondEnd)
+        );
+        assert_eq!(
+            reset(740, OnOutOfRange::Latest),
+            (250, 150, Side::BeyondEnd)
+        );
+    }
+}

@@ -1,0 +1,354 @@
+//! Offsets that Kafka no longer has (a recreated topic, retention gaps),
+//! `offsets show` and `offsets reset`, and the durable lag: against the
+//! real binary, MariaDB and librdkafka's mock cluster.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+use mysql::prelude::Queryable;
+
+const FAST: &str =
+    "[kafka]\ncommit_interval_ms = 200\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
+     [sink]\nflush_interval_ms = 50\nstats_interval_ms = 500\n";
+
+/// A config file in `dir` with `kafka` keys added to [`FAST`]'s.
+fn config_with(dir: &std::path::Path, name: &str, kafka: &str) -> std::path::PathBuf {
+    let body = FAST.replace("[kafka]\n", &format!("[kafka]\n{kafka}\n"));
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// Runs `kafka-mysql-sink offsets ARGS` against the target.
+fn offsets_cmd(t: &Target, config: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("offsets")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .env("KAFKA_BROKERS", &t.brokers)
+        .env("SOURCE_TOPIC", &t.topic)
+        .env("SINK_GROUP_ID", &t.group)
+        .env("MYSQL_HOST", "127.0.0.1")
+        .env("MYSQL_PORT", mysql_port().to_string())
+        .env("MYSQL_USER", "root")
+        .env("MYSQL_PASSWORD", "root")
+        .env("MYSQL_DATABASE", &t.db)
+        .env("MYSQL_TABLE", "orders")
+        .output()
+        .expect("run the offsets command")
+}
+
+/// A backfill run to its end: (exit code, log).
+fn backfill(
+    t: &Target,
+    config: &std::path::Path,
+    dir: &std::path::Path,
+    tag: &str,
+) -> (i32, String) {
+    let mut run = spawn_sink(
+        t,
+        config,
+        dir.join(format!("{tag}.log")),
+        &["--until-caught-up"],
+        &[],
+    );
+    let status = run.wait(Duration::from_secs(180));
+    (status.code().unwrap_or(-1), run.log_text())
+}
+
+/// A number from the summary line, e.g. `offset_resets`.
+fn summary_field(log: &str, field: &str) -> Option<u64> {
+    let line = log.lines().find(|l| l.contains("stopped: rows_written="))?;
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{field}=")))
+        .and_then(|v| v.parse().ok())
+}
+
+/// MySQL's next offset per partition, in partition order.
+fn mysql_next(conn: &mut mysql::Conn, t: &Target) -> Vec<Option<i64>> {
+    conn.query(format!(
+        "SELECT next_offset FROM `{}`.`orders_offsets` WHERE consumer_group = '{}' \
+         ORDER BY kafka_partition",
+        t.db, t.group
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_recreated_topic_is_refused_by_default_and_read_from_its_start_when_asked() {
+    let mut conn = mysql();
+    let parts = 4;
+    let dir = scratch_dir("recreated");
+    let (_old, mut t) = target(&mut conn, "recreated", parts);
+    t.group = "recreated".into();
+    let fail = config_with(&dir, "fail.toml", "");
+    produce_orders(&t, parts, 3000);
+    let (code, log) = backfill(&t, &fail, &dir, "first");
+    assert_eq!(code, 0, "{log}");
+    let before = mysql_next(&mut conn, &t);
+    assert_eq!(before, vec![Some(750); parts as usize]);
+
+    // The same topic, started again from offset 0 on a new cluster, with
+    // 1,000 new orders: every partition's next offset is past its end.
+    let new = mock_cluster("enriched_orders", parts);
+    t.brokers = new.bootstrap_servers();
+    produce_order_range_from(&t.brokers, &t.topic, parts, 3000, 4000);
+    let (code, log) = backfill(&t, &fail, &dir, "refused");
+    assert_eq!(
+        code, 1,
+        "an offset beyond the log's end must stop the run:\n{log}"
+    );
+    assert_eq!(
+        count(&mut conn, &t.db, "orders"),
+        3000,
+        "nothing new is written"
+    );
+    assert_eq!(mysql_next(&mut conn, &t), before, "nor any offset moved");
+
+    // `offsets show` tells the same: MySQL's next offset past the log's end.
+    let shown = offsets_cmd(&t, &fail, &["show"]);
+    assert!(shown.status.success(), "{shown:?}");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(rows.len(), parts as usize, "{text}");
+    for r in &rows {
+        // partition, log_start, log_end, kafka_committed, mysql_next, ...
+        assert_eq!(r[2], "250", "{text}");
+        assert_eq!(r[4], "750", "{text}");
+    }
+
+    // Told to go on from the start: the new orders land, the reset is
+    // counted and the backfill's exit status says so.
+    let earliest = config_with(&dir, "earliest.toml", "on_out_of_range = \"earliest\"");
+    let (code, log) = backfill(&t, &earliest, &dir, "earliest");
+    assert_eq!(code, 3, "{log}");
+    assert_eq!(
+        summary_field(&log, "offset_resets"),
+        Some(parts as u64),
+        "{log}"
+    );
+    assert_eq!(summary_field(&log, "offsets_lost"), Some(0), "{log}");
+    assert_eq!(count(&mut conn, &t.db, "orders"), 4000);
+    assert_eq!(mysql_next(&mut conn, &t), vec![Some(250); parts as usize]);
+    assert_eq!(
+        committed(&t.brokers, &t.group, &t.topic, parts),
+        vec![250; parts as usize]
+    );
+    // From then on the offsets are in range: nothing is reset again.
+    let (code, log) = backfill(&t, &fail, &dir, "after");
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(summary_field(&log, "offset_resets"), Some(0), "{log}");
+    drop_db(&mut conn, &t.db);
+}
+
+/// Order `i` padded to about 10 kB, so that a few hundred of them push the
+/// mock cluster's log (about 5 MB a partition) past its oldest messages.
+fn padded_order(i: u64) -> Vec<u8> {
+    let (payload, _) = order(i, 0);
+    let pad = "x".repeat(10_000);
+    format!("{},\"pad\":\"{pad}\"}}", &payload[..payload.len() - 1]).into_bytes()
+}
+
+#[test]
+fn a_retention_gap_is_refused_by_default_and_counted_when_skipped() {
+    let mut conn = mysql();
+    let dir = scratch_dir("retention");
+    let (_cluster, base) = target(&mut conn, "retention", 1);
+    let fail = config_with(&dir, "fail.toml", "");
+    // Two groups, each with its own table, have read the first 50 orders.
+    let mut groups = Vec::new();
+    for name in ["gap-earliest", "gap-latest"] {
+        let t = Target {
+            brokers: base.brokers.clone(),
+            topic: base.topic.clone(),
+            group: name.into(),
+            db: fresh_db(&mut conn, name),
+        };
+        groups.push(t);
+    }
+    produce_orders(&base, 1, 50);
+    for t in &groups {
+        let (code, log) = backfill(t, &fail, &dir, &format!("{}-first", t.group));
+        assert_eq!(code, 0, "{log}");
+    }
+    // 1,500 large orders: retention (the mock's size bound) deletes the
+    // oldest, among them offsets the groups never read.
+    produce(
+        &base.brokers,
+        &base.topic,
+        (50..1550).map(|i| (0, b"k".to_vec(), padded_order(i))),
+    );
+    let consumer_low = {
+        let c: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &base.brokers)
+            .create()
+            .unwrap();
+        use rdkafka::consumer::Consumer;
+        c.fetch_watermarks(&base.topic, 0, Duration::from_secs(10))
+            .unwrap()
+    };
+    let (low, high) = consumer_low;
+    assert!(
+        low > 50,
+        "the log must have lost unread offsets: {low}..{high}"
+    );
+
+    // Refused, whatever auto_offset_reset says (it is for groups without
+    // offsets): nothing written, nothing moved.
+    let t = &groups[0];
+    let latest_fresh = config_with(&dir, "fresh-latest.toml", "auto_offset_reset = \"latest\"");
+    let (code, log) = backfill(t, &latest_fresh, &dir, "refused");
+    assert_eq!(code, 1, "{log}");
+    assert_eq!(count(&mut conn, &t.db, "orders"), 50);
+    assert_eq!(mysql_next(&mut conn, t), vec![Some(50)]);
+
+    // From the log's start: what is left is written, the gap counted.
+    let earliest = config_with(&dir, "earliest.toml", "on_out_of_range = \"earliest\"");
+    let (code, log) = backfill(t, &earliest, &dir, "earliest");
+    assert_eq!(code, 3, "{log}");
+    assert_eq!(summary_field(&log, "offset_resets"), Some(1), "{log}");
+    assert_eq!(
+        summary_field(&log, "offsets_lost"),
+        Some((low - 50) as u64),
+        "{log}"
+    );
+    assert_eq!(count(&mut conn, &t.db, "orders"), 50 + (high - low) as u64);
+    assert_eq!(mysql_next(&mut conn, t), vec![Some(high)]);
+
+    // From the log's end: the backfill finishes at once, and says what it
+    // passed over.
+    let t = &groups[1];
+    let latest = config_with(&dir, "latest.toml", "on_out_of_range = \"latest\"");
+    let (code, log) = backfill(t, &latest, &dir, "latest");
+    assert_eq!(code, 3, "{log}");
+    assert_eq!(
+        summary_field(&log, "offsets_lost"),
+        Some((high - 50) as u64),
+        "{log}"
+    );
+    assert_eq!(count(&mut conn, &t.db, "orders"), 50);
+    assert_eq!(committed(&t.brokers, &t.group, &t.topic, 1), vec![high]);
+    for t in &groups {
+        drop_db(&mut conn, &t.db);
+    }
+    drop_db(&mut conn, &base.db);
+}
+
+#[test]
+fn offsets_reset_replays_in_both_stores_and_is_refused_while_a_sink_runs() {
+    let mut conn = mysql();
+    let parts = 2;
+    let n = 600;
+    let dir = scratch_dir("replay");
+    let (_cluster, mut t) = target(&mut conn, "replay", parts);
+    t.group = "replay".into();
+    let config = config_with(&dir, "sink.toml", "");
+    produce_orders(&t, parts, n);
+    let (code, log) = backfill(&t, &config, &dir, "first");
+    assert_eq!(code, 0, "{log}");
+    // Somebody damages the table; a replay from the start repairs it.
+    conn.query_drop(format!("UPDATE `{}`.`orders` SET quantity = 0", t.db))
+        .unwrap();
+
+    // While a sink runs, the reset is refused and changes nothing.
+    let (port, env) = metrics_env();
+    let running = spawn_sink(&t, &config, dir.join("running.log"), &[], &[env]);
+    assert!(
+        wait_for(Duration::from_secs(60), || scrape(
+            port,
+            "kafka_mysql_sink_assigned_partitions"
+        ) == Some(parts as f64)),
+        "{}",
+        running.log_text()
+    );
+    let refused = offsets_cmd(&t, &config, &["reset", "--to", "earliest"]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert_eq!(mysql_next(&mut conn, &t), vec![Some(300); 2]);
+    running.signal("TERM");
+    let mut running = running;
+    assert_eq!(running.wait(Duration::from_secs(60)).code(), Some(0));
+
+    let reset = offsets_cmd(&t, &config, &["reset", "--to", "earliest"]);
+    assert!(reset.status.success(), "{reset:?}");
+    assert_eq!(mysql_next(&mut conn, &t), vec![Some(0); 2]);
+    assert_eq!(committed(&t.brokers, &t.group, &t.topic, parts), vec![0, 0]);
+    let (code, log) = backfill(&t, &config, &dir, "replay");
+    assert_eq!(code, 0, "{log}");
+    assert_drained(&mut conn, &t, n, parts);
+
+    // One partition to an offset: only it moves.
+    let one = offsets_cmd(&t, &config, &["reset", "--to", "100", "--partition", "1"]);
+    assert!(one.status.success(), "{one:?}");
+    assert_eq!(mysql_next(&mut conn, &t), vec![Some(300), Some(100)]);
+    assert_eq!(
+        committed(&t.brokers, &t.group, &t.topic, parts),
+        vec![300, 100]
+    );
+    // An offset the log does not have is refused.
+    let outside = offsets_cmd(&t, &config, &["reset", "--to", "5000"]);
+    assert_eq!(outside.status.code(), Some(1), "{outside:?}");
+    drop_db(&mut conn, &t.db);
+}
+
+#[test]
+fn durable_lag_stays_up_while_a_partition_is_read_but_fenced() {
+    let mut conn = mysql();
+    let parts = 2;
+    let dir = scratch_dir("durable-lag");
+    let (_cluster, mut t) = target(&mut conn, "durablelag", parts);
+    t.group = "durable-lag".into();
+    // The fenced rows are never written: the drain gives up on them soon.
+    let config = config_with(&dir, "sink.toml", "");
+    let body = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[sink]\n", "[sink]\nshutdown_timeout_ms = 2000\n");
+    std::fs::write(&config, body).unwrap();
+    let (port, env) = metrics_env();
+    let mut sink = spawn_sink(&t, &config, dir.join("sink.log"), &[], &[env]);
+    assert!(
+        wait_for(Duration::from_secs(60), || scrape(
+            port,
+            "kafka_mysql_sink_assigned_partitions"
+        ) == Some(parts as f64)),
+        "{}",
+        sink.log_text()
+    );
+    // Partition 0's row moves to a generation this sink never claimed:
+    // every write of it is fenced off, and none is acknowledged.
+    conn.query_drop(format!(
+        "UPDATE `{}`.`orders_offsets` SET generation = generation + 1 WHERE kafka_partition = 0",
+        t.db
+    ))
+    .unwrap();
+    produce_orders(&t, parts, 400);
+    let lag = |p: i32, name: &str| {
+        scrape(
+            port,
+            &format!("kafka_mysql_sink_{name}{{partition=\"{p}\"}}"),
+        )
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            lag(0, "consumer_lag") == Some(0.0)
+                && lag(1, "durable_lag") == Some(0.0)
+                && lag(0, "durable_lag") == Some(200.0)
+        }),
+        "read lag {:?}, durable lag {:?} / {:?}\n{}",
+        lag(0, "consumer_lag"),
+        lag(0, "durable_lag"),
+        lag(1, "durable_lag"),
+        sink.log_text()
+    );
+    sink.signal("TERM");
+    assert_eq!(sink.wait(Duration::from_secs(60)).code(), Some(0));
+    drop_db(&mut conn, &t.db);
+}
