@@ -28,7 +28,7 @@ pub fn show(config: &Config, out: &mut dyn Write) -> Result<(), OffsetsError> {
     );
     let _ = writeln!(
         out,
-        "{:>9} {:>12} {:>12} {:>15} {:>12} {:>20} {:>11}  {}",
+        "{:>9} {:>12} {:>12} {:>15} {:>12} {:>20} {:>11}  state (owner, last change)",
         "partition",
         "log_start",
         "log_end",
@@ -36,7 +36,6 @@ pub fn show(config: &Config, out: &mut dyn Write) -> Result<(), OffsetsError> {
         "mysql_next",
         "generation",
         "durable_lag",
-        "state (owner, last change)"
     );
     for f in &facts {
         let _ = writeln!(out, "{}", line(config, f));
