@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::config::Config;
 use crate::db::{self, TableState};
-use crate::source::client_config;
+use crate::source::{client_config, Start};
 
 /// The first check that failed, and why.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +110,7 @@ pub fn run(config: &Config, out: &mut dyn Write) -> Result<(), CheckFailed> {
         crate::sql::create_offsets_table(&m.database, &offsets),
         db::probe_offsets_writes,
     )?);
+    line(positions(config, &mut conn)?);
     if let Some(dlq) = config.dlq_table() {
         line(sink_table(
             &mut conn,
@@ -121,6 +122,35 @@ pub fn run(config: &Config, out: &mut dyn Write) -> Result<(), CheckFailed> {
         )?);
     }
     Ok(())
+}
+
+/// Whether Kafka still has the offset each partition would resume from,
+/// and, where it does not, what `kafka.on_out_of_range` would do.
+fn positions(config: &Config, conn: &mut mysql::Conn) -> Result<String, CheckFailed> {
+    let starts = crate::offsets_command::starts(config, conn)
+        .map_err(|e| fail("positions", e.to_string()))?;
+    let mut resets = Vec::new();
+    for (_, start) in &starts {
+        match start {
+            Start::Refuse(e) => return Err(fail("positions", e.to_string())),
+            Start::Reset(r) => resets.push(format!(
+                "partition {} would go on at {} instead of {} ({} message(s) lost)",
+                r.partition, r.to, r.from, r.lost
+            )),
+            Start::At(_) | Start::Fresh(_) => {}
+        }
+    }
+    if resets.is_empty() {
+        return Ok(format!(
+            "ok   positions: Kafka has the offset of each of the {} partition(s)",
+            starts.len()
+        ));
+    }
+    Ok(format!(
+        "warn positions: kafka.on_out_of_range = \"{}\": {}",
+        config.kafka.on_out_of_range.as_str(),
+        resets.join("; ")
+    ))
 }
 
 /// A table of the sink's own (offsets, dead letters): there and writable,

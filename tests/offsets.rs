@@ -22,6 +22,22 @@ fn config_with(dir: &std::path::Path, name: &str, kafka: &str) -> std::path::Pat
     path
 }
 
+/// The seed's environment variables pointing at the target.
+fn sink_env(t: &Target) -> Vec<(&'static str, String)> {
+    vec![
+        ("RUST_LOG", "warn".into()),
+        ("KAFKA_BROKERS", t.brokers.clone()),
+        ("SOURCE_TOPIC", t.topic.clone()),
+        ("SINK_GROUP_ID", t.group.clone()),
+        ("MYSQL_HOST", "127.0.0.1".into()),
+        ("MYSQL_PORT", mysql_port().to_string()),
+        ("MYSQL_USER", "root".into()),
+        ("MYSQL_PASSWORD", "root".into()),
+        ("MYSQL_DATABASE", t.db.clone()),
+        ("MYSQL_TABLE", "orders".into()),
+    ]
+}
+
 /// Runs `kafka-mysql-sink offsets ARGS` against the target.
 fn offsets_cmd(t: &Target, config: &std::path::Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -29,16 +45,7 @@ fn offsets_cmd(t: &Target, config: &std::path::Path, args: &[&str]) -> Output {
         .args(args)
         .arg("--config")
         .arg(config)
-        .env("RUST_LOG", "warn")
-        .env("KAFKA_BROKERS", &t.brokers)
-        .env("SOURCE_TOPIC", &t.topic)
-        .env("SINK_GROUP_ID", &t.group)
-        .env("MYSQL_HOST", "127.0.0.1")
-        .env("MYSQL_PORT", mysql_port().to_string())
-        .env("MYSQL_USER", "root")
-        .env("MYSQL_PASSWORD", "root")
-        .env("MYSQL_DATABASE", &t.db)
-        .env("MYSQL_TABLE", "orders")
+        .envs(sink_env(t))
         .output()
         .expect("run the offsets command")
 }
@@ -125,6 +132,19 @@ fn a_recreated_topic_is_refused_by_default_and_read_from_its_start_when_asked() 
         assert_eq!(r[2], "250", "{text}");
         assert_eq!(r[4], "750", "{text}");
     }
+
+    // So does `check`, before anything is started.
+    let checked = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&fail)
+        .envs(sink_env(&t))
+        .output()
+        .unwrap();
+    assert_eq!(checked.status.code(), Some(1), "{checked:?}");
+    assert!(
+        String::from_utf8_lossy(&checked.stdout).contains("FAIL positions"),
+        "{checked:?}"
+    );
 
     // Told to go on from the start: the new orders land, the reset is
     // counted and the backfill's exit status says so.

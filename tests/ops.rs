@@ -265,10 +265,10 @@ fn check_passes_when_all_is_reachable_and_names_the_problem_otherwise() {
     ];
     let (code, text) = check(&base);
     assert_eq!(code, Some(0), "{text}");
-    // config, kafka, mysql, table, offsets table, dead-letter table.
+    // config, kafka, mysql, table, offsets table, positions, dead-letter table.
     assert_eq!(
         text.lines().filter(|l| l.starts_with("ok ")).count(),
-        6,
+        7,
         "{text}"
     );
     assert!(

@@ -16,10 +16,10 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::config::Config;
+use crate::config::{Config, Delivery};
 use crate::db;
 use crate::fence::{self, FenceSpec, OffsetsRow};
-use crate::source::{log_ranges, LogRange};
+use crate::source::{client_config, decide_start as decide, log_ranges, LogRange, Start};
 
 pub use reset::{reset, Target};
 pub use show::show;
@@ -68,6 +68,46 @@ pub(crate) struct Facts {
     pub(crate) range: Option<LogRange>,
     pub(crate) kafka: Option<i64>,
     pub(crate) mysql: Option<OffsetsRow>,
+}
+
+impl Facts {
+    /// The offset the sink would resume the partition from: exactly-once,
+    /// MySQL's next offset or Kafka's where that is further on; at-least-once,
+    /// Kafka's.
+    pub(crate) fn held(&self, delivery: Delivery) -> Option<i64> {
+        let mysql_next = self.mysql.as_ref().and_then(|r| r.next_offset);
+        match delivery {
+            Delivery::ExactlyOnce => self.kafka.max(mysql_next),
+            Delivery::AtLeastOnce => self.kafka,
+        }
+    }
+}
+
+/// Where each partition of the topic would start if the sink started now,
+/// under the configured `on_out_of_range`: for `check`. Changes nothing.
+pub(crate) fn starts(
+    config: &Config,
+    conn: &mut mysql::Conn,
+) -> Result<Vec<(i32, Start)>, OffsetsError> {
+    let consumer: BaseConsumer = client_config(&config.kafka)
+        .create()
+        .map_err(|e| kafka_error(config, e))?;
+    let parts = partitions(config, &consumer)?;
+    let facts = gather(config, &consumer, conn, &parts)?;
+    Ok(facts
+        .iter()
+        .map(|f| {
+            let start = decide(
+                &config.kafka.topic,
+                f.partition,
+                f.held(config.sink.delivery),
+                f.range,
+                config.kafka.on_out_of_range,
+                config.kafka.auto_offset_reset,
+            );
+            (f.partition, start)
+        })
+        .collect())
 }
 
 fn kafka_error(config: &Config, reason: impl ToString) -> OffsetsError {

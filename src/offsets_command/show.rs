@@ -5,7 +5,7 @@ use std::io::Write;
 use rdkafka::consumer::BaseConsumer;
 
 use super::{connect, gather, kafka_error, partitions, Facts, OffsetsError};
-use crate::config::{Config, Delivery};
+use crate::config::Config;
 use crate::source::client_config;
 use crate::source::out_of_range_verdict;
 
@@ -51,11 +51,7 @@ fn opt(v: Option<i64>) -> String {
 /// still has that offset.
 fn line(config: &Config, f: &Facts) -> String {
     let mysql_next = f.mysql.as_ref().and_then(|r| r.next_offset);
-    let held = if config.sink.delivery == Delivery::ExactlyOnce {
-        f.kafka.max(mysql_next)
-    } else {
-        f.kafka
-    };
+    let held = f.held(config.sink.delivery);
     let lag = match (f.range, held) {
         (Some(r), Some(h)) if h <= r.high => Some(r.high - h.max(r.low)),
         (Some(r), None) => Some(r.high - r.low),

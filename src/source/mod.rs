@@ -45,7 +45,9 @@ use rebalance::{lock, Held, SinkContext, Tracker};
 
 pub(crate) use backpressure::{max_poll_interval, pause_after};
 pub use client::client_config;
-pub(crate) use out_of_range::{log_ranges, verdict as out_of_range_verdict, LogRange};
+pub(crate) use out_of_range::{
+    decide as decide_start, log_ranges, verdict as out_of_range_verdict, LogRange, Start,
+};
 
 /// Why the consumer stopped abnormally.
 #[derive(Debug, thiserror::Error)]
