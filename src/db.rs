@@ -319,21 +319,73 @@ pub fn ensure_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbErro
 }
 
 /// Creates the offsets table when missing, saying how to do it by hand when
-/// the sink may not.
-pub(crate) fn ensure_offsets_table(conn: &mut Conn, db: &str, table: &str) -> Result<(), DbError> {
+/// the sink may not; adds the columns later versions use to a table made
+/// before them. Returns whether the table has them: without them (no
+/// privilege to add them) the sink runs as before, but cannot tell a
+/// recreated topic whose log has grown past its offsets from the old one.
+pub(crate) fn ensure_offsets_table(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+) -> Result<bool, DbError> {
     // Looked up first: CREATE TABLE IF NOT EXISTS needs the CREATE privilege
     // even when the table is there, and a pre-created table is the way to
     // run without it.
-    if table_exists(conn, db, table)? {
-        return Ok(());
+    if !table_exists(conn, db, table)? {
+        let ddl = sql::create_offsets_table(db, table);
+        conn.query_drop(&ddl)
+            .map_err(|source| DbError::OffsetsTable {
+                table: sql::qualified(db, table),
+                ddl: ddl.clone(),
+                source,
+            })?;
+        return Ok(true);
     }
-    let ddl = sql::create_offsets_table(db, table);
-    conn.query_drop(&ddl)
-        .map_err(|source| DbError::OffsetsTable {
-            table: sql::qualified(db, table),
-            ddl: ddl.clone(),
-            source,
-        })
+    let have: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .map_err(query_err("reading the offsets table's columns"))?;
+    let qualified = sql::qualified(db, table);
+    for (column, definition) in sql::LATER_COLUMNS {
+        if have.iter().any(|c| c.eq_ignore_ascii_case(column)) {
+            continue;
+        }
+        let ddl = sql::add_offsets_column(&qualified, column, definition);
+        match conn.query_drop(&ddl) {
+            Ok(()) => log::info!("added column `{column}` to {qualified}"),
+            Err(e) => {
+                log::warn!(
+                    "cannot add column `{column}` to {qualified} ({e}); a recreated topic whose \
+                     log has grown past the sink's offsets will not be told from the old one. \
+                     As an administrator: {ddl}"
+                );
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Whether the offsets table `db`.`table` has the columns later versions
+/// added (`sql::LATER_COLUMNS`); reads, changes nothing.
+pub(crate) fn offsets_table_has_marks(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+) -> Result<bool, DbError> {
+    let have: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .map_err(query_err("reading the offsets table's columns"))?;
+    Ok(sql::LATER_COLUMNS
+        .iter()
+        .all(|(c, _)| have.iter().any(|h| h.eq_ignore_ascii_case(c))))
 }
 
 /// Whether `db`.`table` exists.

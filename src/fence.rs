@@ -30,6 +30,9 @@ pub(crate) struct FenceSpec {
     pub(crate) group: String,
     pub(crate) topic: String,
     pub(crate) delivery: Delivery,
+    /// Whether the table has the columns for the log's ids and pending
+    /// starts (see `sql::LATER_COLUMNS`); claims use them when it does.
+    pub(crate) marks: bool,
 }
 
 impl FenceSpec {
@@ -39,6 +42,7 @@ impl FenceSpec {
             group: config.kafka.group_id.clone(),
             topic: config.kafka.topic.clone(),
             delivery: config.sink.delivery,
+            marks: false,
         }
     }
 
@@ -64,18 +68,40 @@ pub struct Standing {
     pub next_offset: Option<i64>,
 }
 
+/// A partition's row as a claim sees it, under the claim's lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Claimed {
+    pub(crate) standing: Standing,
+    /// The ids of the log its offsets belong to, where recorded (see
+    /// `source::LogId`).
+    pub(crate) log_id: Option<String>,
+    /// A start decided at an earlier claim that Kafka has not confirmed.
+    pub(crate) reset_to: Option<i64>,
+}
+
+/// What a claim writes besides the new generations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Settled {
+    /// Next offsets to set: where partitions start instead of where their
+    /// rows said (an offset reset).
+    pub(crate) next: Vec<Coord>,
+    /// Each claimed partition's pending start (`None`: none), and the ids
+    /// of the log its offsets belong to from now on (`None`: left as it is, where
+    /// the id is unknown or the partition is not started).
+    pub(crate) marks: Vec<(i32, Option<i64>, Option<String>)>,
+}
+
 /// Claims `partitions` for `owner`: a new generation for each, read back in
 /// the same transaction (so no other claim can slip in between). `settle`
-/// sees the rows as claimed and names next offsets to set before the
-/// transaction commits: where the partitions start instead of where the
-/// rows said (an offset reset), decided under the claim's lock so that the
-/// decision and the claim are one durable step.
+/// sees the rows as claimed and says what else to write before the
+/// transaction commits (see [`Settled`]): decided under the claim's lock,
+/// the decision and the claim are one durable step.
 pub(crate) fn claim(
     conn: &mut Conn,
     spec: &FenceSpec,
     partitions: &[i32],
     owner: &str,
-    settle: &dyn Fn(&[Standing]) -> Vec<Coord>,
+    settle: &dyn Fn(&[Claimed]) -> Settled,
 ) -> Result<Vec<Standing>, mysql::Error> {
     if partitions.is_empty() {
         return Ok(Vec::new());
@@ -100,14 +126,38 @@ pub(crate) fn claim(
             "the claim of partition {p} did not read its row back"
         ))));
     }
-    let next = settle(&got);
-    if !next.is_empty() {
-        run_multi(&mut tx, &rows.set_next(&next))?;
+    let marks: Vec<(i32, Option<String>, Option<i64>)> = if spec.marks {
+        tx.query(rows.marks())?
+    } else {
+        Vec::new()
+    };
+    let claimed: Vec<Claimed> = got
+        .iter()
+        .map(|s| {
+            let mark = marks.iter().find(|m| m.0 == s.partition);
+            Claimed {
+                standing: *s,
+                log_id: mark.and_then(|m| m.1.clone()),
+                reset_to: mark.and_then(|m| m.2),
+            }
+        })
+        .collect();
+    let settled = settle(&claimed);
+    if !settled.next.is_empty() {
+        run_multi(&mut tx, &rows.set_next(&settled.next))?;
         for s in &mut got {
-            if let Some(c) = next.iter().find(|c| c.partition == s.partition) {
+            if let Some(c) = settled.next.iter().find(|c| c.partition == s.partition) {
                 s.next_offset = Some(c.offset);
             }
         }
+    }
+    if spec.marks {
+        let marks: Vec<(i32, Option<i64>, Option<&str>)> = settled
+            .marks
+            .iter()
+            .map(|(p, r, id)| (*p, *r, id.as_deref()))
+            .collect();
+        run_multi(&mut tx, &rows.set_marks(&marks))?;
     }
     tx.commit()?;
     Ok(got)
@@ -129,18 +179,41 @@ fn first_generation() -> u64 {
 /// Sets the partitions' next offsets (an operator's reset), each under a
 /// new generation, so that any writer still holding rows of them read
 /// under an earlier claim is fenced off.
+/// Returns the partitions' new generations; with the table's marks, the
+/// offsets stay pending (see [`Claimed::reset_to`]) until
+/// [`clear_resets`] says Kafka has them.
 pub(crate) fn reset(
     conn: &mut Conn,
     spec: &FenceSpec,
     next: &[Coord],
     owner: &str,
-) -> Result<(), mysql::Error> {
+    log_id: Option<&str>,
+) -> Result<Vec<Standing>, mysql::Error> {
     if next.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = spec.rows();
+    let marks = spec.marks.then_some(log_id);
+    let mut tx = conn.start_transaction(TxOpts::default())?;
+    tx.query_drop(rows.reset(next, owner, first_generation(), marks))?;
+    let mut partitions: Vec<i32> = next.iter().map(|c| c.partition).collect();
+    partitions.sort_unstable();
+    let got = read(&mut tx, &rows, &partitions, true)?;
+    tx.commit()?;
+    Ok(got)
+}
+
+/// Clears the pending starts of partitions held at the given generations:
+/// Kafka has confirmed them.
+pub(crate) fn clear_resets(
+    conn: &mut Conn,
+    spec: &FenceSpec,
+    claims: &[(i32, u64)],
+) -> Result<(), mysql::Error> {
+    if !spec.marks || claims.is_empty() {
         return Ok(());
     }
-    let mut tx = conn.start_transaction(TxOpts::default())?;
-    tx.query_drop(spec.rows().reset(next, owner, first_generation()))?;
-    tx.commit()
+    run_multi(conn, &spec.rows().clear_resets(claims))
 }
 
 /// A partition's row for people (`offsets show`).
@@ -151,23 +224,26 @@ pub(crate) struct OffsetsRow {
     pub(crate) generation: u64,
     pub(crate) owner: String,
     pub(crate) updated_at: String,
+    pub(crate) log_id: Option<String>,
 }
 
 /// Every row of the group and topic.
 pub(crate) fn list(conn: &mut Conn, spec: &FenceSpec) -> Result<Vec<OffsetsRow>, mysql::Error> {
-    let rows: Vec<(i32, Option<i64>, u64, String, String)> = conn.query(spec.rows().list())?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(partition, next_offset, generation, owner, updated_at)| OffsetsRow {
+    let rows: Vec<mysql::Row> = conn.query(spec.rows().list(spec.marks))?;
+    rows.into_iter()
+        .map(|row| {
+            let (partition, next_offset, generation, owner, updated_at, log_id) =
+                mysql::from_row_opt(row).map_err(|e| mysql::Error::FromRowError(e.0))?;
+            Ok(OffsetsRow {
                 partition,
                 next_offset,
                 generation,
                 owner,
                 updated_at,
-            },
-        )
-        .collect())
+                log_id,
+            })
+        })
+        .collect()
 }
 
 /// Reads the partitions' rows under a lock held until the transaction ends.

@@ -27,8 +27,9 @@ pub struct ClassLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SideLabel {
-    /// `below_start` (retention deleted unread messages) or `beyond_end`
-    /// (the topic was recreated, or the group moved).
+    /// `below_start` (retention deleted unread messages), `beyond_end` (the
+    /// topic was recreated, or the group moved) or `replaced` (the log's
+    /// cluster or topic id changed).
     pub side: &'static str,
 }
 
@@ -160,7 +161,7 @@ impl Metrics {
     }
 
     fn sum_over_sides(family: &Family<SideLabel, Counter>) -> u64 {
-        ["below_start", "beyond_end"]
+        ["below_start", "beyond_end", "replaced"]
             .into_iter()
             .map(|side| family.get_or_create(&SideLabel { side }).get())
             .sum()

@@ -91,7 +91,7 @@ pub fn run(
     db::ensure_table(&mut conn, &m.database, &m.table)?;
     let collation = KeyCollation::read(&mut conn, db::opts(m).into(), &m.database, &m.table)?;
     log::info!("ids compare by the id column's collation, {collation}");
-    db::ensure_offsets_table(&mut conn, &m.database, &config.offsets_table())?;
+    let marks = db::ensure_offsets_table(&mut conn, &m.database, &config.offsets_table())?;
     let dlq = match (config.dlq_table(), config.dlq_topic()) {
         (Some(t), _) => {
             db::ensure_dlq_table(&mut conn, &m.database, &t)?;
@@ -112,6 +112,7 @@ pub fn run(
         ack_rx,
         options.until_caught_up,
         options.progress.clone(),
+        marks,
     )?;
 
     let (router, writers) = spawn_writers(

@@ -101,10 +101,11 @@ fn a_recreated_topic_is_refused_by_default_and_read_from_its_start_when_asked() 
     assert_eq!(before, vec![Some(750); parts as usize]);
 
     // The same topic, started again from offset 0 on a new cluster, with
-    // 1,000 new orders: every partition's next offset is past its end.
+    // 4,000 new orders: the new log has grown past the sink's offsets
+    // (750), which look valid by their numbers alone. The cluster id tells.
     let new = mock_cluster("enriched_orders", parts);
     t.brokers = new.bootstrap_servers();
-    produce_order_range_from(&t.brokers, &t.topic, parts, 3000, 4000);
+    produce_order_range_from(&t.brokers, &t.topic, parts, 3000, 7000);
     let (code, log) = backfill(&t, &fail, &dir, "refused");
     assert_eq!(
         code, 1,
@@ -117,7 +118,7 @@ fn a_recreated_topic_is_refused_by_default_and_read_from_its_start_when_asked() 
     );
     assert_eq!(mysql_next(&mut conn, &t), before, "nor any offset moved");
 
-    // `offsets show` tells the same: MySQL's next offset past the log's end.
+    // `offsets show` tells the same: MySQL's next offsets, of another log.
     let shown = offsets_cmd(&t, &fail, &["show"]);
     assert!(shown.status.success(), "{shown:?}");
     let text = String::from_utf8_lossy(&shown.stdout);
@@ -129,8 +130,9 @@ fn a_recreated_topic_is_refused_by_default_and_read_from_its_start_when_asked() 
     assert_eq!(rows.len(), parts as usize, "{text}");
     for r in &rows {
         // partition, log_start, log_end, kafka_committed, mysql_next, ...
-        assert_eq!(r[2], "250", "{text}");
+        assert_eq!(r[2], "1000", "{text}");
         assert_eq!(r[4], "750", "{text}");
+        assert!(r[7].starts_with("OF"), "{text}");
     }
 
     // So does `check`, before anything is started.
@@ -157,16 +159,83 @@ fn a_recreated_topic_is_refused_by_default_and_read_from_its_start_when_asked() 
         "{log}"
     );
     assert_eq!(summary_field(&log, "offsets_lost"), Some(0), "{log}");
-    assert_eq!(count(&mut conn, &t.db, "orders"), 4000);
-    assert_eq!(mysql_next(&mut conn, &t), vec![Some(250); parts as usize]);
+    assert_eq!(count(&mut conn, &t.db, "orders"), 7000);
+    assert_eq!(mysql_next(&mut conn, &t), vec![Some(1000); parts as usize]);
     assert_eq!(
         committed(&t.brokers, &t.group, &t.topic, parts),
-        vec![250; parts as usize]
+        vec![1000; parts as usize]
     );
     // From then on the offsets are in range: nothing is reset again.
     let (code, log) = backfill(&t, &fail, &dir, "after");
     assert_eq!(code, 0, "{log}");
     assert_eq!(summary_field(&log, "offset_resets"), Some(0), "{log}");
+    drop_db(&mut conn, &t.db);
+}
+
+#[test]
+fn a_reset_kafka_never_took_is_not_undone_by_kafka_s_old_offset() {
+    let mut conn = mysql();
+    let parts = 2;
+    let dir = scratch_dir("pending");
+    let (_old, mut t) = target(&mut conn, "pending", parts);
+    t.group = "pending".into();
+    let body = "on_out_of_range = \"earliest\"";
+    let config = config_with(&dir, "sink.toml", body);
+    let at_least_once = [("SINK_DELIVERY", "at_least_once".to_string())];
+    let run = |t: &Target, tag: &str| {
+        let mut p = spawn_sink(
+            t,
+            &config,
+            dir.join(format!("{tag}.log")),
+            &["--until-caught-up"],
+            &at_least_once,
+        );
+        let status = p.wait(Duration::from_secs(180));
+        (status.code().unwrap_or(-1), p.log_text())
+    };
+    produce_orders(&t, parts, 1500);
+    let (code, log) = run(&t, "first");
+    assert_eq!(code, 0, "{log}");
+
+    // The topic recreated with 400 new orders, while the group's offsets
+    // (750, of the old log) survived in Kafka.
+    let new = mock_cluster("enriched_orders", parts);
+    t.brokers = new.bootstrap_servers();
+    produce_order_range_from(&t.brokers, &t.topic, parts, 3000, 3400);
+    {
+        use rdkafka::consumer::Consumer;
+        let c: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &t.brokers)
+            .set("group.id", &t.group)
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..parts {
+            tpl.add_partition_offset(&t.topic, p, rdkafka::Offset::Offset(750))
+                .unwrap();
+        }
+        c.commit(&tpl, rdkafka::consumer::CommitMode::Sync).unwrap();
+    }
+    // The sink resets to the start (another log), but Kafka refuses
+    // the commit that records it: the run stops before reading.
+    new.request_errors(
+        rdkafka::types::RDKafkaApiKey::OffsetCommit,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 4],
+    );
+    let (code, log) = run(&t, "refused-commit");
+    assert_eq!(code, 1, "{log}");
+    new.clear_request_errors(rdkafka::types::RDKafkaApiKey::OffsetCommit);
+    assert_eq!(count(&mut conn, &t.db, "orders"), 1500);
+    // Meanwhile the new log grows past Kafka's stale 750.
+    produce_order_range_from(&t.brokers, &t.topic, parts, 3400, 6000);
+    let (code, log) = run(&t, "after");
+    assert_eq!(code, 0, "{log}");
+    // Every order of the new log, from its start: the reset held.
+    assert_eq!(count(&mut conn, &t.db, "orders"), 1500 + 3000);
+    assert_eq!(
+        committed(&t.brokers, &t.group, &t.topic, parts),
+        vec![1500; parts as usize]
+    );
     drop_db(&mut conn, &t.db);
 }
 

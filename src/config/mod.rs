@@ -616,6 +616,7 @@ mod tests {
             ("[kafka]\ncommit_interval_ms = 0", "kafka.commit_interval_ms"),
             ("[kafka.properties]\n\"group.id\" = \"x\"", "kafka.properties"),
             ("[kafka.properties]\n\"auto.offset.reset\" = \"latest\"", "kafka.properties"),
+            ("[kafka.properties]\n\"topic.auto.offset.reset\" = \"latest\"", "kafka.properties"),
             ("[sink]\nmax_payload_bytes = 0", "sink.max_payload_bytes"),
             ("[metrics]\nlisten = \"localhost\"", "metrics.listen"),
             ("[dead_letter]\ntable = \"orders\"", "dead_letter.table"),

@@ -32,7 +32,11 @@ impl Config {
             "enable.auto.commit",
             "auto.offset.reset",
         ] {
-            if k.properties.contains_key(reserved) {
+            // librdkafka takes topic settings with a `topic.` prefix too.
+            if k.properties
+                .keys()
+                .any(|key| key.strip_prefix("topic.").unwrap_or(key) == reserved)
+            {
                 return invalid(
                     "kafka.properties",
                     format!("`{reserved}` is managed by the sink; use the dedicated setting"),

@@ -19,7 +19,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::config::{Config, Delivery};
 use crate::db;
 use crate::fence::{self, FenceSpec, OffsetsRow};
-use crate::source::{client_config, decide_start as decide, log_ranges, LogRange, Start};
+use crate::source::{
+    client_config, decide_start as decide, log_id, log_ranges, LogId, LogRange, Start,
+};
 
 pub use reset::{reset, Target};
 pub use show::show;
@@ -68,6 +70,8 @@ pub(crate) struct Facts {
     pub(crate) range: Option<LogRange>,
     pub(crate) kafka: Option<i64>,
     pub(crate) mysql: Option<OffsetsRow>,
+    /// Whether MySQL's offsets were written under another log's ids.
+    pub(crate) replaced: bool,
 }
 
 impl Facts {
@@ -102,6 +106,7 @@ pub(crate) fn starts(
                 f.partition,
                 f.held(config.sink.delivery),
                 f.range,
+                f.replaced,
                 config.kafka.on_out_of_range,
                 config.kafka.auto_offset_reset,
             );
@@ -162,20 +167,25 @@ fn gather<C: ConsumerContext>(
         .committed_offsets(tpl, LOOKUP)
         .map_err(|e| kafka_error(config, format!("cannot read the group's offsets: {e}")))?;
     let ranges = log_ranges(consumer, topic, parts);
-    let spec = FenceSpec::new(config);
-    let rows: HashMap<i32, OffsetsRow> =
-        if db::table_exists(conn, &config.mysql.database, &config.offsets_table())? {
-            fence::list(conn, &spec)
-                .map_err(|source| OffsetsError::Mysql {
-                    table: spec.table.clone(),
-                    source,
-                })?
-                .into_iter()
-                .map(|r| (r.partition, r))
-                .collect()
-        } else {
-            HashMap::new()
-        };
+    let log = log_id(consumer, topic, LOOKUP);
+    let (db_name, table) = (&config.mysql.database, config.offsets_table());
+    let exists = db::table_exists(conn, db_name, &table)?;
+    let spec = FenceSpec {
+        marks: exists && db::offsets_table_has_marks(conn, db_name, &table)?,
+        ..FenceSpec::new(config)
+    };
+    let rows: HashMap<i32, OffsetsRow> = if exists {
+        fence::list(conn, &spec)
+            .map_err(|source| OffsetsError::Mysql {
+                table: spec.table.clone(),
+                source,
+            })?
+            .into_iter()
+            .map(|r| (r.partition, r))
+            .collect()
+    } else {
+        HashMap::new()
+    };
     Ok(parts
         .iter()
         .map(|&p| Facts {
@@ -188,6 +198,10 @@ fn gather<C: ConsumerContext>(
                     _ => None,
                 }),
             mysql: rows.get(&p).cloned(),
+            replaced: rows
+                .get(&p)
+                .and_then(|r| r.log_id.as_deref())
+                .is_some_and(|stored| LogId::decode(stored).differs(&log)),
         })
         .collect())
 }

@@ -21,7 +21,7 @@ use super::{connect, kafka_error, partitions, OffsetsError};
 use crate::config::Config;
 use crate::db;
 use crate::fence::{self, FenceSpec};
-use crate::source::{client_config, log_ranges};
+use crate::source::{client_config, log_id, log_ranges};
 use crate::types::Coord;
 
 /// Where `offsets reset --to` moves the partitions.
@@ -88,7 +88,11 @@ pub fn reset(
     out: &mut dyn Write,
 ) -> Result<(), OffsetsError> {
     let k = &config.kafka;
-    let consumer: BaseConsumer<Joined> = client_config(k)
+    let mut client = client_config(k);
+    // A static member id would take over a running sink's membership (and
+    // so its partitions) without a rebalance, and not leave on close.
+    client.remove("group.instance.id");
+    let consumer: BaseConsumer<Joined> = client
         .create_with_context(Joined::default())
         .map_err(|e| kafka_error(config, e))?;
     let all = partitions(config, &consumer)?;
@@ -169,23 +173,43 @@ pub fn reset(
         next.push(Coord::new(p, offset));
     }
 
-    // Kafka first: the store that refuses when the group is not ours.
+    // MySQL first, each offset pending there until Kafka has it: a sink
+    // started after a failure in between still starts where this says
+    // (a pending start overrules Kafka's offset).
+    let mut conn = connect(config)?;
+    let marks =
+        db::ensure_offsets_table(&mut conn, &config.mysql.database, &config.offsets_table())?;
+    let spec = FenceSpec {
+        marks,
+        ..FenceSpec::new(config)
+    };
+    let owner = format!("offsets-reset:{}", fence::owner_id());
+    let id = log_id(&consumer, &k.topic, Duration::from_secs(10)).encode();
+    let mysql_error = |source| OffsetsError::Mysql {
+        table: spec.table.clone(),
+        source,
+    };
+    let standing =
+        fence::reset(&mut conn, &spec, &next, &owner, id.as_deref()).map_err(mysql_error)?;
     let mut tpl = TopicPartitionList::new();
     for c in &next {
         tpl.add_partition_offset(&k.topic, c.partition, Offset::Offset(c.offset))
             .map_err(|e| kafka_error(config, e))?;
     }
-    consumer
-        .commit(&tpl, CommitMode::Sync)
-        .map_err(|e| kafka_error(config, format!("cannot commit the reset: {e}")))?;
-    let mut conn = connect(config)?;
-    db::ensure_offsets_table(&mut conn, &config.mysql.database, &config.offsets_table())?;
-    let spec = FenceSpec::new(config);
-    let owner = format!("offsets-reset:{}", fence::owner_id());
-    fence::reset(&mut conn, &spec, &next, &owner).map_err(|source| OffsetsError::Mysql {
-        table: spec.table.clone(),
-        source,
+    consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+        kafka_error(
+            config,
+            format!(
+                "cannot commit the reset: {e}; MySQL has it, and the sink starts there all the \
+                 same; run the command again to bring Kafka's offsets along"
+            ),
+        )
     })?;
+    let confirmed: Vec<(i32, u64)> = standing
+        .iter()
+        .map(|s| (s.partition, s.generation))
+        .collect();
+    fence::clear_resets(&mut conn, &spec, &confirmed).map_err(mysql_error)?;
     for c in &next {
         let _ = writeln!(
             out,

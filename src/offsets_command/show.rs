@@ -62,6 +62,7 @@ fn line(config: &Config, f: &Facts) -> String {
         f.partition,
         held,
         f.range,
+        f.replaced,
         config.kafka.auto_offset_reset,
     );
     let owner = f

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::SourceError;
 use crate::config::{AutoOffsetReset, OnOutOfRange};
-use crate::fence::{self, FenceSpec, Standing};
+use crate::fence::{self, Claimed, FenceSpec, Settled, Standing};
 use crate::metrics::Metrics;
-use crate::types::Coord;
 
 /// How a claimed partition's start is chosen (see [`super::out_of_range`]).
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +68,37 @@ impl Claimer {
         &self.spec.topic
     }
 
+    /// Whether claims record the log's ids and pending starts.
+    pub(crate) fn marks(&self) -> bool {
+        self.spec.marks
+    }
+
+    /// Kafka confirmed the starts of `partitions`: their pending starts are
+    /// cleared (where this instance still holds them). A failure only
+    /// leaves them pending, which the next claim honours again.
+    pub(crate) fn confirmed(&self, partitions: &[i32]) {
+        let claims: Vec<(i32, u64)> = partitions
+            .iter()
+            .map(|&p| (p, self.generation(p)))
+            .collect();
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let result = match slot.as_mut() {
+            Some(conn) => fence::clear_resets(conn, &self.spec, &claims),
+            None => mysql::Conn::new(self.opts.clone())
+                .and_then(|mut c| fence::clear_resets(&mut c, &self.spec, &claims).map(|()| c))
+                .map(|c| {
+                    *slot = Some(c);
+                }),
+        };
+        if let Err(e) = result {
+            *slot = None;
+            log::warn!(
+                "cannot clear the pending starts of partitions {partitions:?} ({e}); the next \
+                 claim starts them where this one did"
+            );
+        }
+    }
+
     /// Claims `partitions`, retrying while MySQL is unreachable or the rows
     /// are locked by a previous owner's transaction; `settle` names next
     /// offsets to set in the claim's transaction (see [`fence::claim`]). On
@@ -78,7 +108,7 @@ impl Claimer {
         &self,
         partitions: &[i32],
         metrics: &Metrics,
-        settle: &dyn Fn(&[Standing]) -> Vec<Coord>,
+        settle: &dyn Fn(&[Claimed]) -> Settled,
     ) -> Option<Vec<Standing>> {
         let deadline = Instant::now() + self.patience;
         let mut delay = Duration::from_millis(100);
@@ -115,7 +145,7 @@ impl Claimer {
     fn try_claim(
         &self,
         partitions: &[i32],
-        settle: &dyn Fn(&[Standing]) -> Vec<Coord>,
+        settle: &dyn Fn(&[Claimed]) -> Settled,
     ) -> Result<Vec<Standing>, mysql::Error> {
         let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let conn = match slot.as_mut() {
@@ -142,8 +172,10 @@ impl Claimer {
 
     pub(crate) fn forget(&self, partitions: &[i32]) {
         let mut g = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
         for p in partitions {
             g.remove(p);
+            starts.remove(p);
         }
     }
 

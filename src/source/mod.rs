@@ -15,6 +15,7 @@ mod client;
 mod commit;
 mod fetch;
 mod lag;
+mod log_id;
 mod message;
 mod out_of_range;
 mod rebalance;
@@ -45,6 +46,7 @@ use rebalance::{lock, Held, SinkContext, Tracker};
 
 pub(crate) use backpressure::{max_poll_interval, pause_after};
 pub use client::client_config;
+pub(crate) use log_id::{log_id, LogId};
 pub(crate) use out_of_range::{
     decide as decide_start, log_ranges, verdict as out_of_range_verdict, LogRange, Start,
 };
@@ -68,8 +70,9 @@ pub enum SourceError {
     #[error("{0}")]
     OutOfRange(String),
     #[error(
-        "topic {topic} partition {partition}: Kafka no longer has offset {offset}, which the \
-         sink was reading, so the partition stopped; nothing after what is durable was \
+        "topic {topic} partition {partition}: librdkafka could not go on reading at offset \
+         {offset} (an offset Kafka no longer has; a negative one: the group's offset could not \
+         be looked up) and stopped the partition; nothing after what is durable was \
          committed. Start the sink again: kafka.on_out_of_range (now \"{policy}\") decides \
          where the partition goes on"
     )]
@@ -174,6 +177,7 @@ impl Source {
         acks: Receiver<Ack>,
         until_caught_up: bool,
         bar: Option<indicatif::ProgressBar>,
+        marks: bool,
     ) -> Result<Source, SourceError> {
         let cfg = &config.kafka;
         let dlq_keeps = config.dlq_table().is_some() || config.dlq_topic().is_some();
@@ -183,7 +187,10 @@ impl Source {
         // well within the poll interval, which a rebalance callback counts
         // against.
         let claimer = Arc::new(Claimer::new(
-            FenceSpec::new(config),
+            FenceSpec {
+                marks,
+                ..FenceSpec::new(config)
+            },
             mysql::Opts::from(db::opts(&config.mysql)),
             max_poll_interval(cfg) / 2,
             Starting {

@@ -26,9 +26,18 @@ pub(crate) fn verdict(
     partition: i32,
     held: Option<i64>,
     range: Option<LogRange>,
+    replaced: bool,
     fresh: AutoOffsetReset,
 ) -> String {
-    match decide(topic, partition, held, range, OnOutOfRange::Fail, fresh) {
+    match decide(
+        topic,
+        partition,
+        held,
+        range,
+        replaced,
+        OnOutOfRange::Fail,
+        fresh,
+    ) {
         Start::At(_) if range.is_none() => "log range unknown".into(),
         Start::At(_) => "ok".into(),
         Start::Fresh(f) => format!("no offset: starts at {}", f.as_str()),
@@ -38,6 +47,7 @@ pub(crate) fn verdict(
                 e.range.low - e.offset
             ),
             Side::BeyondEnd => "BEYOND THE LOG'S END: topic recreated or group moved?".into(),
+            Side::Replaced => "OF ANOTHER LOG: the cluster or topic id changed".into(),
         },
         Start::Reset(_) => "ok".into(),
     }
@@ -62,6 +72,10 @@ pub(crate) enum Side {
     /// Beyond the log's end: the topic was recreated, or the group's
     /// offsets come from another cluster.
     BeyondEnd,
+    /// Of another log altogether: the cluster's or the topic's id is not
+    /// the one the offsets were written under (recreated, or another
+    /// cluster), whatever the offset.
+    Replaced,
 }
 
 impl Side {
@@ -70,6 +84,7 @@ impl Side {
         match self {
             Side::BelowStart => "below_start",
             Side::BeyondEnd => "beyond_end",
+            Side::Replaced => "replaced",
         }
     }
 }
@@ -102,6 +117,10 @@ impl fmt::Display for OutOfRange {
             ),
             Side::BeyondEnd => "beyond the log's end: the topic was recreated, or the group's \
                                 offsets come from another cluster"
+                .to_string(),
+            Side::Replaced => "of another log: the cluster or topic id is not the one the \
+                               sink's offsets were written under (the topic was recreated, or \
+                               the group's offsets come from another cluster)"
                 .to_string(),
         };
         write!(
@@ -142,23 +161,59 @@ pub(crate) enum Start {
     Refuse(OutOfRange),
 }
 
+/// The offset the sink resumes a partition from, by what the stores hold:
+/// in exactly-once mode MySQL's next offset, or Kafka's committed offset
+/// where that is further on (below either everything is durable, and an
+/// at-least-once run in between moves only Kafka's); in at-least-once mode
+/// Kafka's. A start decided at an earlier claim that Kafka never confirmed
+/// (`pending`) overrules Kafka's offset, which is then the one from before
+/// that decision.
+pub(crate) fn held_offset(
+    exactly_once: bool,
+    kafka: Option<i64>,
+    mysql: Option<i64>,
+    pending: Option<i64>,
+) -> Option<i64> {
+    match (pending, exactly_once) {
+        (Some(p), true) => mysql.max(Some(p)),
+        (Some(p), false) => Some(p),
+        (None, true) => kafka.max(mysql),
+        (None, false) => kafka,
+    }
+}
+
 /// The start of `partition`, which the sink would resume at `held` (none:
-/// the group has no offset), in a log of `range` (none: unknown).
+/// the group has no offset), in a log of `range` (none: unknown);
+/// `replaced` when the offsets were written under another log's ids.
 pub(crate) fn decide(
     topic: &str,
     partition: i32,
     held: Option<i64>,
     range: Option<LogRange>,
+    replaced: bool,
     policy: OnOutOfRange,
     fresh: AutoOffsetReset,
 ) -> Start {
     let Some(offset) = held else {
         return Start::Fresh(fresh);
     };
-    let Some(range) = range.filter(|r| r.low >= 0 && r.high >= r.low) else {
+    let usable = range.filter(|r| r.low >= 0 && r.high >= r.low);
+    let Some(range) = usable else {
+        if replaced {
+            // Another log, and no range to go on from: never resume there.
+            return Start::Refuse(OutOfRange {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                range: LogRange { low: -1, high: -1 },
+                side: Side::Replaced,
+            });
+        }
         return Start::At(offset);
     };
-    let side = if offset < range.low {
+    let side = if replaced {
+        Side::Replaced
+    } else if offset < range.low {
         Side::BelowStart
     } else if offset > range.high {
         Side::BeyondEnd
@@ -167,7 +222,7 @@ pub(crate) fn decide(
     };
     let deleted = match side {
         Side::BelowStart => (range.low - offset) as u64,
-        Side::BeyondEnd => 0,
+        Side::BeyondEnd | Side::Replaced => 0,
     };
     let (to, lost) = match policy {
         OnOutOfRange::Fail => {
@@ -241,7 +296,15 @@ mod tests {
     });
 
     fn at(held: Option<i64>, range: Option<LogRange>, policy: OnOutOfRange) -> Start {
-        decide("t", 3, held, range, policy, AutoOffsetReset::Earliest)
+        decide(
+            "t",
+            3,
+            held,
+            range,
+            false,
+            policy,
+            AutoOffsetReset::Earliest,
+        )
     }
 
     #[test]
@@ -258,7 +321,15 @@ mod tests {
     #[test]
     fn a_group_without_offsets_starts_where_auto_offset_reset_says() {
         assert_eq!(
-            decide("t", 0, None, R, OnOutOfRange::Fail, AutoOffsetReset::Latest),
+            decide(
+                "t",
+                0,
+                None,
+                R,
+                false,
+                OnOutOfRange::Fail,
+                AutoOffsetReset::Latest
+            ),
             Start::Fresh(AutoOffsetReset::Latest)
         );
     }
@@ -283,6 +354,53 @@ mod tests {
         };
         assert_eq!(beyond.side, Side::BeyondEnd);
         assert!(beyond.to_string().contains("recreated"));
+    }
+
+    #[test]
+    fn offsets_of_another_log_are_out_of_range_wherever_they_point() {
+        let other = |held, range, policy| {
+            decide(
+                "t",
+                3,
+                Some(held),
+                range,
+                true,
+                policy,
+                AutoOffsetReset::Earliest,
+            )
+        };
+        let Start::Refuse(e) = other(180, R, OnOutOfRange::Fail) else {
+            panic!("inside the range, but of another log");
+        };
+        assert_eq!(e.side, Side::Replaced);
+        assert!(e.to_string().contains("id"));
+        let Start::Reset(r) = other(180, R, OnOutOfRange::Earliest) else {
+            panic!("earliest resets");
+        };
+        assert_eq!((r.to, r.lost, r.side), (100, 0, Side::Replaced));
+        let Start::Reset(r) = other(180, R, OnOutOfRange::Latest) else {
+            panic!("latest resets");
+        };
+        assert_eq!((r.to, r.lost), (250, 150));
+        // No range to reset into: refused whatever the policy.
+        assert!(matches!(
+            other(180, None, OnOutOfRange::Earliest),
+            Start::Refuse(_)
+        ));
+    }
+
+    #[test]
+    fn a_pending_start_overrules_kafka_until_confirmed() {
+        // Exactly-once: MySQL's, or Kafka's where further on.
+        assert_eq!(held_offset(true, Some(9), Some(5), None), Some(9));
+        assert_eq!(held_offset(true, None, Some(5), None), Some(5));
+        // A reset back to 0 that Kafka never took: Kafka's 740 is stale.
+        assert_eq!(held_offset(true, Some(740), Some(0), Some(0)), Some(0));
+        assert_eq!(held_offset(true, Some(740), Some(30), Some(0)), Some(30));
+        // At-least-once: Kafka's, unless a start is pending.
+        assert_eq!(held_offset(false, Some(9), Some(500), None), Some(9));
+        assert_eq!(held_offset(false, Some(740), None, Some(0)), Some(0));
+        assert_eq!(held_offset(false, None, None, None), None);
     }
 
     #[test]

@@ -21,10 +21,11 @@ use std::cell::RefCell;
 
 use super::claim::Claimer;
 use super::fetch::FetchQueue;
-use super::out_of_range::{decide, log_ranges, Side, Start};
+use super::log_id::{log_id, LogId};
+use super::out_of_range::{decide, held_offset, log_ranges, Side, Start};
 use super::SourceError;
 use crate::config::AutoOffsetReset;
-use crate::fence::Standing;
+use crate::fence::{Claimed, Settled};
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
 use crate::types::{Ack, Coord};
@@ -146,62 +147,80 @@ impl SinkContext {
                 None
             }
         };
-        let kafka_next = |p: i32| {
-            committed
-                .as_ref()
-                .and_then(|c| c.find_partition(&topic, p))
-                .and_then(|e| match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                })
+        // Per partition: `None` where unknown (the lookup failed, or its
+        // entry carries an error), else the committed offset if any.
+        let kafka_lookup = |p: i32| -> Option<Option<i64>> {
+            let e = committed.as_ref()?.find_partition(&topic, p)?;
+            e.error().ok()?;
+            Some(match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            })
         };
+        let kafka_next = |p: i32| kafka_lookup(p).flatten();
         let ranges = log_ranges(consumer, &topic, &parts);
+        let log = if self.claimer.marks() && !parts.is_empty() {
+            log_id(consumer, &topic, COMMITTED_LOOKUP)
+        } else {
+            LogId::default()
+        };
         let exactly_once = self.claimer.exactly_once();
         let starting = self.claimer.starting();
-        let decided: RefCell<Vec<(i32, Option<Start>)>> = RefCell::new(Vec::new());
-        // Decided under the claim's lock, from the next offsets it read: a
-        // reset is written in the claim's transaction.
-        let settle = |standing: &[Standing]| {
+        // (partition, start, whether Kafka must confirm it before reading)
+        type Decided = (i32, Option<Start>, bool);
+        let decided: RefCell<Vec<Decided>> = RefCell::new(Vec::new());
+        // Decided under the claim's lock, from the rows it read: a reset is
+        // written in the claim's transaction, and kept pending there until
+        // Kafka has it too, so that a Kafka offset from before it (a commit
+        // that failed, a crash in between) is never taken for progress.
+        let settle = |claimed: &[Claimed]| {
             let mut d = decided.borrow_mut();
             d.clear();
-            let mut next = Vec::new();
-            for s in standing {
-                let kafka = kafka_next(s.partition);
-                // Exactly-once: MySQL's next offset, or Kafka's committed
-                // offset where that is ahead (below either, everything is
-                // durable or was skipped; an at-least-once run in between
-                // moves only Kafka's).
-                let held = if exactly_once {
-                    kafka.max(s.next_offset)
-                } else {
-                    kafka
-                };
-                let start = if committed.is_none() && held.is_none() {
+            let mut settled = Settled::default();
+            for c in claimed {
+                let p = c.standing.partition;
+                let kafka = kafka_next(p);
+                let held = held_offset(exactly_once, kafka, c.standing.next_offset, c.reset_to);
+                let stored = c.log_id.as_deref().map(LogId::decode).unwrap_or_default();
+                let replaced = stored.differs(&log);
+                let start = if kafka_lookup(p).is_none() && held.is_none() {
                     // Nothing known: librdkafka looks up the group's offset.
                     None
                 } else {
                     Some(decide(
                         &topic,
-                        s.partition,
+                        p,
                         held,
-                        ranges.get(&s.partition).copied(),
+                        ranges.get(&p).copied(),
+                        replaced,
                         starting.on_out_of_range,
                         starting.fresh,
                     ))
                 };
-                // Both modes: an at-least-once writer also passes over rows
-                // below a next offset left by an exactly-once run, which
-                // must not hide the log a reset goes back to.
+                let pending = match &start {
+                    Some(Start::Reset(r)) => Some(r.to),
+                    Some(Start::At(o)) if c.reset_to.is_some() => Some(*o),
+                    Some(Start::At(_)) | Some(Start::Fresh(_)) => None,
+                    Some(Start::Refuse(_)) | None => c.reset_to,
+                };
+                // Both modes: the next offset is what a later exactly-once
+                // run starts from.
                 if let Some(Start::Reset(r)) = &start {
-                    next.push(Coord::new(s.partition, r.to));
+                    settled.next.push(Coord::new(p, r.to));
                 }
-                d.push((s.partition, start));
+                // The offsets belong to this log from now on, unless the
+                // partition is not started (refused, or nothing known).
+                let started = !matches!(start, Some(Start::Refuse(_)) | None);
+                let id = started.then(|| log.completing(&stored).encode()).flatten();
+                settled.marks.push((p, pending, id));
+                let confirm = pending.is_some() && started;
+                d.push((p, start, confirm));
             }
-            next
+            settled
         };
         self.claimer.claim(&parts, &self.metrics, &settle)?;
         let mut commits = Commits::default();
-        for (partition, start) in decided.take() {
+        for (partition, start, confirm) in decided.take() {
             let kafka = kafka_next(partition);
             let offset = match start {
                 None => continue,
@@ -214,8 +233,12 @@ impl SinkContext {
                 Some(Start::Fresh(AutoOffsetReset::Latest)) => Offset::End,
                 Some(Start::At(o)) => {
                     // Kafka's offset (what lag tools read) catches up with
-                    // where the partition starts.
-                    if kafka.is_none_or(|k| k < o) {
+                    // where the partition starts; a pending start must be
+                    // confirmed there, even backwards.
+                    if confirm {
+                        commits.add(&topic, partition, o);
+                        commits.resets.push(partition);
+                    } else if kafka.is_none_or(|k| k < o) {
                         commits.add(&topic, partition, o);
                     }
                     self.claimer.started_at(partition, o);
@@ -223,13 +246,16 @@ impl SinkContext {
                 }
                 Some(Start::Reset(r)) => {
                     log::warn!(
-                        "topic {topic} partition {partition}: offset {} is {} of the log Kafka \
-                         has ({}..{}); kafka.on_out_of_range = \"{}\": going on at {}, {} \
+                        "topic {topic} partition {partition}: offset {} is {} ({}..{}); \
+                         kafka.on_out_of_range = \"{}\": going on at {}, {} \
                          message(s) never to be written",
                         r.from,
                         match r.side {
-                            Side::BelowStart => "below the start",
-                            Side::BeyondEnd => "beyond the end",
+                            Side::BelowStart => "below the start of the log Kafka has",
+                            Side::BeyondEnd => "beyond the end of the log Kafka has",
+                            Side::Replaced =>
+                                "of another log than the one Kafka has now \
+                                               (its cluster or topic id changed)",
                         },
                         ranges.get(&partition).map_or(-1, |g| g.low),
                         ranges.get(&partition).map_or(-1, |g| g.high),
@@ -272,6 +298,14 @@ impl SinkContext {
         self.wait_idle(&parts);
         let released = release(&mut lock(&self.tracker), &parts);
         self.claimer.forget(&parts);
+        // Another member reports them now; stale values here would be read
+        // as this instance's lag.
+        for &partition in &parts {
+            let label = crate::metrics::PartitionLabel { partition };
+            self.metrics.consumer_lag.remove(&label);
+            self.metrics.durable_lag.remove(&label);
+            self.metrics.committed_offset.remove(&label);
+        }
         self.metrics.assigned_partitions.dec_by(parts.len() as i64);
         log::info!("partitions revoked: {parts:?}");
         let Some(topic) = tpl.elements().first().map(|e| e.topic().to_owned()) else {
@@ -330,7 +364,12 @@ impl ConsumerContext for SinkContext {
                 }
                 if assigned.is_ok() && commits.list.count() > 0 {
                     match consumer.commit(&commits.list, CommitMode::Sync) {
-                        Ok(()) => Metrics::add(&self.metrics.commits, 1),
+                        Ok(()) => {
+                            Metrics::add(&self.metrics.commits, 1);
+                            if !commits.resets.is_empty() {
+                                self.claimer.confirmed(&commits.resets);
+                            }
+                        }
                         // A reset must be in Kafka before anything of it is
                         // read: a start after this one would otherwise see
                         // the old offset again, and in a log grown past it

@@ -14,11 +14,25 @@ pub(crate) fn create_offsets_table(db: &str, table: &str) -> String {
     `next_offset` BIGINT NULL,
     `generation` BIGINT NOT NULL,
     `owner` VARCHAR(255) NOT NULL,
+    `log_id` VARCHAR(255) NULL,
+    `reset_to` BIGINT NULL,
     `updated_at` TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
     PRIMARY KEY (`consumer_group`, `topic`, `kafka_partition`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
         qualified(db, table)
     )
+}
+
+/// Columns later versions added to the offsets table, with their
+/// definitions, for tables created before them: the id of the topic the
+/// offsets belong to, and a start decided at a claim that Kafka has not
+/// confirmed yet (see `source::rebalance`).
+pub(crate) const LATER_COLUMNS: [(&str, &str); 2] =
+    [("log_id", "VARCHAR(255) NULL"), ("reset_to", "BIGINT NULL")];
+
+/// Adds one of [`LATER_COLUMNS`] to the offsets table `table` (quoted).
+pub(crate) fn add_offsets_column(table: &str, column: &str, definition: &str) -> String {
+    format!("ALTER TABLE {table} ADD COLUMN `{column}` {definition}")
 }
 
 /// Which rows of the offsets table a statement is about.
@@ -69,12 +83,25 @@ impl OffsetsRows<'_> {
     /// Sets the partitions' next offsets for `owner` (an operator's reset):
     /// a new generation for each, which fences off every writer that read
     /// rows under an earlier claim, as a claim does (see [`Self::claim`]).
-    pub(crate) fn reset(&self, next: &[Coord], owner: &str, first: u64) -> String {
+    /// With `marks` (the table has [`LATER_COLUMNS`]), each offset is also
+    /// left pending until Kafka confirms it, and the log's ids recorded
+    /// where known.
+    pub(crate) fn reset(
+        &self,
+        next: &[Coord],
+        owner: &str,
+        first: u64,
+        marks: Option<Option<&str>>,
+    ) -> String {
         let mut buf = String::from("INSERT INTO ");
         buf.push_str(self.table);
         buf.push_str(
-            " (`consumer_group`,`topic`,`kafka_partition`,`next_offset`,`generation`,`owner`) VALUES ",
+            " (`consumer_group`,`topic`,`kafka_partition`,`next_offset`,`generation`,`owner`",
         );
+        if marks.is_some() {
+            buf.push_str(",`reset_to`,`log_id`");
+        }
+        buf.push_str(") VALUES ");
         for (i, c) in next.iter().enumerate() {
             if i > 0 {
                 buf.push(',');
@@ -91,22 +118,101 @@ impl OffsetsRows<'_> {
             buf.push_str(itoa::Buffer::new().format(first));
             buf.push(',');
             push_str_literal(&mut buf, owner);
+            if let Some(log_id) = marks {
+                buf.push(',');
+                buf.push_str(itoa::Buffer::new().format(c.offset));
+                buf.push(',');
+                match log_id {
+                    Some(id) => push_str_literal(&mut buf, id),
+                    None => buf.push_str("NULL"),
+                }
+            }
             buf.push(')');
         }
         buf.push_str(
             " ON DUPLICATE KEY UPDATE `next_offset` = VALUES(`next_offset`), \
              `generation` = `generation` + 1, `owner` = VALUES(`owner`)",
         );
+        if marks.is_some() {
+            buf.push_str(
+                ", `reset_to` = VALUES(`reset_to`), \
+                 `log_id` = COALESCE(VALUES(`log_id`), `log_id`)",
+            );
+        }
+        buf
+    }
+
+    /// The log id and pending start of every row of the group and topic.
+    pub(crate) fn marks(&self) -> String {
+        let mut buf = String::from("SELECT `kafka_partition`, `log_id`, `reset_to` FROM ");
+        buf.push_str(self.table);
+        buf.push_str(" WHERE `consumer_group` = ");
+        push_str_literal(&mut buf, self.group);
+        buf.push_str(" AND `topic` = ");
+        push_str_literal(&mut buf, self.topic);
+        buf
+    }
+
+    /// Records, per partition, its pending start (`None` clears it) and
+    /// the log's ids its offsets now belong to (kept as it is where `None`);
+    /// one statement per partition, as [`Self::set_next`].
+    pub(crate) fn set_marks(&self, marks: &[(i32, Option<i64>, Option<&str>)]) -> String {
+        if marks.is_empty() {
+            return "DO 0".into();
+        }
+        let mut buf = String::new();
+        for (i, (partition, reset_to, log_id)) in marks.iter().enumerate() {
+            if i > 0 {
+                buf.push_str("; ");
+            }
+            buf.push_str("UPDATE ");
+            buf.push_str(self.table);
+            buf.push_str(" SET `log_id` = ");
+            match log_id {
+                Some(id) => push_str_literal(&mut buf, id),
+                None => buf.push_str("`log_id`"),
+            }
+            buf.push_str(", `reset_to` = ");
+            match reset_to {
+                Some(o) => buf.push_str(itoa::Buffer::new().format(*o)),
+                None => buf.push_str("NULL"),
+            }
+            self.push_key(&mut buf, *partition);
+        }
+        buf
+    }
+
+    /// Clears the pending starts of partitions still held at the given
+    /// generations, once Kafka confirmed them.
+    pub(crate) fn clear_resets(&self, claims: &[(i32, u64)]) -> String {
+        if claims.is_empty() {
+            return "DO 0".into();
+        }
+        let mut buf = String::new();
+        for (i, (partition, generation)) in claims.iter().enumerate() {
+            if i > 0 {
+                buf.push_str("; ");
+            }
+            buf.push_str("UPDATE ");
+            buf.push_str(self.table);
+            buf.push_str(" SET `reset_to` = NULL");
+            self.push_key(&mut buf, *partition);
+            buf.push_str(" AND `generation` = ");
+            buf.push_str(itoa::Buffer::new().format(*generation));
+        }
         buf
     }
 
     /// Every row of the group and topic, for people: partition, next
-    /// offset, generation, owner, last change.
-    pub(crate) fn list(&self) -> String {
+    /// offset, generation, owner, last change, and (with `marks`, the
+    /// table's [`LATER_COLUMNS`]) the log's ids.
+    pub(crate) fn list(&self, marks: bool) -> String {
         let mut buf = String::from(
             "SELECT `kafka_partition`, `next_offset`, `generation`, `owner`, \
-             CAST(`updated_at` AS CHAR) FROM ",
+             CAST(`updated_at` AS CHAR), ",
         );
+        buf.push_str(if marks { "`log_id`" } else { "NULL" });
+        buf.push_str(" FROM ");
         buf.push_str(self.table);
         buf.push_str(" WHERE `consumer_group` = ");
         push_str_literal(&mut buf, self.group);
@@ -272,7 +378,7 @@ mod tests {
             "{claim}"
         );
         assert!(claim.ends_with("`generation` = `generation` + 1, `owner` = VALUES(`owner`)"));
-        let reset = rows().reset(&[Coord::new(1, 0), Coord::new(4, 17)], "op", 5);
+        let reset = rows().reset(&[Coord::new(1, 0), Coord::new(4, 17)], "op", 5, None);
         assert!(
             reset.contains("('g','t',1,0,5,'op'),('g','t',4,17,5,'op')"),
             "{reset}"
@@ -281,7 +387,23 @@ mod tests {
             "`next_offset` = VALUES(`next_offset`), `generation` = `generation` + 1, \
              `owner` = VALUES(`owner`)"
         ));
-        assert!(rows().list().ends_with(
+        assert_eq!(
+            rows().set_marks(&[(2, Some(40), Some("id+/")), (3, None, Some("id+/"))]),
+            "UPDATE `d`.`orders_offsets` SET `log_id` = 'id+/', `reset_to` = 40 \
+             WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 2; \
+             UPDATE `d`.`orders_offsets` SET `log_id` = 'id+/', `reset_to` = NULL \
+             WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 3"
+        );
+        assert!(rows()
+            .set_marks(&[(2, None, None)])
+            .contains("SET `log_id` = `log_id`, `reset_to` = NULL"));
+        assert!(rows()
+            .clear_resets(&[(1, 77)])
+            .ends_with("`kafka_partition` = 1 AND `generation` = 77"));
+        let marked = rows().reset(&[Coord::new(1, 9)], "op", 5, Some(Some("tid")));
+        assert!(marked.contains("('g','t',1,9,5,'op',9,'tid')"), "{marked}");
+        assert!(marked.ends_with("`log_id` = COALESCE(VALUES(`log_id`), `log_id`)"));
+        assert!(rows().list(true).ends_with(
             "WHERE `consumer_group` = 'g' AND `topic` = 't' ORDER BY `kafka_partition`"
         ));
     }

@@ -331,11 +331,20 @@ impl BatchSink for MysqlSink {
         // ownership read under a lock, and a savepoint by which a later
         // error can tell whether the transaction survived it.
         let text = sql::begin_checked(&rows.read(&partitions, spec.exactly_once()));
-        let standing = self.with_conn(|this, conn| {
+        let mut standing = self.with_conn(|this, conn| {
             let standing = fence::read_multi(&mut ***conn, &text)?;
             this.in_tx = true;
             Ok(standing)
         })?;
+        // Only an exactly-once run keeps the next offset up to date, in the
+        // transaction that writes the rows. Left by an earlier exactly-once
+        // run, or by `offsets reset`, it says nothing of what an
+        // at-least-once run must write: rows below it are not skipped.
+        if !spec.exactly_once() {
+            for s in &mut standing {
+                s.next_offset = None;
+            }
+        }
         // A partition without its row was claimed by no one: an operator
         // removed it. Nothing of it may be written, nor dropped as fenced.
         if let Some(missing) = partitions
