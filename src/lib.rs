@@ -24,15 +24,19 @@ pub mod progress;
 pub mod shutdown;
 
 mod collation;
+mod convert;
 mod db;
 mod decode;
+mod describe;
 mod fence;
 mod http;
 mod offsets;
+mod plan;
 mod produce;
 mod route;
 mod source;
 mod sql;
+mod table;
 mod types;
 mod write;
 
