@@ -19,7 +19,7 @@ fn query_err(what: &'static str) -> impl FnOnce(mysql::Error) -> DbError {
 
 /// `db`.`table` as MySQL describes it, or `None` when there is no such
 /// table. `server_version` is `SELECT VERSION()`.
-pub(crate) fn describe_table(
+pub fn describe_table(
     conn: &mut Conn,
     db: &str,
     table: &str,

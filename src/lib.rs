@@ -50,6 +50,7 @@ pub mod internals {
         ServerInfo,
     };
     pub use crate::decode::{DecodeError, Decoder, Num, Row};
+    pub use crate::describe::describe_table;
     pub use crate::fence::Standing;
     pub use crate::offsets::OffsetTracker;
     pub use crate::pipeline::{spawn_writers, WriterTarget};
@@ -57,6 +58,7 @@ pub mod internals {
     pub use crate::route::{inbox, RouteError, Router, Routing};
     pub use crate::source::client_config;
     pub use crate::sql::{create_dlq_table, qualified, Dialect, UpsertBuilder};
+    pub use crate::table::{Column, TableDesc, TypeClass, UniqueKey};
     pub use crate::types::{Coord, DeadLetter, Envelope, Op};
     pub use crate::write::{
         BatchSink, Claim, DlqTarget, MysqlSink, WriteError, Writer, WriterSettings,

@@ -11,7 +11,7 @@ pub(crate) use classify::{classify, is_json_check, members};
 
 /// One table as MySQL describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TableDesc {
+pub struct TableDesc {
     pub database: String,
     pub name: String,
     /// In the table's order (`ORDINAL_POSITION`).
@@ -23,7 +23,7 @@ pub(crate) struct TableDesc {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct UniqueKey {
+pub struct UniqueKey {
     pub name: String,
     /// In key order.
     pub columns: Vec<String>,
@@ -31,7 +31,7 @@ pub(crate) struct UniqueKey {
 
 /// One column.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Column {
+pub struct Column {
     pub name: String,
     /// `DATA_TYPE`, lower case: `int`, `decimal`, `varchar`, `longtext`...
     pub data_type: String,
@@ -61,14 +61,14 @@ pub(crate) struct Column {
 impl Column {
     /// Whether an insert that leaves the column out is accepted: it has a
     /// default, takes NULL, counts itself, or is computed.
-    pub(crate) fn fills_itself(&self) -> bool {
+    pub fn fills_itself(&self) -> bool {
         self.default.is_some() || self.nullable || self.auto_increment || self.generated
     }
 }
 
 /// What a column holds, as far as feeding it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TypeClass {
+pub enum TypeClass {
     /// TINYINT … BIGINT; `bits` is the storage width.
     Integer {
         bits: u8,
@@ -95,7 +95,7 @@ pub(crate) enum TypeClass {
 }
 
 impl TableDesc {
-    pub(crate) fn column(&self, name: &str) -> Option<&Column> {
+    pub fn column(&self, name: &str) -> Option<&Column> {
         // MySQL column names compare case-insensitively.
         self.columns
             .iter()
@@ -103,13 +103,13 @@ impl TableDesc {
     }
 
     /// `db`.`table`, quoted.
-    pub(crate) fn qualified(&self) -> String {
+    pub fn qualified(&self) -> String {
         crate::sql::qualified(&self.database, &self.name)
     }
 
     /// The description `sql::create_table` yields, for `check` to plan the
     /// default route before start-up has created the table.
-    pub(crate) fn seed_orders(database: &str, name: &str) -> TableDesc {
+    pub fn seed_orders(database: &str, name: &str) -> TableDesc {
         let col = |name: &str, data_type: &str, column_type: &str| {
             let mut c = Column {
                 name: name.into(),
