@@ -124,12 +124,6 @@ pub fn run(config: &Config, out: &mut dyn Write) -> Result<(), CheckFailed> {
         )?);
     }
 
-    let mut print_plan = |p: &plan::Plan, note: &str| {
-        line(format!("plan {}{note}", p.head()));
-        for l in p.column_lines() {
-            line(format!("       {l}"));
-        }
-    };
     let (orders, note) = match describe_table(&mut conn, &m.database, &m.table, &info.version)
         .map_err(|e| fail("plan", e.to_string()))?
     {
@@ -139,11 +133,23 @@ pub fn run(config: &Config, out: &mut dyn Write) -> Result<(), CheckFailed> {
             " (the table as start-up creates it)",
         ),
     };
-    let default = plan::compile_default(&config.default_route(), &orders)
-        .map_err(|e| fail("plan", e.to_string()))?;
-    print_plan(&default, note);
+    // `run` writes the default route as it always has, whatever its plan
+    // says; a refusal is what a plan-driven run would refuse, so it warns.
+    match plan::compile_default(&config.default_route(), &orders) {
+        Ok(default) => plan_lines(&default, note).into_iter().for_each(&mut line),
+        Err(e) => line(format!(
+            "warn plan: {e} (`run` still writes the default route as before)"
+        )),
+    }
     for (index, route) in config.routes.iter().enumerate() {
-        for (table, topics) in route_tables(&consumer, index, route)? {
+        let tables = route_tables(&consumer, index, route)?;
+        if tables.is_empty() {
+            line(format!(
+                "plan routes[{index}]: no topic on the cluster matches {:?} yet",
+                route.topic_pattern.as_deref().unwrap_or_default()
+            ));
+        }
+        for (table, topics) in tables {
             let desc = describe_table(&mut conn, &m.database, &table, &info.version)
                 .map_err(|e| fail("plan", e.to_string()))?
                 .ok_or_else(|| {
@@ -158,10 +164,19 @@ pub fn run(config: &Config, out: &mut dyn Write) -> Result<(), CheckFailed> {
                     )
                 })?;
             let p = plan::compile(route, index, &desc).map_err(|e| fail("plan", e.to_string()))?;
-            print_plan(&p, &format!(" (topics {})", topics.join(", ")));
+            plan_lines(&p, &format!(" (topics {})", topics.join(", ")))
+                .into_iter()
+                .for_each(&mut line);
         }
     }
     Ok(())
+}
+
+/// A plan as `check` prints it: its head, then its columns indented.
+fn plan_lines(p: &plan::Plan, note: &str) -> Vec<String> {
+    std::iter::once(format!("plan {}{note}", p.head()))
+        .chain(p.column_lines().into_iter().map(|l| format!("       {l}")))
+        .collect()
 }
 
 /// The tables a route writes now, each with its topics: the topics it

@@ -283,6 +283,27 @@ fn check_prints_the_default_plan_and_each_routes() {
         text.contains("FAIL plan: routes[0]: column `doubled`") && text.contains("generated"),
         "{text}"
     );
+    // The default route warns where a plan-driven run would refuse, and
+    // passes: `run` writes it as before.
+    conn.query_drop(format!(
+        "ALTER TABLE `{db}`.`orders` ADD UNIQUE KEY uq_order (order_id)"
+    ))
+    .unwrap();
+    let none = write_config(
+        &dir,
+        "[[routes]]\ntopic_pattern = \"nothing\\\\..*\"\ntable = \"events\"\n",
+    );
+    let (code, text) = sink(&["check", "--config", none.to_str().unwrap()], &env);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("warn plan: the default route: an upsert by (id)")
+            && text.contains("`uq_order`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("plan routes[0]: no topic on the cluster matches \"nothing\\\\..*\" yet"),
+        "{text}"
+    );
     let missing = write_config(
         &dir,
         "[[routes]]\ntopics = [\"shop.events\"]\ntable = \"nope\"\n",
