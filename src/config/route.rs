@@ -314,7 +314,15 @@ impl Config {
                 reason,
             };
             validate_route(r).map_err(|(key, reason)| invalid(key, reason))?;
+            let own = [Some(self.offsets_table()), self.dlq_table()];
             for t in &r.topics {
+                let table = r.table_for(t).unwrap_or_default();
+                if own.iter().flatten().any(|o| *o == table) {
+                    return Err(invalid(
+                        "table",
+                        format!("for topic {t:?} is {table:?}, a table of the sink's own (offsets or dead letters)"),
+                    ));
+                }
                 if let Some(other) = taken.insert(t, index) {
                     return Err(invalid(
                         "topics",
@@ -554,6 +562,14 @@ mod tests {
             ),
             (head("time_zone = \"Mars/Olympus\""), "time_zone"),
             (head("time_zone = \"+25:00\""), "time_zone"),
+            (
+                "[[routes]]\ntopics = [\"a\"]\ntable = \"orders_offsets\"".into(),
+                "table",
+            ),
+            (
+                "[[routes]]\ntopics = [\"a\"]\ntable = \"orders_dlq\"".into(),
+                "table",
+            ),
             (
                 format!(
                     "{}\n{}",

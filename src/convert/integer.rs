@@ -52,12 +52,13 @@ pub(super) fn push(
         Some(b) => i128::from(b),
         None => {
             let d = digits_of(input).ok_or_else(|| Refused::expected(expected()))?;
-            whole(&d).ok_or_else(|| {
-                Refused::because(
+            if !d.frac.is_empty() {
+                return Err(Refused::because(
                     expected(),
                     "a whole number is needed; fractions are not rounded",
-                )
-            })?
+                ));
+            }
+            whole(&d).ok_or_else(|| Refused::because(expected(), "out of the column's range"))?
         }
     };
     if n < range.min || n > range.max {
@@ -129,5 +130,7 @@ mod tests {
         for bad in [r#""12x""#, r#""""#, "[1]", r#"{"a":1}"#, r#""1e1000""#] {
             assert!(run(&c, bad).is_err(), "{bad}");
         }
+        let err = run(&c, "1e40").unwrap_err();
+        assert!(err.detail.unwrap().contains("range"));
     }
 }

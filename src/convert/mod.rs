@@ -241,8 +241,8 @@ impl Refused {
 /// A value refused for a column, worded for its dead letter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "field `{field}` cannot feed column `{column}`: {value} is not {expected}{}; send {expected}, \
-     or map the column to another field",
+    "field `{field}` cannot feed column `{column}`: {value} is not {expected}{}; fix the \
+     producer, or map the column to another field",
     detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
 )]
 pub(crate) struct ConvertError {

@@ -10,6 +10,12 @@
 //! from zero, as MySQL does in strict mode (a note, not an error); done here
 //! because MariaDB truncates instead, and the two servers should store the
 //! same value. DATE keeps the date of a value with a time, as MySQL does.
+//!
+//! TIMESTAMP literals are local times that the server reads in the
+//! session's `time_zone`, so the sessions that write a route must run in the
+//! route's zone (for a named zone the server needs its time zone tables),
+//! or else TIMESTAMP values should be written in UTC under `+00:00`; today's
+//! sessions set no zone, which is right only for servers running in UTC.
 
 use std::fmt;
 

@@ -149,6 +149,12 @@ pub(crate) enum PlanError {
         other: String,
         columns: String,
     },
+    #[error("{route}: column `{column}`: {reason}")]
+    BadSource {
+        route: String,
+        column: String,
+        reason: String,
+    },
     #[error("{route}: `time_zone` {reason}")]
     TimeZone { route: String, reason: String },
 }
@@ -349,8 +355,13 @@ impl<'a> Compiler<'a> {
                     column: column.name.clone(),
                 })
             }
-            // Validated with the configuration.
-            Some(e) => Source::parse(&e.from).ok(),
+            Some(e) => Some(
+                Source::parse(&e.from).map_err(|reason| PlanError::BadSource {
+                    route: self.name.clone(),
+                    column: column.name.clone(),
+                    reason,
+                })?,
+            ),
             None if from_key && key.len() == 1 => Some(Source::Key),
             None if from_key => Some(Source::KeyField(column.name.clone())),
             None if r.ignore.iter().any(|i| same(i, &column.name)) => None,

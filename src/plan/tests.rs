@@ -284,6 +284,14 @@ fn refusals_by_kind() {
         ),
         PlanError::MappedTwice { .. }
     ));
+    // Plans are compiled from validated settings, but a bad source is
+    // still refused rather than read as "unmapped".
+    let mut r = route("allow_other_unique = true");
+    r.columns.insert("id".into(), ColumnEntry::field("@nope"));
+    assert!(matches!(
+        compile(&r, 0, &t),
+        Err(PlanError::BadSource { ref column, .. }) if column == "id"
+    ));
 }
 
 #[test]
