@@ -45,6 +45,7 @@ mod write;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::collation::KeyCollation;
+    pub use crate::convert::sql_literal;
     pub use crate::db::{
         connect_with_retry, ensure_table, opts, pool, pool_from, server_info, DbError, Pool,
         ServerInfo,

@@ -255,10 +255,6 @@ pub(crate) struct ConvertError {
 }
 
 /// Appends the literal of `value` for `column`, fed from `field`.
-// The one entry of the per-value half: `check` uses the plan half, and the
-// data path calls this once it follows plans (issue #23's next step); until
-// then only the unit tests do, and everything below it is live through it.
-#[allow(dead_code)]
 pub(crate) fn apply(
     conversion: &Conversion,
     field: &str,
@@ -278,6 +274,28 @@ pub(crate) fn apply(
             detail: refused.detail,
         }
     })
+}
+
+/// The literal `column` gets from the JSON document `json`, as a route
+/// with `time_zone`, `epoch` and `encoding` would write it; the refusal's
+/// message otherwise. For tests against a real server, until the data path
+/// calls [`apply`] itself.
+pub fn sql_literal(
+    column: &Column,
+    encoding: Option<Encoding>,
+    time_zone: &str,
+    epoch: EpochUnit,
+    json: &str,
+) -> Result<String, String> {
+    let zone = crate::config::parse_time_zone(time_zone)?;
+    let conversion = Conversion::for_column(column, encoding, &zone, epoch).map_err(|u| u.0)?;
+    let mut bytes = json.as_bytes().to_vec();
+    let value = simd_json::to_borrowed_value(&mut bytes).map_err(|e| e.to_string())?;
+    // A bare number's text is the whole document.
+    let text = matches!(value, Value::Static(StaticNode::F64(_))).then_some(json.trim());
+    let mut buf = String::new();
+    apply(&conversion, "value", &column.name, &value, text, &mut buf).map_err(|e| e.to_string())?;
+    Ok(buf)
 }
 
 /// At most this many characters of a refused value are quoted.
