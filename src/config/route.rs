@@ -491,6 +491,19 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config/examples/multi-topic.toml");
+        let c = Config::load(Some(&path), &|_| None).unwrap();
+        assert_eq!(c.routes.len(), 2);
+        assert_eq!(
+            c.routes[1].table_for("shop.clicks").as_deref(),
+            Some("shop_events")
+        );
+        assert!(c.refuse_routes_for_run().is_err());
+    }
+
+    #[test]
     fn no_routes_is_todays_config() {
         let c = parsed("").unwrap();
         assert!(c.routes.is_empty());
