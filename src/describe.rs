@@ -53,7 +53,7 @@ pub fn describe_table(
     };
     let columns = rows
         .iter()
-        .map(|row| column(row, mariadb, &checks))
+        .map(|row| column(RawColumn::read(row), mariadb, &checks))
         .collect();
     let keys: Vec<(String, Option<String>)> = conn
         .exec(
@@ -102,16 +102,59 @@ fn number(row: &Row, i: usize) -> Option<u64> {
         .flatten()
 }
 
-fn column(row: &Row, mariadb: bool, checks: &[String]) -> Column {
-    let name = text(row, 0).unwrap_or_default();
-    let data_type = text(row, 1).unwrap_or_default().to_ascii_lowercase();
-    let column_type = text(row, 2).unwrap_or_default();
+/// One row of `information_schema.COLUMNS`, as read.
+#[derive(Debug, Default)]
+struct RawColumn {
+    name: Option<String>,
+    data_type: Option<String>,
+    column_type: Option<String>,
+    precision: Option<u64>,
+    scale: Option<u64>,
+    max_length: Option<u64>,
+    fsp: Option<u64>,
+    is_nullable: Option<String>,
+    default: Option<String>,
+    extra: Option<String>,
+    generation: Option<String>,
+    charset: Option<String>,
+    collation: Option<String>,
+}
+
+impl RawColumn {
+    fn read(row: &Row) -> RawColumn {
+        RawColumn {
+            name: text(row, 0),
+            data_type: text(row, 1),
+            column_type: text(row, 2),
+            precision: number(row, 3),
+            scale: number(row, 4),
+            max_length: number(row, 5),
+            fsp: number(row, 6),
+            is_nullable: text(row, 7),
+            default: text(row, 8),
+            extra: text(row, 9),
+            generation: text(row, 10),
+            charset: text(row, 11),
+            collation: text(row, 12),
+        }
+    }
+}
+
+fn column(raw: RawColumn, mariadb: bool, checks: &[String]) -> Column {
+    let name = raw.name.unwrap_or_default();
+    let data_type = raw.data_type.unwrap_or_default().to_ascii_lowercase();
+    let column_type = raw.column_type.unwrap_or_default();
     let json_checked = checks.iter().any(|c| is_json_check(c, &name));
     let class = classify(&data_type, json_checked);
-    let nullable = text(row, 7).is_some_and(|n| n.eq_ignore_ascii_case("YES"));
-    let extra = text(row, 9).unwrap_or_default().to_ascii_uppercase();
-    let default = text(row, 8).filter(|d| !(mariadb && nullable && d == "NULL"));
-    let generated = text(row, 10).is_some_and(|e| !e.is_empty())
+    let nullable = raw
+        .is_nullable
+        .is_some_and(|n| n.eq_ignore_ascii_case("YES"));
+    let extra = raw.extra.unwrap_or_default().to_ascii_uppercase();
+    let default = raw
+        .default
+        .filter(|d| !(mariadb && nullable && d == "NULL"));
+    // MySQL's DEFAULT_GENERATED (an expression default) is not generated.
+    let generated = raw.generation.is_some_and(|e| !e.is_empty())
         || ["VIRTUAL", "STORED", "PERSISTENT"]
             .iter()
             .any(|g| extra.split_whitespace().any(|w| w == *g));
@@ -119,22 +162,107 @@ fn column(row: &Row, mariadb: bool, checks: &[String]) -> Column {
         class,
         TypeClass::DateTime | TypeClass::Timestamp | TypeClass::Time
     )
-    .then(|| number(row, 6).map_or(0, |p| p.min(6) as u8));
+    .then(|| raw.fsp.map_or(0, |p| p.min(6) as u8));
     Column {
         unsigned: column_type.to_ascii_lowercase().contains(" unsigned"),
-        precision: number(row, 3).and_then(|p| u32::try_from(p).ok()),
-        scale: number(row, 4).and_then(|s| u32::try_from(s).ok()),
-        max_length: number(row, 5),
+        precision: raw.precision.and_then(|p| u32::try_from(p).ok()),
+        scale: raw.scale.and_then(|s| u32::try_from(s).ok()),
+        max_length: raw.max_length,
         fsp,
         nullable,
         default,
         auto_increment: extra.contains("AUTO_INCREMENT"),
         generated,
-        charset: text(row, 11),
-        collation: text(row, 12),
+        charset: raw.charset,
+        collation: raw.collation,
         name,
         data_type,
         column_type,
         class,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(name: &str, data_type: &str, column_type: &str) -> RawColumn {
+        RawColumn {
+            name: Some(name.into()),
+            data_type: Some(data_type.into()),
+            column_type: Some(column_type.into()),
+            is_nullable: Some("YES".into()),
+            ..RawColumn::default()
+        }
+    }
+
+    // The MariaDB forms are read from the real server in tests/plan.rs;
+    // these are MySQL 8's, as its manual words them.
+    #[test]
+    fn mysql_8_columns() {
+        let json = column(raw("doc", "json", "json"), false, &[]);
+        assert_eq!(json.class, TypeClass::Json);
+        assert_eq!(json.default, None);
+        let created = column(
+            RawColumn {
+                default: Some("CURRENT_TIMESTAMP".into()),
+                extra: Some("DEFAULT_GENERATED on update CURRENT_TIMESTAMP".into()),
+                generation: Some(String::new()),
+                fsp: Some(0),
+                ..raw("created", "timestamp", "timestamp")
+            },
+            false,
+            &[],
+        );
+        assert!(!created.generated && created.default.is_some());
+        assert_eq!(created.fsp, Some(0));
+        let total = column(
+            RawColumn {
+                extra: Some("STORED GENERATED".into()),
+                generation: Some("(`a` * 2)".into()),
+                ..raw("total", "int", "int unsigned")
+            },
+            false,
+            &[],
+        );
+        assert!(total.generated && total.unsigned);
+        let id = column(
+            RawColumn {
+                is_nullable: Some("NO".into()),
+                extra: Some("auto_increment".into()),
+                ..raw("id", "bigint", "bigint")
+            },
+            false,
+            &[],
+        );
+        assert!(id.auto_increment && id.fills_itself() && !id.nullable);
+        // A MySQL default that is the text NULL stays a default.
+        let odd = column(
+            RawColumn {
+                default: Some("NULL".into()),
+                ..raw("odd", "varchar", "varchar(4)")
+            },
+            false,
+            &[],
+        );
+        assert_eq!(odd.default.as_deref(), Some("NULL"));
+    }
+
+    #[test]
+    fn mariadb_json_is_longtext_with_its_check() {
+        let checks = ["json_valid(`doc`)".to_string()];
+        let doc = column(raw("doc", "longtext", "longtext"), true, &checks);
+        assert_eq!(doc.class, TypeClass::Json);
+        let other = column(raw("note", "longtext", "longtext"), true, &checks);
+        assert_eq!(other.class, TypeClass::Text);
+        let none = column(
+            RawColumn {
+                default: Some("NULL".into()),
+                ..raw("n", "int", "int(11)")
+            },
+            true,
+            &[],
+        );
+        assert_eq!(none.default, None);
     }
 }
