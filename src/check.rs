@@ -1,7 +1,9 @@
 //! `kafka-mysql-sink check`: a pre-flight before a backfill.
 //!
 //! Each check prints one line; the first failure stops the run with a
-//! message that names the problem. Nothing is created or committed.
+//! message that names the problem. Nothing is created or committed. Last
+//! come the plans: the default route's and each `[[routes]]` entry's, one
+//! line per column, from the tables as the server describes them.
 
 use std::io::Write;
 use std::time::Duration;

@@ -311,6 +311,16 @@ fn check_prints_the_default_plan_and_each_routes() {
     let (code, text) = sink(&["check", "--config", missing.to_str().unwrap()], &env);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("never create tables"), "{text}");
+    let absent = write_config(
+        &dir,
+        "[[routes]]\ntopics = [\"nope\"]\ntable = \"events\"\n",
+    );
+    let (code, text) = sink(&["check", "--config", absent.to_str().unwrap()], &env);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("FAIL kafka: routes[0]: topic nope is not on the cluster"),
+        "{text}"
+    );
     drop_db(&mut conn, &db);
 }
 
