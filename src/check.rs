@@ -1,16 +1,21 @@
 //! `kafka-mysql-sink check`: a pre-flight before a backfill.
 //!
 //! Each check prints one line; the first failure stops the run with a
-//! message that names the problem. Nothing is created or committed.
+//! message that names the problem. Nothing is created or committed. Last
+//! come the plans: the default route's and each `[[routes]]` entry's, one
+//! line per column, from the tables as the server describes them.
 
 use std::io::Write;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::config::Config;
+use crate::config::{Config, RouteConfig};
 use crate::db::{self, TableState};
+use crate::describe::describe_table;
+use crate::plan;
 use crate::source::{client_config, Start};
+use crate::table::TableDesc;
 
 /// The first check that failed, and why.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +126,52 @@ pub fn run(config: &Config, out: &mut dyn Write) -> Result<(), CheckFailed> {
             db::probe_dlq_writes,
         )?);
     }
+
+    let (orders, note) = match describe_table(&mut conn, &m.database, &m.table, &info.version)
+        .map_err(|e| fail("plan", e.to_string()))?
+    {
+        Some(t) => (t, ""),
+        None => (
+            TableDesc::seed_orders(&m.database, &m.table),
+            " (the table as start-up creates it)",
+        ),
+    };
+    // `run` writes the default route as it always has, whatever its plan
+    // says; a refusal is what a plan-driven run would refuse, so it warns.
+    match plan::compile_default(&config.default_route(), &orders) {
+        Ok(default) => plan_lines(&default, note).into_iter().for_each(&mut line),
+        Err(e) => line(format!(
+            "warn plan: {e} (`run` still writes the default route as before)"
+        )),
+    }
+    for (index, route) in config.routes.iter().enumerate() {
+        let tables = route_tables(&consumer, index, route)?;
+        if tables.is_empty() {
+            line(format!(
+                "plan routes[{index}]: no topic on the cluster matches {:?} yet",
+                route.topic_pattern.as_deref().unwrap_or_default()
+            ));
+        }
+        for (table, topics) in tables {
+            let desc = describe_table(&mut conn, &m.database, &table, &info.version)
+                .map_err(|e| fail("plan", e.to_string()))?
+                .ok_or_else(|| {
+                    fail(
+                        "plan",
+                        format!(
+                            "routes[{index}]: table {} (for topic(s) {}) does not exist; routes \
+                             never create tables, so create it first",
+                            crate::sql::qualified(&m.database, &table),
+                            topics.join(", ")
+                        ),
+                    )
+                })?;
+            let p = plan::compile(route, index, &desc).map_err(|e| fail("plan", e.to_string()))?;
+            plan_lines(&p, &format!(" (topics {})", topics.join(", ")))
+                .into_iter()
+                .for_each(&mut line);
+        }
+    }
     Ok(())
 }
 
@@ -151,6 +202,60 @@ fn positions(config: &Config, conn: &mut mysql::Conn) -> Result<String, CheckFai
         config.kafka.on_out_of_range.as_str(),
         resets.join("; ")
     ))
+}
+
+/// A plan as `check` prints it: its head, then its columns indented.
+fn plan_lines(p: &plan::Plan, note: &str) -> Vec<String> {
+    std::iter::once(format!("plan {}{note}", p.head()))
+        .chain(p.column_lines().into_iter().map(|l| format!("       {l}")))
+        .collect()
+}
+
+/// The tables a route writes now, each with its topics: the topics it
+/// names (which must exist), or those its pattern matches on the cluster.
+fn route_tables(
+    consumer: &BaseConsumer,
+    index: usize,
+    route: &RouteConfig,
+) -> Result<Vec<(String, Vec<String>)>, CheckFailed> {
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(|e| fail("kafka", format!("cannot list the topics: {e}")))?;
+    let on_cluster: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
+    let topics: Vec<String> = if route.topic_pattern.is_some() {
+        on_cluster
+            .iter()
+            .filter(|t| route.table_for(t).is_some())
+            .map(|t| t.to_string())
+            .collect()
+    } else {
+        if let Some(t) = route
+            .topics
+            .iter()
+            .find(|t| !on_cluster.contains(&t.as_str()))
+        {
+            return Err(fail(
+                "kafka",
+                format!("routes[{index}]: topic {t} is not on the cluster"),
+            ));
+        }
+        route.topics.clone()
+    };
+    let mut tables: Vec<(String, Vec<String>)> = Vec::new();
+    for topic in topics {
+        let table = route.table_for(&topic).unwrap_or_default();
+        crate::sql::check_identifier(&table).map_err(|e| {
+            fail(
+                "plan",
+                format!("routes[{index}]: topic {topic} maps to table {table:?}, which {e}"),
+            )
+        })?;
+        match tables.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, ts)) => ts.push(topic),
+            None => tables.push((table, vec![topic])),
+        }
+    }
+    Ok(tables)
 }
 
 /// A table of the sink's own (offsets, dead letters): there and writable,

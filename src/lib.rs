@@ -25,15 +25,19 @@ pub mod progress;
 pub mod shutdown;
 
 mod collation;
+mod convert;
 mod db;
 mod decode;
+mod describe;
 mod fence;
 mod http;
 mod offsets;
+mod plan;
 mod produce;
 mod route;
 mod source;
 mod sql;
+mod table;
 mod types;
 mod write;
 
@@ -42,11 +46,13 @@ mod write;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::collation::KeyCollation;
+    pub use crate::convert::sql_literal;
     pub use crate::db::{
         connect_with_retry, ensure_table, opts, pool, pool_from, server_info, DbError, Pool,
         ServerInfo,
     };
     pub use crate::decode::{DecodeError, Decoder, Num, Row};
+    pub use crate::describe::describe_table;
     pub use crate::fence::Standing;
     pub use crate::offsets::OffsetTracker;
     pub use crate::pipeline::{spawn_writers, WriterTarget};
@@ -54,6 +60,7 @@ pub mod internals {
     pub use crate::route::{inbox, RouteError, Router, Routing};
     pub use crate::source::client_config;
     pub use crate::sql::{create_dlq_table, qualified, Dialect, UpsertBuilder};
+    pub use crate::table::{Column, TableDesc, TypeClass, UniqueKey};
     pub use crate::types::{Coord, DeadLetter, Envelope, Op};
     pub use crate::write::{
         BatchSink, Claim, DlqTarget, MysqlSink, WriteError, Writer, WriterSettings,

@@ -32,6 +32,8 @@ pub enum SinkError {
     Dlq(String),
     #[error(transparent)]
     Http(#[from] http::HttpError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// How a run should go.
@@ -78,6 +80,7 @@ pub fn run(
     shutdown: &Shutdown,
     metrics: Arc<Metrics>,
 ) -> Result<Summary, SinkError> {
+    config.refuse_routes_for_run()?;
     let started = Instant::now();
     let m = &config.mysql;
     let mut conn = db::connect_with_retry(m)?;

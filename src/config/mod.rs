@@ -17,7 +17,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod env;
+mod route;
+mod source;
 mod validate;
+
+pub use route::{
+    ColumnEntry, Encoding, EpochUnit, Format, KeyFrom, Mode, RouteConfig, UnknownFields,
+};
+pub use source::{parse_time_zone, Source};
 
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +44,13 @@ pub enum ConfigError {
     },
     #[error("invalid setting `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
+    #[error("invalid route routes[{index}] (table `{table}`): `{key}` {reason}")]
+    Route {
+        index: usize,
+        table: String,
+        key: &'static str,
+        reason: String,
+    },
 }
 
 /// Everything the sink needs to run.
@@ -48,6 +62,9 @@ pub struct Config {
     pub sink: SinkConfig,
     pub dead_letter: DeadLetterConfig,
     pub metrics: MetricsConfig,
+    /// `[[routes]]`: topics into tables; none means the default orders
+    /// route alone.
+    pub routes: Vec<RouteConfig>,
 }
 
 /// The operations endpoint.

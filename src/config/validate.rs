@@ -158,7 +158,7 @@ impl Config {
                 "must be at least sink.retry_initial_ms",
             );
         }
-        Ok(())
+        self.validate_routes()
     }
 
     /// The effective settings as one log-friendly line, secrets redacted.
