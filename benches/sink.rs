@@ -187,6 +187,7 @@ fn run_pipeline(msgs: &[Vec<u8>], writers: usize) -> Duration {
             ack_tx.clone(),
             Discard(UpsertBuilder::new("db", "t", Dialect::ValuesFunction)),
             WriterSettings {
+                table: "t".into(),
                 batch_size: 1000,
                 flush_interval: Duration::from_millis(200),
                 retry_initial: Duration::from_millis(1),

@@ -28,6 +28,7 @@ mod db;
 mod decode;
 mod fence;
 mod http;
+mod log_json;
 mod offsets;
 mod produce;
 mod route;
