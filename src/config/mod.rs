@@ -686,6 +686,32 @@ mod tests {
     }
 
     #[test]
+    fn the_log_format_comes_from_the_file_and_log_format_overrides_it() {
+        let path = write_temp("log.toml", "[log]\nformat = \"json\"\n");
+        let c = Config::load(Some(&path), &env_of(&[])).unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        let c = Config::load(Some(&path), &env_of(&[("LOG_FORMAT", "text")])).unwrap();
+        assert_eq!(c.log.format, LogFormat::Text);
+        let err = Config::load(None, &env_of(&[("LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Env {
+                    var: "LOG_FORMAT",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = Config::load(
+            Some(&write_temp("badlog.toml", "[log]\nformat = \"xml\"\n")),
+            &env_of(&[]),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+    }
+
+    #[test]
     fn bad_numbers_in_env_name_the_variable() {
         for var in [
             "MYSQL_PORT",
