@@ -490,6 +490,24 @@ fn prometheus_counts_every_row_and_the_stalled_alert_fires_while_mysql_is_held_d
         prom.alert_state("KafkaMysqlSinkStalled")
     );
     assert!(prom.value(rows).is_some_and(|r| r > n as f64));
+    // Every panel's query is PromQL this Prometheus accepts, with the
+    // dashboard's variables as Grafana would fill them in.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(DASHBOARD).unwrap()).unwrap();
+    for e in dashboard_exprs(&dashboard) {
+        if e.starts_with("label_values(") {
+            continue;
+        }
+        let q = e
+            .replace("$__rate_interval", "5s")
+            .replace("$job", ".*")
+            .replace("$instance", ".*");
+        let answer = prom.api(&format!("/api/v1/query?query={}", encode(&q)));
+        assert!(
+            answer.is_some_and(|a| a["status"] == "success"),
+            "Prometheus refuses {q}"
+        );
+    }
     sink.stop();
     drop(prom);
     drop_db(&mut conn, &t.db);

@@ -216,6 +216,18 @@ impl Metrics {
         }
     }
 
+    /// Drops the per-partition series of partitions this member no longer
+    /// holds: left behind, their last lag would read as work waiting here
+    /// (and hold up the stalled alert) long after another member took them.
+    pub fn forget_partitions(&self, partitions: &[i32]) {
+        for &partition in partitions {
+            let label = PartitionLabel { partition };
+            self.consumer_lag.remove(&label);
+            self.committed_offset.remove(&label);
+            self.newest_durable_timestamp.remove(&label);
+        }
+    }
+
     /// Moves a partition's newest durable timestamp forward, never back:
     /// at-least-once writers of one partition finish in any order.
     fn raise_newest(&self, partition: i32, ts_ms: i64) {
@@ -474,6 +486,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("kafka_mysql_sink_event_lag_seconds_count 5"));
+    }
+
+    #[test]
+    fn a_partition_let_go_leaves_no_series_behind() {
+        let m = Metrics::default();
+        for p in [0, 1] {
+            let label = PartitionLabel { partition: p };
+            m.consumer_lag.get_or_create(&label).set(5);
+            m.committed_offset.get_or_create(&label).set(9);
+        }
+        m.record_durable(10_000, [(0, 9_000), (1, 9_000)]);
+        m.forget_partitions(&[1]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &m.registry()).unwrap();
+        assert!(text.contains("consumer_lag{partition=\"0\"} 5"), "{text}");
+        assert!(!text.contains("partition=\"1\""), "{text}");
     }
 
     #[test]

@@ -195,6 +195,7 @@ impl SinkContext {
         let released = release(&mut lock(&self.tracker), &parts);
         self.claimer.forget(&parts);
         self.metrics.assigned_partitions.dec_by(parts.len() as i64);
+        self.metrics.forget_partitions(&parts);
         log::info!("partitions revoked: {parts:?}");
         let Some(topic) = tpl.elements().first().map(|e| e.topic().to_owned()) else {
             return;
