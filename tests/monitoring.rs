@@ -353,8 +353,7 @@ fn rules_for_test() -> String {
 }
 
 impl Prometheus {
-    fn start(dir: &Path, sink_port: u16) -> Prometheus {
-        let bin = prometheus_binary();
+    fn start(bin: &Path, dir: &Path, sink_port: u16) -> Prometheus {
         std::fs::write(dir.join("alerts.yml"), rules_for_test()).unwrap();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
@@ -435,6 +434,7 @@ fn encode(s: &str) -> String {
 
 #[test]
 fn prometheus_counts_every_row_and_the_stalled_alert_fires_while_mysql_is_held_down() {
+    let bin = prometheus_binary();
     let dir = scratch_dir("prometheus");
     let mut conn = mysql();
     let parts = 4;
@@ -449,7 +449,7 @@ fn prometheus_counts_every_row_and_the_stalled_alert_fires_while_mysql_is_held_d
     let sink_port = free_port();
     config.metrics.listen = format!("127.0.0.1:{sink_port}");
     let sink = start_sink(config, RunOptions::default());
-    let prom = Prometheus::start(&dir, sink_port);
+    let prom = Prometheus::start(&bin, &dir, sink_port);
 
     let n = 2_000u64;
     produce_orders(&t, parts, n);

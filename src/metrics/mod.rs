@@ -14,8 +14,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+mod batch_histogram;
 mod process;
 
+pub use batch_histogram::BatchHistogram;
 pub use process::ProcessUsage;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -103,7 +105,7 @@ pub struct Metrics {
     pub write_seconds: Family<WriteLabel, Histogram>,
     /// Per message made durable (written or dead-lettered by a writer):
     /// seconds from its Kafka timestamp to the commit.
-    pub event_lag_seconds: Histogram,
+    pub event_lag_seconds: BatchHistogram,
     /// Per partition, the Kafka timestamp (seconds since the epoch) of the
     /// newest message made durable: `time() - this` is how far MySQL is
     /// behind while there is lag.
@@ -154,7 +156,7 @@ impl Default for Metrics {
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
             write_seconds: Family::new_with_constructor(write_histogram),
             // 10 ms to ~1.5 h: a live stream to a long backfill.
-            event_lag_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 20)),
+            event_lag_seconds: BatchHistogram::new(exponential_buckets(0.01, 2.0, 20)),
             newest_durable_timestamp: Family::default(),
             committed_offset: Family::default(),
             consumer_lag: Family::default(),
@@ -194,23 +196,23 @@ impl Metrics {
     /// partition (the usual batch) update its gauge once.
     pub fn record_durable(&self, now_ms: i64, stamps: impl IntoIterator<Item = (i32, i64)>) {
         let mut newest: Option<(i32, i64)> = None;
-        for (partition, ts) in stamps {
-            if ts < 0 {
-                continue;
-            }
-            // A clock behind the producer's is no lag.
-            self.event_lag_seconds
-                .observe((now_ms - ts).max(0) as f64 / 1e3);
-            match &mut newest {
-                Some((p, n)) if *p == partition => *n = (*n).max(ts),
-                _ => {
-                    if let Some((p, n)) = newest {
-                        self.raise_newest(p, n);
+        let lags = stamps
+            .into_iter()
+            .filter(|&(_, ts)| ts >= 0)
+            .map(|(partition, ts)| {
+                match &mut newest {
+                    Some((p, n)) if *p == partition => *n = (*n).max(ts),
+                    _ => {
+                        if let Some((p, n)) = newest {
+                            self.raise_newest(p, n);
+                        }
+                        newest = Some((partition, ts));
                     }
-                    newest = Some((partition, ts));
                 }
-            }
-        }
+                // A clock behind the producer's is no lag.
+                (now_ms - ts).max(0) as f64 / 1e3
+            });
+        self.event_lag_seconds.observe_all(lags);
         if let Some((p, n)) = newest {
             self.raise_newest(p, n);
         }
