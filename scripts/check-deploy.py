@@ -99,6 +99,10 @@ def main():
         fail("podmonitor.yaml: must scrape the metrics port's /metrics")
     if pod_labels.get(pm["spec"].get("jobLabel")) != "kafka-mysql-sink":
         fail("podmonitor.yaml: jobLabel must give job=\"kafka-mysql-sink\", which the alerts select")
+    kust = load("kustomization.yaml")
+    want = {f for f in builtin if f != "backfill-job.yaml"} | {"podmonitor.yaml"}
+    if set(kust.get("resources", [])) != want:
+        fail(f"kustomization.yaml: resources must be {sorted(want)} (the Job is applied on its own)")
     print("deploy/kubernetes: OK")
 
 

@@ -27,13 +27,13 @@ pub struct HttpError {
 /// The running endpoint; stops when dropped.
 pub(crate) struct Endpoint {
     stop: Arc<AtomicBool>,
-    handles: Vec<JoinHandle<()>>,
+    handle: Option<JoinHandle<()>>,
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        for h in self.handles.drain(..) {
+        if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
     }
@@ -118,14 +118,15 @@ pub(crate) fn start(
         reason: e.to_string(),
     };
     // The gauge is probed on a thread of its own: a probe of an unreachable
-    // MySQL takes seconds, which would make scrapes time out.
-    let probe = {
+    // MySQL takes seconds, which would make scrapes time out. Nobody waits
+    // for it to stop, so that such a probe never holds up an exit.
+    {
         let (mut ready, metrics, flag) = (ready.another(), metrics.clone(), stop.clone());
         std::thread::Builder::new()
             .name("ready-probe".into())
             .spawn(move || probe_ready(&mut ready, &metrics, &flag))
-            .map_err(spawn_error)?
-    };
+            .map_err(spawn_error)?;
+    }
     let flag = stop.clone();
     let handle = std::thread::Builder::new()
         .name("http".into())
@@ -134,7 +135,7 @@ pub(crate) fn start(
     log::info!("metrics and health endpoints on http://{bound}/metrics, /healthz, /readyz");
     Ok(Endpoint {
         stop,
-        handles: vec![handle, probe],
+        handle: Some(handle),
     })
 }
 
