@@ -328,6 +328,61 @@ fn json_logs_are_one_object_per_line_with_the_message_coordinates() {
     drop_db(&mut conn, &t.db);
 }
 
+/// `(consumer_lag series, assigned_partitions)` on a sink's `/metrics`.
+fn lag_series(port: u16) -> Option<(f64, f64)> {
+    let (_, body) = get(port, "/metrics")?;
+    let series = body
+        .lines()
+        .filter(|l| l.starts_with("kafka_mysql_sink_consumer_lag{"))
+        .count();
+    Some((
+        series as f64,
+        sample(&body, "kafka_mysql_sink_assigned_partitions")?,
+    ))
+}
+
+#[test]
+fn a_member_that_lost_partitions_reports_lag_only_for_those_it_holds() {
+    let mut conn = mysql();
+    let parts = 4;
+    let dir = scratch_dir("lagseries");
+    let (_cluster, mut t) = target(&mut conn, "lagseries", parts);
+    t.group = "lagseries".into();
+    let config = write_config(&dir, FAST);
+    produce_orders(&t, parts, 1_000);
+    let (port_a, env_a) = metrics_env();
+    let mut a = spawn_sink(&t, &config, dir.join("a.log"), &[], &[env_a]);
+    assert!(
+        wait_for(Duration::from_secs(60), || lag_series(port_a)
+            == Some((4.0, 4.0))),
+        "{}",
+        a.log_text()
+    );
+    // A second member takes some of the partitions from the first.
+    let (port_b, env_b) = metrics_env();
+    let mut b = spawn_sink(&t, &config, dir.join("b.log"), &[], &[env_b]);
+    assert!(
+        wait_for(Duration::from_secs(90), || lag_series(port_b)
+            .is_some_and(|(_, held)| held > 0.0)),
+        "{}",
+        b.log_text()
+    );
+    // A stale series would read as lag waiting on a member that no longer
+    // holds the partition (and keep the stalled alert up there).
+    assert!(
+        wait_for(Duration::from_secs(30), || lag_series(port_a)
+            .is_some_and(|(series, held)| series == held && held < 4.0)),
+        "{:?}",
+        lag_series(port_a)
+    );
+    for s in [&a, &b] {
+        s.signal("TERM");
+    }
+    assert!(a.wait(Duration::from_secs(60)).success());
+    assert!(b.wait(Duration::from_secs(60)).success());
+    drop_db(&mut conn, &t.db);
+}
+
 /// The ConfigMap's sink.toml is a configuration the sink accepts.
 #[test]
 fn the_kubernetes_config_map_holds_a_valid_sink_toml() {
