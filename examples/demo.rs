@@ -33,7 +33,7 @@ fn env_num(name: &str, default: u64) -> u64 {
 }
 
 fn main() -> ExitCode {
-    let bars = kafka_mysql_sink::progress::init_logging();
+    let bars = kafka_mysql_sink::progress::init_logging(false);
     match demo(&bars) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

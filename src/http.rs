@@ -39,6 +39,9 @@ impl Drop for Endpoint {
     }
 }
 
+/// How often the `ready` gauge is brought up to date.
+const READY_EVERY: Duration = Duration::from_secs(2);
+
 /// What `/readyz` needs to know.
 ///
 /// The probe pings MySQL over a connection of its own rather than one from
@@ -55,6 +58,16 @@ pub(crate) struct Readiness {
 }
 
 impl Readiness {
+    /// Another probe of the same sink, with a connection of its own.
+    fn another(&self) -> Readiness {
+        Readiness {
+            running: self.running.clone(),
+            pool: self.pool.clone(),
+            opts: self.opts.clone(),
+            conn: None,
+        }
+    }
+
     pub(crate) fn new(running: Arc<AtomicBool>, pool: Pool, opts: mysql::OptsBuilder) -> Readiness {
         let probe_timeout = Some(Duration::from_secs(2));
         let opts = opts
@@ -100,19 +113,41 @@ pub(crate) fn start(
         .map_or_else(|| addr.to_string(), |a| a.to_string());
     let registry = metrics.registry();
     let stop = Arc::new(AtomicBool::new(false));
+    let spawn_error = |e: std::io::Error| HttpError {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    };
+    // The gauge is probed on a thread of its own: a probe of an unreachable
+    // MySQL takes seconds, which would make scrapes time out. Nobody waits
+    // for it to stop, so that such a probe never holds up an exit.
+    {
+        let (mut ready, metrics, flag) = (ready.another(), metrics.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("ready-probe".into())
+            .spawn(move || probe_ready(&mut ready, &metrics, &flag))
+            .map_err(spawn_error)?;
+    }
     let flag = stop.clone();
     let handle = std::thread::Builder::new()
         .name("http".into())
         .spawn(move || serve(server, registry, metrics, ready, flag))
-        .map_err(|e| HttpError {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })?;
+        .map_err(spawn_error)?;
     log::info!("metrics and health endpoints on http://{bound}/metrics, /healthz, /readyz");
     Ok(Endpoint {
         stop,
         handle: Some(handle),
     })
+}
+
+/// Keeps the `ready` gauge to what `/readyz` would answer, until `stop`.
+fn probe_ready(ready: &mut Readiness, metrics: &Metrics, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        metrics.ready.set(i64::from(ready.check().is_ok()));
+        let next = std::time::Instant::now() + READY_EVERY;
+        while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 fn serve(
@@ -138,6 +173,7 @@ fn serve(
                 metrics
                     .pool_in_use
                     .set(i64::from(state.connections - state.idle_connections));
+                metrics.refresh_process();
                 let mut body = String::new();
                 match prometheus_client::encoding::text::encode(&mut body, &registry) {
                     Ok(()) => {

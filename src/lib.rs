@@ -31,6 +31,7 @@ mod decode;
 mod describe;
 mod fence;
 mod http;
+mod log_json;
 mod offsets;
 mod plan;
 mod produce;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use indicatif::MultiProgress;
 
-use kafka_mysql_sink::config::Config;
+use kafka_mysql_sink::config::{Config, LogFormat};
 use kafka_mysql_sink::metrics::{Metrics, ProcessUsage};
 use kafka_mysql_sink::pipeline::{self, RunOptions};
 use kafka_mysql_sink::shutdown::Shutdown;
@@ -96,15 +96,19 @@ enum OffsetsCommand {
 }
 
 fn load(config: Option<PathBuf>) -> Result<Config, ExitCode> {
-    Config::load_from_process_env(config.as_deref()).map_err(|e| {
+    let config = Config::load_from_process_env(config.as_deref()).map_err(|e| {
         eprintln!("kafka-mysql-sink: {e}");
         ExitCode::from(EXIT_CONFIG)
-    })
+    })?;
+    progress::set_json_logs(config.log.format == LogFormat::Json);
+    Ok(config)
 }
 
 fn main() -> ExitCode {
     kafka_mysql_sink::malloc::keep_freed_memory();
-    let bars = progress::init_logging();
+    // Logging starts before the file is read, from the environment alone;
+    // the file's `log.format` applies once it is loaded.
+    let bars = progress::init_logging(LogFormat::from_process_env() == LogFormat::Json);
     let cli = Cli::parse();
     match cli.command {
         Command::Run {

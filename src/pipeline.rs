@@ -227,6 +227,7 @@ pub fn spawn_writers(
 ) -> Result<(Router, Writers), SinkError> {
     let (s, m) = (&config.sink, &config.mysql);
     let settings = WriterSettings {
+        table: target.table.to_owned(),
         batch_size: s.batch_size,
         flush_interval: s.flush_interval,
         retry_initial: s.retry_initial,
@@ -245,6 +246,7 @@ pub fn spawn_writers(
         routing,
         target.collation.clone(),
     );
+    metrics.writers.set(s.writers as i64);
     let mut handles = Vec::with_capacity(s.writers);
     for (id, rx) in inboxes.into_iter().enumerate() {
         let mut sink = MysqlSink::new(

@@ -5,40 +5,72 @@
 //! skipped); the backlog is done plus the consumer lag of every assigned
 //! partition, so the bar's end moves while new messages keep arriving.
 
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use crate::log_json;
 use crate::metrics::{Metrics, Snapshot};
 
-/// Sends log records around the progress bar, so neither garbles the other.
+/// Whether log records are written as JSON: set before the configuration
+/// is read (from `LOG_FORMAT`) and again once it is (`log.format`).
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Sends log records around the progress bar, so neither garbles the other,
+/// as human text or as JSON lines.
 struct BarLogger {
-    inner: env_logger::Logger,
+    text: env_logger::Logger,
+    json: env_logger::Logger,
     bars: MultiProgress,
+}
+
+impl BarLogger {
+    fn current(&self) -> &env_logger::Logger {
+        if JSON.load(Ordering::Relaxed) {
+            &self.json
+        } else {
+            &self.text
+        }
+    }
 }
 
 impl log::Log for BarLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        self.inner.enabled(metadata)
+        self.text.enabled(metadata)
     }
     fn log(&self, record: &log::Record<'_>) {
-        if self.inner.matches(record) {
-            self.bars.suspend(|| self.inner.log(record));
+        if self.text.matches(record) {
+            let logger = self.current();
+            self.bars.suspend(|| logger.log(record));
         }
     }
     fn flush(&self) {}
 }
 
+fn builder() -> env_logger::Builder {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+}
+
 /// Installs env_logger (`RUST_LOG`, `info` by default) behind a progress-bar
-/// aware logger; bars added to the returned `MultiProgress` never collide
-/// with log lines.
-pub fn init_logging() -> MultiProgress {
+/// aware logger, writing JSON lines if `json`; bars added to the returned
+/// `MultiProgress` never collide with log lines.
+pub fn init_logging(json: bool) -> MultiProgress {
+    set_json_logs(json);
     let bars = MultiProgress::new();
-    let inner =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
-    let level = inner.filter();
+    let text = builder().build();
+    let json = builder()
+        .format(|buf, record| {
+            let mut line = String::new();
+            log_json::write_record(&mut line, &buf.timestamp_millis(), record);
+            buf.write_all(line.as_bytes())
+        })
+        .build();
+    let level = text.filter();
     if log::set_boxed_logger(Box::new(BarLogger {
-        inner,
+        text,
+        json,
         bars: bars.clone(),
     }))
     .is_ok()
@@ -46,6 +78,11 @@ pub fn init_logging() -> MultiProgress {
         log::set_max_level(level);
     }
     bars
+}
+
+/// Switches the log between human text and JSON lines.
+pub fn set_json_logs(json: bool) {
+    JSON.store(json, Ordering::Relaxed);
 }
 
 /// A bar for `run`, when stderr is a terminal.

@@ -351,6 +351,7 @@ mod tests {
         Envelope {
             coord: Coord::new(0, offset),
             generation: 0,
+            timestamp_ms: crate::types::NO_TIMESTAMP,
             op: Op::Delete(id.to_string()),
             raw: Raw::default(),
         }

@@ -82,9 +82,16 @@ pub struct Envelope {
     /// The generation of its partition's claim when it was read (see
     /// `fence`): it may only be written while that claim is current.
     pub generation: u64,
+    /// The Kafka message's timestamp, in milliseconds since the epoch, or
+    /// [`NO_TIMESTAMP`]: carried to the writer, which measures how far
+    /// behind the message is once it is durable.
+    pub timestamp_ms: i64,
     pub op: Op,
     pub raw: Raw,
 }
+
+/// `Envelope::timestamp_ms` of a message Kafka gave no timestamp.
+pub(crate) const NO_TIMESTAMP: i64 = -1;
 
 impl Envelope {
     /// A plain upsert with no raw message attached.
@@ -92,6 +99,7 @@ impl Envelope {
         Envelope {
             coord: Coord::new(partition, offset),
             generation: 0,
+            timestamp_ms: NO_TIMESTAMP,
             op: Op::Upsert(row),
             raw: Raw::default(),
         }

@@ -251,6 +251,19 @@ fn mariadb_down_longer_than_max_poll_interval_loses_nothing_and_keeps_the_group(
         "lost partitions:\n{log}"
     );
     assert_eq!(metric("draining"), Some(0.0));
+    // Every failed attempt was a transaction rolled back, and timed as one.
+    let failed = metric("retries_total{class=\"transient\"}").unwrap_or(0.0)
+        + metric("retries_total{class=\"unknown\"}").unwrap_or(0.0);
+    assert!(failed >= 1.0);
+    assert_eq!(
+        metric("write_duration_seconds_count{table=\"orders\",outcome=\"rolled_back\"}"),
+        Some(failed),
+        "{log}"
+    );
+    assert!(
+        metric("write_duration_seconds_count{table=\"orders\",outcome=\"committed\"}")
+            .is_some_and(|c| c >= 1.0)
+    );
     sink.signal("TERM");
     assert!(
         sink.wait(Duration::from_secs(60)).success(),

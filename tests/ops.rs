@@ -230,10 +230,179 @@ fn metrics_count_what_was_written_and_readyz_turns_ready() {
         body.contains("kafka_mysql_sink_pool_connections_in_use"),
         "{body}"
     );
+    // Every message made durable had its lag measured; the newest durable
+    // timestamps are the orders', produced moments ago.
+    assert_eq!(
+        sample(&body, "kafka_mysql_sink_event_lag_seconds_count"),
+        Some(n as f64 + 1.0),
+        "{body}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for p in 0..parts {
+        let newest = sample(
+            &body,
+            &format!("kafka_mysql_sink_newest_durable_timestamp_seconds{{partition=\"{p}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("no newest timestamp for {p}:\n{body}"));
+        assert!(
+            (now - 600.0..=now + 1.0).contains(&newest),
+            "{newest} vs {now}"
+        );
+    }
+    assert!(
+        sample(
+            &body,
+            "kafka_mysql_sink_write_duration_seconds_count{table=\"orders\",outcome=\"committed\"}"
+        )
+        .is_some_and(|c| c >= 1.0),
+        "{body}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || scrape(
+            port,
+            "kafka_mysql_sink_ready"
+        ) == Some(1.0)),
+        "the ready gauge does not say ready"
+    );
     assert_eq!(count(&mut conn, &t.db, "orders"), n);
     sink.signal("TERM");
     assert!(sink.wait(Duration::from_secs(60)).success());
     drop_db(&mut conn, &t.db);
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_message_coordinates() {
+    let mut conn = mysql();
+    let parts = 2;
+    let dir = scratch_dir("jsonlogs");
+    let (_cluster, mut t) = target(&mut conn, "jsonlogs", parts);
+    t.group = "jsonlogs".into();
+    // The format from the file: logging starts before the file is read.
+    let config = write_config(
+        &dir,
+        &format!("{FAST}[dead_letter]\nmode = \"skip\"\n[log]\nformat = \"json\"\n"),
+    );
+    produce_orders(&t, parts, 10);
+    produce_payloads(&t.brokers, &t.topic, 1, &[b"not json"]);
+    let bad_offset = end_offsets(&t.brokers, &t.topic, parts)[1] - 1;
+    let mut run = spawn_sink(
+        &t,
+        &config,
+        dir.join("run.log"),
+        &["--until-caught-up"],
+        &[],
+    );
+    assert_eq!(run.wait(Duration::from_secs(120)).code(), Some(0));
+    let log = run.log_text();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}\n{log}")))
+        .collect();
+    assert!(lines.len() > 3, "{log}");
+    for l in &lines {
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(l[key].is_string(), "{key} missing: {l}");
+        }
+    }
+    // The skipped message is logged with its coordinates as fields.
+    let skipped: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["offset"].is_number()).collect();
+    assert_eq!(skipped.len(), 1, "{log}");
+    assert_eq!(skipped[0]["topic"], t.topic.as_str());
+    assert_eq!(skipped[0]["partition"], 1);
+    assert_eq!(skipped[0]["offset"], bad_offset);
+    assert_eq!(skipped[0]["level"], "WARN");
+
+    // An unknown format is a configuration error.
+    let mut bad = spawn_sink(
+        &t,
+        &config,
+        dir.join("bad.log"),
+        &["--until-caught-up"],
+        &[("LOG_FORMAT", "xml".into())],
+    );
+    assert_eq!(bad.wait(Duration::from_secs(30)).code(), Some(2));
+    drop_db(&mut conn, &t.db);
+}
+
+/// `(consumer_lag series, assigned_partitions)` on a sink's `/metrics`.
+fn lag_series(port: u16) -> Option<(f64, f64)> {
+    let (_, body) = get(port, "/metrics")?;
+    let series = body
+        .lines()
+        .filter(|l| l.starts_with("kafka_mysql_sink_consumer_lag{"))
+        .count();
+    Some((
+        series as f64,
+        sample(&body, "kafka_mysql_sink_assigned_partitions")?,
+    ))
+}
+
+#[test]
+fn a_member_that_lost_partitions_reports_lag_only_for_those_it_holds() {
+    let mut conn = mysql();
+    let parts = 4;
+    let dir = scratch_dir("lagseries");
+    let (_cluster, mut t) = target(&mut conn, "lagseries", parts);
+    t.group = "lagseries".into();
+    let config = write_config(&dir, FAST);
+    produce_orders(&t, parts, 1_000);
+    let (port_a, env_a) = metrics_env();
+    let mut a = spawn_sink(&t, &config, dir.join("a.log"), &[], &[env_a]);
+    assert!(
+        wait_for(Duration::from_secs(60), || lag_series(port_a)
+            == Some((4.0, 4.0))),
+        "{}",
+        a.log_text()
+    );
+    // A second member takes some of the partitions from the first.
+    let (port_b, env_b) = metrics_env();
+    let mut b = spawn_sink(&t, &config, dir.join("b.log"), &[], &[env_b]);
+    assert!(
+        wait_for(Duration::from_secs(90), || lag_series(port_b)
+            .is_some_and(|(_, held)| held > 0.0)),
+        "{}",
+        b.log_text()
+    );
+    // A stale series would read as lag waiting on a member that no longer
+    // holds the partition (and keep the stalled alert up there).
+    assert!(
+        wait_for(Duration::from_secs(30), || lag_series(port_a)
+            .is_some_and(|(series, held)| series == held && held < 4.0)),
+        "{:?}",
+        lag_series(port_a)
+    );
+    for s in [&a, &b] {
+        s.signal("TERM");
+    }
+    assert!(a.wait(Duration::from_secs(60)).success());
+    assert!(b.wait(Duration::from_secs(60)).success());
+    drop_db(&mut conn, &t.db);
+}
+
+/// The ConfigMap's sink.toml is a configuration the sink accepts.
+#[test]
+fn the_kubernetes_config_map_holds_a_valid_sink_toml() {
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/kubernetes/configmap.yaml"
+    ))
+    .unwrap();
+    let (_, block) = yaml.split_once("sink.toml: |\n").expect("a sink.toml key");
+    let toml: String = block
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let dir = scratch_dir("configmap");
+    let path = write_config(&dir, &toml);
+    let config = kafka_mysql_sink::config::Config::load(Some(&path), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}:\n{toml}"));
+    assert_eq!(config.metrics.listen, "0.0.0.0:9187");
+    assert_eq!(config.log.format, kafka_mysql_sink::config::LogFormat::Json);
 }
 
 /// Runs `check`: its exit code and what it printed.

@@ -262,6 +262,7 @@ fn decimals_are_exact_and_batches_split_under_a_small_packet_budget() {
             DlqTarget::Skip,
         ),
         WriterSettings {
+            table: "orders".into(),
             batch_size: 2000,
             flush_interval: Duration::from_secs(600),
             retry_initial: Duration::from_millis(10),

@@ -1,5 +1,5 @@
 //! Environment variables on top of the file: the seed's nine, plus the
-//! `SINK_*` tuning ones, `SINK_DELIVERY` and `METRICS_ADDR`.
+//! `SINK_*` tuning ones, `SINK_DELIVERY`, `METRICS_ADDR` and `LOG_FORMAT`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -36,6 +36,13 @@ impl Config {
         }
         if let Some(n) = number(env, "SINK_WRITERS")? {
             self.sink.writers = n;
+        }
+        if let Some(value) = env("LOG_FORMAT") {
+            self.log.format = value.parse().map_err(|reason| ConfigError::Env {
+                var: "LOG_FORMAT",
+                value,
+                reason,
+            })?;
         }
         if let Some(value) = env("SINK_DELIVERY") {
             self.sink.delivery = value.parse().map_err(|reason| ConfigError::Env {

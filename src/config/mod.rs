@@ -65,6 +65,47 @@ pub struct Config {
     /// `[[routes]]`: topics into tables; none means the default orders
     /// route alone.
     pub routes: Vec<RouteConfig>,
+    pub log: LogConfig,
+}
+
+/// How log records are written.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (the default, for people) or `json` (one object per line, for
+    /// log shippers); `LOG_FORMAT` overrides it.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected \"text\" or \"json\"".into()),
+        }
+    }
+}
+
+impl LogFormat {
+    /// `LOG_FORMAT` from the process environment, for logging set up before
+    /// the configuration is read; text if unset or invalid (which loading
+    /// the configuration then reports).
+    pub fn from_process_env() -> LogFormat {
+        std::env::var("LOG_FORMAT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default()
+    }
 }
 
 /// The operations endpoint.
@@ -692,6 +733,32 @@ mod tests {
             Config::load(Some(Path::new("/nonexistent/sink.toml")), &env_of(&[])).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
         assert!(err.to_string().contains("/nonexistent/sink.toml"));
+    }
+
+    #[test]
+    fn the_log_format_comes_from_the_file_and_log_format_overrides_it() {
+        let path = write_temp("log.toml", "[log]\nformat = \"json\"\n");
+        let c = Config::load(Some(&path), &env_of(&[])).unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        let c = Config::load(Some(&path), &env_of(&[("LOG_FORMAT", "text")])).unwrap();
+        assert_eq!(c.log.format, LogFormat::Text);
+        let err = Config::load(None, &env_of(&[("LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Env {
+                    var: "LOG_FORMAT",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = Config::load(
+            Some(&write_temp("badlog.toml", "[log]\nformat = \"xml\"\n")),
+            &env_of(&[]),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
     }
 
     #[test]

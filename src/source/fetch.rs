@@ -217,6 +217,20 @@ impl<'a> Fetched<'a> {
         (err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR).then(|| err.into())
     }
 
+    /// The message's timestamp (create or log-append time, whichever the
+    /// topic keeps) in milliseconds since the epoch, or `NO_TIMESTAMP`.
+    pub(crate) fn timestamp_ms(&self) -> i64 {
+        let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        // SAFETY: the message is live (see `Batch::get`) and `kind` is
+        // writable; librdkafka only reads the message's fields.
+        let ts = unsafe { rd::rd_kafka_message_timestamp(self.0, &mut kind) };
+        if kind == rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE || ts < 0 {
+            crate::types::NO_TIMESTAMP
+        } else {
+            ts
+        }
+    }
+
     pub(crate) fn key(&self) -> Option<&'a [u8]> {
         // SAFETY: librdkafka guarantees `key_len` bytes at `key` when it is
         // not null, alive as long as the message.

@@ -439,6 +439,7 @@ mod tests {
                 coord: Coord::new(p, o),
                 key: None,
                 payload: None,
+                timestamp_ms: crate::types::NO_TIMESTAMP,
             })
             .collect();
         let kept = |msgs: &[Msg<'_>]| -> Vec<(i32, i64)> {
@@ -452,6 +453,7 @@ mod tests {
                 coord: m.coord,
                 key: None,
                 payload: None,
+                timestamp_ms: crate::types::NO_TIMESTAMP,
             })
             .collect();
         drop_past_targets(&targets, |_| false, &mut msgs);

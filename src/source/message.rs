@@ -10,6 +10,8 @@ pub(super) struct Msg<'a> {
     pub(super) coord: Coord,
     pub(super) key: Option<&'a [u8]>,
     pub(super) payload: Option<&'a [u8]>,
+    /// See `Envelope::timestamp_ms`.
+    pub(super) timestamp_ms: i64,
 }
 
 /// A message copied out of rdkafka's `poll`, whose borrow of the consumer
@@ -18,6 +20,7 @@ pub(super) struct OwnedMsg {
     coord: Coord,
     key: Option<Vec<u8>>,
     payload: Option<Vec<u8>>,
+    timestamp_ms: i64,
 }
 
 impl OwnedMsg {
@@ -26,6 +29,7 @@ impl OwnedMsg {
             coord: self.coord,
             key: self.key.as_deref(),
             payload: self.payload.as_deref(),
+            timestamp_ms: self.timestamp_ms,
         }
     }
 
@@ -76,6 +80,9 @@ impl Source {
                 return None;
             }
             log::warn!(
+                topic = self.settings.topic.as_str(),
+                partition = m.partition(),
+                offset = m.offset();
                 "Kafka consumer error on {}/{}: {e}",
                 self.settings.topic,
                 m.partition()
@@ -92,6 +99,7 @@ impl Source {
             coord: Coord::new(m.partition(), m.offset()),
             key: m.key(),
             payload: m.payload(),
+            timestamp_ms: m.timestamp_ms(),
         })
     }
 
@@ -134,6 +142,10 @@ impl Source {
                     coord: Coord::new(partition, m.offset()),
                     key: m.key().map(<[u8]>::to_vec),
                     payload: m.payload().map(<[u8]>::to_vec),
+                    timestamp_ms: m
+                        .timestamp()
+                        .to_millis()
+                        .unwrap_or(crate::types::NO_TIMESTAMP),
                 })
             }
             Err(e) => {

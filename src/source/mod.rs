@@ -428,6 +428,9 @@ impl Source {
                 }
                 Op::Reject(reason) if !self.settings.reject_to_writers => {
                     log::warn!(
+                        topic = self.settings.topic.as_str(),
+                        partition = coord.partition,
+                        offset = coord.offset;
                         "skipping message at {}/{coord}: {reason}",
                         self.settings.topic
                     );
@@ -459,6 +462,7 @@ impl Source {
             let env = Envelope {
                 coord,
                 generation,
+                timestamp_ms: m.timestamp_ms,
                 op,
                 raw,
             };

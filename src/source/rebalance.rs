@@ -298,15 +298,8 @@ impl SinkContext {
         self.wait_idle(&parts);
         let released = release(&mut lock(&self.tracker), &parts);
         self.claimer.forget(&parts);
-        // Another member reports them now; stale values here would be read
-        // as this instance's lag.
-        for &partition in &parts {
-            let label = crate::metrics::PartitionLabel { partition };
-            self.metrics.consumer_lag.remove(&label);
-            self.metrics.durable_lag.remove(&label);
-            self.metrics.committed_offset.remove(&label);
-        }
         self.metrics.assigned_partitions.dec_by(parts.len() as i64);
+        self.metrics.forget_partitions(&parts);
         log::info!("partitions revoked: {parts:?}");
         let Some(topic) = tpl.elements().first().map(|e| e.topic().to_owned()) else {
             return;

@@ -129,6 +129,7 @@ mod tests {
         Envelope {
             coord: crate::types::Coord::new(0, offset),
             generation: 0,
+            timestamp_ms: crate::types::NO_TIMESTAMP,
             op: Op::Reject("not json".into()),
             raw: Raw::new(Some(b"k"), Some(payload)),
         }

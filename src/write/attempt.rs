@@ -3,6 +3,7 @@
 //! commit (with the partitions' next offsets in exactly-once mode).
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use super::isolate::{Applied, Transient};
 use super::retry::{classify, ErrorClass};
@@ -99,9 +100,15 @@ impl<S: BatchSink> Writer<S> {
         unknown_is_data: bool,
         dead: &mut Vec<(usize, String)>,
     ) -> Result<Outcome, Transient> {
+        let began = Instant::now();
         let result = self.attempt_inner(batch, settled, unknown_is_data, dead);
         if result.is_err() {
             self.sink.rollback();
+            self.rolled_back_seconds
+                .observe(began.elapsed().as_secs_f64());
+        } else {
+            self.committed_seconds
+                .observe(began.elapsed().as_secs_f64());
         }
         result
     }
@@ -159,6 +166,8 @@ impl<S: BatchSink> Writer<S> {
         for c in lost {
             if self.fenced.insert(c) {
                 log::warn!(
+                    table = self.settings.table.as_str(),
+                    partition = c.partition;
                     "writer {}: partition {} was claimed again since generation {}; \
                      its rows read under that claim are dropped (the current owner reads them again)",
                     self.id,

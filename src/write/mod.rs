@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
-use crate::metrics::Metrics;
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::metrics::{Metrics, COMMITTED, ROLLED_BACK};
 use crate::route::Inbox;
 use crate::shutdown::Shutdown;
 use crate::types::{Ack, Chunk, Coord, Envelope};
@@ -40,6 +42,8 @@ pub use self::mysql_sink::{BatchSink, Claim, MysqlSink};
 /// The writer's batching and retry settings.
 #[derive(Debug, Clone)]
 pub struct WriterSettings {
+    /// The target table's name, as metrics label it.
+    pub table: String,
     pub batch_size: usize,
     pub flush_interval: Duration,
     pub retry_initial: Duration,
@@ -55,6 +59,9 @@ pub struct Writer<S> {
     settings: WriterSettings,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
+    /// `write_duration_seconds` of this writer's table, by outcome.
+    committed_seconds: Histogram,
+    rolled_back_seconds: Histogram,
     /// Claims this writer found superseded (and said so once).
     fenced: HashSet<Claim>,
     /// Set once a batch was given up at the end of a drain: nothing after
@@ -78,6 +85,8 @@ impl<S: BatchSink> Writer<S> {
             rx,
             acks,
             sink,
+            committed_seconds: metrics.write_histogram(&settings.table, COMMITTED),
+            rolled_back_seconds: metrics.write_histogram(&settings.table, ROLLED_BACK),
             settings,
             shutdown,
             metrics,
@@ -190,6 +199,11 @@ impl<S: BatchSink> Writer<S> {
                     self.metrics
                         .batch_seconds
                         .observe(started.elapsed().as_secs_f64());
+                    // Rows an earlier attempt committed were durable before.
+                    self.metrics.record_durable(
+                        now_ms(),
+                        batch.iter().map(|e| (e.coord.partition, e.timestamp_ms)),
+                    );
                     settled.extend(batch.iter().map(|e| e.coord));
                     // The consumer outlives the writers; if it is gone the
                     // process is exiting and the offsets stay uncommitted.
@@ -199,6 +213,7 @@ impl<S: BatchSink> Writer<S> {
                 Err(t) => {
                     if self.shutdown.drain_expired(self.settings.shutdown_timeout) {
                         log::error!(
+                            table = self.settings.table.as_str();
                             "writer {}: giving up a batch of {} rows at shutdown: {t}; \
                              its offsets stay uncommitted and will be read again",
                             self.id,
@@ -213,6 +228,7 @@ impl<S: BatchSink> Writer<S> {
                         if unknown_failures == UNKNOWN_ERROR_ATTEMPTS {
                             Metrics::add(&self.metrics.unknown_errors_as_data, 1);
                             log::warn!(
+                                table = self.settings.table.as_str();
                                 "writer {}: a batch of {} rows failed {unknown_failures} times \
                                  with an error not known to pass ({t}); rows the server keeps \
                                  refusing go to the dead-letter destination (an error opening or \
@@ -227,6 +243,7 @@ impl<S: BatchSink> Writer<S> {
                     }
                     let delay = backoff.next_delay();
                     log::warn!(
+                        table = self.settings.table.as_str();
                         "writer {}: batch of {} rows failed: {t}; retrying in {} ms",
                         self.id,
                         batch.len(),
@@ -249,6 +266,13 @@ impl<S: BatchSink> Writer<S> {
             std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
         }
     }
+}
+
+/// Milliseconds since the epoch, as Kafka timestamps count them.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -374,6 +398,7 @@ mod tests {
 
     fn settings(batch_size: usize, flush_ms: u64) -> WriterSettings {
         WriterSettings {
+            table: "orders".into(),
             batch_size,
             flush_interval: Duration::from_millis(flush_ms),
             retry_initial: Duration::from_millis(1),

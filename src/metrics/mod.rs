@@ -5,7 +5,7 @@
 //! `Arc`), so the run summary, the progress line and `/metrics` all read the
 //! same numbers.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,6 +13,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+mod batch_histogram;
+mod process;
+
+pub use batch_histogram::BatchHistogram;
+pub use process::ProcessUsage;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabel {
@@ -32,6 +38,27 @@ pub struct SideLabel {
     /// cluster or topic id changed).
     pub side: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabel {
+    /// The target table, as configured (`mysql.table`).
+    pub table: String,
+    /// `committed` or `rolled_back`.
+    pub outcome: &'static str,
+}
+
+/// A batch transaction that committed.
+pub const COMMITTED: &str = "committed";
+/// A batch transaction that failed and was rolled back (it is retried).
+pub const ROLLED_BACK: &str = "rolled_back";
+
+fn write_histogram() -> Histogram {
+    // 1 ms to ~65 s, as batch_duration_seconds.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// The values of [`SideLabel`].
+const SIDES: [&str; 3] = ["below_start", "beyond_end", "replaced"];
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -76,12 +103,24 @@ pub struct Metrics {
     pub assigned_partitions: Gauge,
     /// 1 once shutdown was requested and the drain runs.
     pub draining: Gauge,
+    /// 1 while `/readyz` would answer 200 (checked every few seconds).
+    pub ready: Gauge,
     /// Offset commits Kafka confirmed.
     pub commits: Counter,
     /// Offset commits Kafka refused (they are retried).
     pub commit_failures: Counter,
     /// Seconds from a batch's first write attempt to its acknowledgement.
     pub batch_seconds: Histogram,
+    /// Seconds of one batch transaction, from its first statement to its
+    /// commit or rollback.
+    pub write_seconds: Family<WriteLabel, Histogram>,
+    /// Per message made durable (written or dead-lettered by a writer):
+    /// seconds from its Kafka timestamp to the commit.
+    pub event_lag_seconds: BatchHistogram,
+    /// Per partition, the Kafka timestamp (seconds since the epoch) of the
+    /// newest message made durable: `time() - this` is how far MySQL is
+    /// behind while there is lag.
+    pub newest_durable_timestamp: Family<PartitionLabel, Gauge<f64, AtomicU64>>,
     pub committed_offset: Family<PartitionLabel, Gauge>,
     pub consumer_lag: Family<PartitionLabel, Gauge>,
     /// Messages between what is durable (MySQL's next offset in
@@ -98,6 +137,13 @@ pub struct Metrics {
     pub channel_depth: Gauge,
     /// MySQL connections checked out of the pool.
     pub pool_in_use: Gauge,
+    /// Writer threads started (`sink.writers`): with `writer_idle_seconds`,
+    /// how many are busy.
+    pub writers: Gauge,
+    /// The process's CPU seconds and resident memory, read at each scrape
+    /// (`process_cpu_seconds_total`, `process_resident_memory_bytes`).
+    pub process_cpu_seconds: Counter<f64, AtomicU64>,
+    pub process_resident_bytes: Gauge,
     /// Seconds the writers spent waiting for rows (each from its first row
     /// on), summed over writers. A large share of writers × elapsed time
     /// means the source limits the sink; close to zero, MySQL does.
@@ -106,7 +152,7 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
+        let m = Metrics {
             consumed: Counter::default(),
             rows_written: Counter::default(),
             batches: Counter::default(),
@@ -124,10 +170,15 @@ impl Default for Metrics {
             assignments: Counter::default(),
             assigned_partitions: Gauge::default(),
             draining: Gauge::default(),
+            ready: Gauge::default(),
             commits: Counter::default(),
             commit_failures: Counter::default(),
             // 1 ms to ~65 s.
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            write_seconds: Family::new_with_constructor(write_histogram),
+            // 10 ms to ~1.5 h: a live stream to a long backfill.
+            event_lag_seconds: BatchHistogram::new(exponential_buckets(0.01, 2.0, 20)),
+            newest_durable_timestamp: Family::default(),
             committed_offset: Family::default(),
             consumer_lag: Family::default(),
             durable_lag: Family::default(),
@@ -135,8 +186,18 @@ impl Default for Metrics {
             offsets_lost: Family::default(),
             channel_depth: Gauge::default(),
             pool_in_use: Gauge::default(),
+            writers: Gauge::default(),
+            process_cpu_seconds: Counter::default(),
+            process_resident_bytes: Gauge::default(),
             writer_idle_seconds: Counter::default(),
+        };
+        // Every side from the start, at 0: a reset after the first scrape
+        // then shows as an increase, and dashboards find the series.
+        for side in SIDES {
+            let _ = m.offset_resets.get_or_create(&SideLabel { side });
+            let _ = m.offsets_lost.get_or_create(&SideLabel { side });
         }
+        m
     }
 }
 
@@ -147,6 +208,71 @@ impl Metrics {
 
     pub fn retry(&self, class: &'static str) {
         self.retries.get_or_create(&ClassLabel { class }).inc();
+    }
+
+    /// The histogram of `table`'s batch transactions that ended in
+    /// `outcome`, to keep (it shares its storage with the family).
+    pub fn write_histogram(&self, table: &str, outcome: &'static str) -> Histogram {
+        self.write_seconds
+            .get_or_create(&WriteLabel {
+                table: table.to_owned(),
+                outcome,
+            })
+            .clone()
+    }
+
+    /// Records messages just made durable, given as (partition, Kafka
+    /// timestamp in ms) with negative timestamps for none: each one's event
+    /// lag at `now_ms`, and each partition's newest timestamp. Runs of one
+    /// partition (the usual batch) update its gauge once.
+    pub fn record_durable(&self, now_ms: i64, stamps: impl IntoIterator<Item = (i32, i64)>) {
+        let mut newest: Option<(i32, i64)> = None;
+        let lags = stamps
+            .into_iter()
+            .filter(|&(_, ts)| ts >= 0)
+            .map(|(partition, ts)| {
+                match &mut newest {
+                    Some((p, n)) if *p == partition => *n = (*n).max(ts),
+                    _ => {
+                        if let Some((p, n)) = newest {
+                            self.raise_newest(p, n);
+                        }
+                        newest = Some((partition, ts));
+                    }
+                }
+                // A clock behind the producer's is no lag.
+                (now_ms - ts).max(0) as f64 / 1e3
+            });
+        self.event_lag_seconds.observe_all(lags);
+        if let Some((p, n)) = newest {
+            self.raise_newest(p, n);
+        }
+    }
+
+    /// Drops the per-partition series of partitions this member no longer
+    /// holds: left behind, their last lag would read as work waiting here
+    /// (and hold up the stalled alert) long after another member took them.
+    pub fn forget_partitions(&self, partitions: &[i32]) {
+        for &partition in partitions {
+            let label = PartitionLabel { partition };
+            self.consumer_lag.remove(&label);
+            self.durable_lag.remove(&label);
+            self.committed_offset.remove(&label);
+            self.newest_durable_timestamp.remove(&label);
+        }
+    }
+
+    /// Moves a partition's newest durable timestamp forward, never back:
+    /// at-least-once writers of one partition finish in any order.
+    fn raise_newest(&self, partition: i32, ts_ms: i64) {
+        let gauge = self
+            .newest_durable_timestamp
+            .get_or_create(&PartitionLabel { partition });
+        // The gauge holds an f64's bits; for non-negative values those
+        // order as the values do, so an integer max is the float max.
+        gauge
+            .inner()
+            .fetch_max((ts_ms as f64 / 1e3).to_bits(), Ordering::Relaxed);
     }
 
     fn retries_of(&self, class: &'static str) -> u64 {
@@ -161,7 +287,7 @@ impl Metrics {
     }
 
     fn sum_over_sides(family: &Family<SideLabel, Counter>) -> u64 {
-        ["below_start", "beyond_end", "replaced"]
+        SIDES
             .into_iter()
             .map(|side| family.get_or_create(&SideLabel { side }).get())
             .sum()
@@ -190,9 +316,33 @@ impl Metrics {
         }
     }
 
-    /// A registry exposing these metrics (sharing their storage).
+    /// Brings the process figures up to date (before a scrape).
+    pub fn refresh_process(&self) {
+        let usage = ProcessUsage::read();
+        // A counter that is only ever set: the kernel does the counting.
+        self.process_cpu_seconds
+            .inner()
+            .store(usage.cpu_seconds.to_bits(), Ordering::Relaxed);
+        self.process_resident_bytes
+            .set(i64::try_from(usage.resident_bytes).unwrap_or(i64::MAX));
+    }
+
+    /// A registry exposing these metrics (sharing their storage): the
+    /// sink's under `kafka_mysql_sink_`, the process's under the usual
+    /// `process_` names.
     pub fn registry(&self) -> Registry {
-        let mut r = Registry::with_prefix("kafka_mysql_sink");
+        let mut root = Registry::default();
+        root.register(
+            "process_cpu_seconds",
+            "User and system CPU time spent in seconds",
+            self.process_cpu_seconds.clone(),
+        );
+        root.register(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            self.process_resident_bytes.clone(),
+        );
+        let r = root.sub_registry_with_prefix("kafka_mysql_sink");
         r.register(
             "messages_consumed",
             "Messages read from Kafka",
@@ -275,6 +425,11 @@ impl Metrics {
             self.draining.clone(),
         );
         r.register(
+            "ready",
+            "1 while the consumer runs and MySQL answers (what /readyz reports)",
+            self.ready.clone(),
+        );
+        r.register(
             "commits",
             "Offset commits confirmed by Kafka",
             self.commits.clone(),
@@ -288,6 +443,21 @@ impl Metrics {
             "batch_duration_seconds",
             "Time from a batch's first write attempt to its acknowledgement",
             self.batch_seconds.clone(),
+        );
+        r.register(
+            "write_duration_seconds",
+            "Time of one batch transaction from its first statement to its commit or rollback",
+            self.write_seconds.clone(),
+        );
+        r.register(
+            "event_lag_seconds",
+            "Time from a message's Kafka timestamp to when it was made durable",
+            self.event_lag_seconds.clone(),
+        );
+        r.register(
+            "newest_durable_timestamp_seconds",
+            "Kafka timestamp of the newest message made durable, per partition",
+            self.newest_durable_timestamp.clone(),
         );
         r.register(
             "committed_offset",
@@ -330,7 +500,8 @@ impl Metrics {
             "MySQL connections checked out of the pool",
             self.pool_in_use.clone(),
         );
-        r
+        r.register("writers", "Writer threads started", self.writers.clone());
+        root
     }
 }
 
@@ -361,76 +532,60 @@ pub struct Snapshot {
     pub offsets_lost: u64,
 }
 
-/// What the process itself used, for the summary line and benchmarks.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessUsage {
-    /// User plus system CPU seconds.
-    pub cpu_seconds: f64,
-    /// The part of `cpu_seconds` spent in the kernel (socket reads and
-    /// writes, page faults): tells whether a change should aim at our code
-    /// or at the number of system calls.
-    pub system_seconds: f64,
-    /// Peak resident memory (VmHWM) in MiB.
-    pub peak_rss_mib: f64,
-    /// Minor page faults: pages the kernel had to map (and clear) for the
-    /// process, a cost that shows in `system_seconds` and not in profiles
-    /// of our code.
-    pub page_faults: u64,
-    /// Times a thread of the process gave up its core to wait (for a
-    /// socket, a channel, a lock) and was woken again. On a machine it
-    /// shares with MySQL, each wake-up can take a core from MySQL and
-    /// leave its caches cold.
-    pub waits: u64,
-    /// Times a thread of the process was preempted.
-    pub preemptions: u64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl ProcessUsage {
-    /// Reads the figures (Linux; zero elsewhere).
-    pub fn read() -> ProcessUsage {
-        // VmHWM rather than getrusage's ru_maxrss: the latter also counts the
-        // parent's memory between fork and exec.
-        let peak_kib = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-            .unwrap_or(0.0);
-        // utime and stime are fields 14 and 15 of /proc/self/stat, in clock
-        // ticks; the command name (field 2) may hold spaces, so count from
-        // the closing parenthesis.
-        // minflt is field 10.
-        let (user, system, faults) = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|s| {
-                let rest = s.rsplit_once(')')?.1;
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                let faults = f.get(7)?.parse::<u64>().ok()?;
-                let user = f.get(11)?.parse::<f64>().ok()?;
-                let system = f.get(12)?.parse::<f64>().ok()?;
-                Some((user / 100.0, system / 100.0, faults))
-            })
-            .unwrap_or((0.0, 0.0, 0));
-        // Summed over every thread, as only getrusage does (/proc/self/status
-        // counts the main thread's alone).
-        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-        // SAFETY: `usage` is writable memory of the right type, which
-        // getrusage fills in when it returns 0; zeroed, it is a valid
-        // rusage either way.
-        let usage = unsafe {
-            libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-            usage.assume_init()
+    #[test]
+    fn durable_messages_give_lags_and_each_partitions_newest_timestamp() {
+        let m = Metrics::default();
+        m.record_durable(10_000, [(0, 9_000), (0, 7_000), (1, 4_000), (0, -1)]);
+        // An older batch finishing later leaves the newest where it was.
+        m.record_durable(11_000, [(0, 8_000), (1, 6_000)]);
+        let newest = |p| {
+            m.newest_durable_timestamp
+                .get_or_create(&PartitionLabel { partition: p })
+                .get()
         };
-        ProcessUsage {
-            cpu_seconds: user + system,
-            system_seconds: system,
-            page_faults: faults,
-            peak_rss_mib: peak_kib / 1024.0,
-            waits: usage.ru_nvcsw.max(0) as u64,
-            preemptions: usage.ru_nivcsw.max(0) as u64,
+        assert_eq!((newest(0), newest(1)), (9.0, 6.0));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &m.registry()).unwrap();
+        // 1 + 3 + 6 + 3 + 5 seconds over five timestamped messages.
+        assert!(
+            text.contains("kafka_mysql_sink_event_lag_seconds_sum 18.0"),
+            "{text}"
+        );
+        assert!(text.contains("kafka_mysql_sink_event_lag_seconds_count 5"));
+    }
+
+    #[test]
+    fn a_partition_let_go_leaves_no_series_behind() {
+        let m = Metrics::default();
+        for p in [0, 1] {
+            let label = PartitionLabel { partition: p };
+            m.consumer_lag.get_or_create(&label).set(5);
+            m.committed_offset.get_or_create(&label).set(9);
+        }
+        m.record_durable(10_000, [(0, 9_000), (1, 9_000)]);
+        m.forget_partitions(&[1]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &m.registry()).unwrap();
+        assert!(text.contains("consumer_lag{partition=\"0\"} 5"), "{text}");
+        assert!(!text.contains("partition=\"1\""), "{text}");
+    }
+
+    #[test]
+    fn write_durations_are_labelled_by_table_and_outcome() {
+        let m = Metrics::default();
+        m.write_histogram("orders", COMMITTED).observe(0.5);
+        m.write_histogram("orders", ROLLED_BACK).observe(0.25);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &m.registry()).unwrap();
+        for want in [
+            "kafka_mysql_sink_write_duration_seconds_sum{table=\"orders\",outcome=\"committed\"} 0.5",
+            "kafka_mysql_sink_write_duration_seconds_count{table=\"orders\",outcome=\"rolled_back\"} 1",
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
         }
     }
 }
