@@ -353,20 +353,44 @@ pub(crate) fn ensure_offsets_table(
         if have.iter().any(|c| c.eq_ignore_ascii_case(column)) {
             continue;
         }
+        // Bounded: an ALTER queued behind a transaction on the table (an
+        // older instance's writer) would hold up every statement after it.
+        let _ = conn.query_drop("SET SESSION lock_wait_timeout = 10");
         let ddl = sql::add_offsets_column(&qualified, column, definition);
-        match conn.query_drop(&ddl) {
+        let result = conn.query_drop(&ddl);
+        let _ = conn.query_drop("SET SESSION lock_wait_timeout = DEFAULT");
+        match result {
             Ok(()) => log::info!("added column `{column}` to {qualified}"),
+            // Another instance starting at the same time may have added it.
+            Err(_) if offsets_table_has_column(conn, db, table, column)? => {}
             Err(e) => {
                 log::warn!(
                     "cannot add column `{column}` to {qualified} ({e}); a recreated topic whose \
-                     log has grown past the sink's offsets will not be told from the old one. \
-                     As an administrator: {ddl}"
+                     log has grown past the sink's offsets will not be told from the old one, \
+                     and a reset Kafka did not confirm is not kept. As an administrator: {ddl}"
                 );
                 return Ok(false);
             }
         }
     }
     Ok(true)
+}
+
+/// Whether the offsets table `db`.`table` has `column`.
+fn offsets_table_has_column(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+    column: &str,
+) -> Result<bool, DbError> {
+    let found: Option<String> = conn
+        .exec_first(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+            (db, table, column),
+        )
+        .map_err(query_err("reading the offsets table's columns"))?;
+    Ok(found.is_some())
 }
 
 /// Whether the offsets table `db`.`table` has the columns later versions

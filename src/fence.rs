@@ -89,6 +89,9 @@ pub(crate) struct Settled {
     /// of the log its offsets belong to from now on (`None`: left as it is, where
     /// the id is unknown or the partition is not started).
     pub(crate) marks: Vec<(i32, Option<i64>, Option<String>)>,
+    /// Partitions whose next offset is cleared (an at-least-once start
+    /// over one an exactly-once run left).
+    pub(crate) clear_next: Vec<i32>,
 }
 
 /// Claims `partitions` for `owner`: a new generation for each, read back in
@@ -127,7 +130,7 @@ pub(crate) fn claim(
         ))));
     }
     let marks: Vec<(i32, Option<String>, Option<i64>)> = if spec.marks {
-        tx.query(rows.marks())?
+        tx.query(rows.marks(partitions))?
     } else {
         Vec::new()
     };
@@ -150,6 +153,9 @@ pub(crate) fn claim(
                 s.next_offset = Some(c.offset);
             }
         }
+    }
+    if !settled.clear_next.is_empty() {
+        run_multi(&mut tx, &rows.clear_next(&settled.clear_next))?;
     }
     if spec.marks {
         let marks: Vec<(i32, Option<i64>, Option<&str>)> = settled
@@ -225,6 +231,7 @@ pub(crate) struct OffsetsRow {
     pub(crate) owner: String,
     pub(crate) updated_at: String,
     pub(crate) log_id: Option<String>,
+    pub(crate) reset_to: Option<i64>,
 }
 
 /// Every row of the group and topic.
@@ -232,7 +239,7 @@ pub(crate) fn list(conn: &mut Conn, spec: &FenceSpec) -> Result<Vec<OffsetsRow>,
     let rows: Vec<mysql::Row> = conn.query(spec.rows().list(spec.marks))?;
     rows.into_iter()
         .map(|row| {
-            let (partition, next_offset, generation, owner, updated_at, log_id) =
+            let (partition, next_offset, generation, owner, updated_at, log_id, reset_to) =
                 mysql::from_row_opt(row).map_err(|e| mysql::Error::FromRowError(e.0))?;
             Ok(OffsetsRow {
                 partition,
@@ -241,6 +248,7 @@ pub(crate) fn list(conn: &mut Conn, spec: &FenceSpec) -> Result<Vec<OffsetsRow>,
                 owner,
                 updated_at,
                 log_id,
+                reset_to,
             })
         })
         .collect()

@@ -82,7 +82,9 @@ enum OffsetsCommand {
         /// TOML settings file; environment variables override it.
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// `earliest`, `latest`, or an offset.
+        /// `earliest`, `latest`, an offset, or `current` (keep where the sink
+        /// would resume, and take the log Kafka has now for theirs: a group
+        /// moved with translated offsets).
         #[arg(long)]
         to: offsets_command::Target,
         /// Only this partition (repeatable); every partition by default.

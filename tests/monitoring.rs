@@ -227,7 +227,7 @@ fn the_dashboard_and_the_alerts_read_only_metrics_a_live_sink_exports() {
     }
     let exprs = dashboard_exprs(&dashboard);
     let alerts = rule_exprs(&std::fs::read_to_string(ALERTS).unwrap());
-    assert_eq!(alerts.len(), 7, "{alerts:?}");
+    assert_eq!(alerts.len(), 8, "{alerts:?}");
     // Every panel query selects by the variables.
     for panel in dashboard["panels"].as_array().unwrap() {
         for t in panel["targets"].as_array().into_iter().flatten() {

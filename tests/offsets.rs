@@ -441,3 +441,125 @@ fn durable_lag_stays_up_while_a_partition_is_read_but_fenced() {
     assert_eq!(sink.wait(Duration::from_secs(60)).code(), Some(0));
     drop_db(&mut conn, &t.db);
 }
+
+#[test]
+fn a_group_moved_with_its_offsets_is_kept_where_it_was_by_offsets_reset_to_current() {
+    let mut conn = mysql();
+    let dir = scratch_dir("moved");
+    let (_old, mut t) = target(&mut conn, "moved", 1);
+    t.group = "moved".into();
+    let config = config_with(&dir, "sink.toml", "");
+    produce_orders(&t, 1, 100);
+    let (code, log) = backfill(&t, &config, &dir, "first");
+    assert_eq!(code, 0, "{log}");
+    // The topic mirrored to another cluster, offsets and all, and 200 more.
+    let new = mock_cluster("enriched_orders", 1);
+    t.brokers = new.bootstrap_servers();
+    produce_orders(&t, 1, 300);
+    let (code, log) = backfill(&t, &config, &dir, "refused");
+    assert_eq!(code, 1, "another cluster's offsets are refused:\n{log}");
+    // The operator knows the offsets carried over: keep them.
+    let kept = offsets_cmd(&t, &config, &["reset", "--to", "current"]);
+    assert!(kept.status.success(), "{kept:?}");
+    assert_eq!(mysql_next(&mut conn, &t), vec![Some(100)]);
+    let (code, log) = backfill(&t, &config, &dir, "kept");
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(summary_field(&log, "rows_written"), Some(200), "{log}");
+    assert_eq!(table_rows(&mut conn, &t.db, "orders"), first_versions(300));
+    drop_db(&mut conn, &t.db);
+}
+
+#[test]
+fn an_offsets_table_of_an_earlier_version_gets_the_new_columns_and_is_used() {
+    let mut conn = mysql();
+    let dir = scratch_dir("old-offsets");
+    let (cluster, mut t) = target(&mut conn, "oldoffsets", 2);
+    t.group = "old-offsets".into();
+    // The offsets table as earlier versions made it.
+    conn.query_drop(format!("CREATE DATABASE `{}`", t.db))
+        .unwrap();
+    conn.query_drop(format!(
+        "CREATE TABLE `{}`.`orders_offsets` (
+            `consumer_group` VARCHAR(255) NOT NULL, `topic` VARCHAR(249) NOT NULL,
+            `kafka_partition` INT NOT NULL, `next_offset` BIGINT NULL,
+            `generation` BIGINT NOT NULL, `owner` VARCHAR(255) NOT NULL,
+            `updated_at` TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+                ON UPDATE CURRENT_TIMESTAMP(3),
+            PRIMARY KEY (`consumer_group`, `topic`, `kafka_partition`))",
+        t.db
+    ))
+    .unwrap();
+    let config = config_with(&dir, "sink.toml", "");
+    produce_orders(&t, 2, 200);
+    let (code, log) = backfill(&t, &config, &dir, "first");
+    assert_eq!(code, 0, "{log}");
+    let ids: Vec<Option<String>> = conn
+        .query(format!(
+            "SELECT log_id FROM `{}`.`orders_offsets` ORDER BY kafka_partition",
+            t.db
+        ))
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.iter().all(Option::is_some), "{ids:?}");
+    drop(cluster);
+    drop_db(&mut conn, &t.db);
+}
+
+/// Commits `offset` for every partition as a member of the group (the mock
+/// cluster, like a Kafka broker, takes commits for a group it knows only
+/// from members): what `kafka-consumer-groups.sh --reset-offsets` does.
+fn commit_as_member(t: &Target, parts: i32, offset: i64) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &t.brokers)
+        .set("group.id", &t.group)
+        .set("session.timeout.ms", "6000")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[&t.topic]).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            let _ = c.poll(Duration::from_millis(100));
+            c.assignment().is_ok_and(|a| a.count() == parts as usize)
+        }),
+        "never joined the group"
+    );
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..parts {
+        tpl.add_partition_offset(&t.topic, p, rdkafka::Offset::Offset(offset))
+            .unwrap();
+    }
+    c.commit(&tpl, CommitMode::Sync).unwrap();
+}
+
+#[test]
+fn at_least_once_after_exactly_once_writes_what_kafka_says_despite_mysql_s_next_offsets() {
+    let mut conn = mysql();
+    let parts = 2;
+    let dir = scratch_dir("modes");
+    let (_cluster, mut t) = target(&mut conn, "modes", parts);
+    t.group = "modes".into();
+    let config = config_with(&dir, "sink.toml", "");
+    produce_orders(&t, parts, 1000);
+    let (code, log) = backfill(&t, &config, &dir, "exactly-once");
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(mysql_next(&mut conn, &t), vec![Some(500); 2]);
+    // Kafka's offsets moved back by hand, the table emptied: an
+    // at-least-once run writes everything again, whatever MySQL's next
+    // offsets (left by the exactly-once run) say.
+    commit_as_member(&t, parts, 0);
+    conn.query_drop(format!("DELETE FROM `{}`.`orders`", t.db))
+        .unwrap();
+    let mut run = spawn_sink(
+        &t,
+        &config,
+        dir.join("at-least-once.log"),
+        &["--until-caught-up"],
+        &[("SINK_DELIVERY", "at_least_once".into())],
+    );
+    let status = run.wait(Duration::from_secs(180));
+    assert_eq!(status.code(), Some(0), "{}", run.log_text());
+    assert_drained(&mut conn, &t, 1000, parts);
+    drop_db(&mut conn, &t.db);
+}

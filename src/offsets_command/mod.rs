@@ -20,7 +20,7 @@ use crate::config::{Config, Delivery};
 use crate::db;
 use crate::fence::{self, FenceSpec, OffsetsRow};
 use crate::source::{
-    client_config, decide_start as decide, log_id, log_ranges, LogId, LogRange, Start,
+    client_config, decide_start as decide, held_offset, log_id, log_ranges, LogId, LogRange, Start,
 };
 
 pub use reset::{reset, Target};
@@ -46,6 +46,11 @@ pub enum OffsetsError {
         group: String,
         partitions: Vec<i32>,
     },
+    #[error(
+        "partition {partition} has no offset in either store to keep; give --to earliest, \
+         latest or an offset"
+    )]
+    NoOffset { partition: i32 },
     #[error("topic {topic} has no partition {partition}")]
     NoPartition { topic: String, partition: i32 },
     #[error(
@@ -79,11 +84,13 @@ impl Facts {
     /// MySQL's next offset or Kafka's where that is further on; at-least-once,
     /// Kafka's.
     pub(crate) fn held(&self, delivery: Delivery) -> Option<i64> {
-        let mysql_next = self.mysql.as_ref().and_then(|r| r.next_offset);
-        match delivery {
-            Delivery::ExactlyOnce => self.kafka.max(mysql_next),
-            Delivery::AtLeastOnce => self.kafka,
-        }
+        let row = self.mysql.as_ref();
+        held_offset(
+            delivery == Delivery::ExactlyOnce,
+            self.kafka,
+            row.and_then(|r| r.next_offset),
+            row.and_then(|r| r.reset_to),
+        )
     }
 }
 

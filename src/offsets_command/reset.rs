@@ -8,7 +8,7 @@
 //! commit; the offsets table gets the same offsets under new generations,
 //! which fences off any writer still holding rows read before.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::{connect, kafka_error, partitions, OffsetsError};
+use super::{connect, gather, kafka_error, partitions, OffsetsError};
 use crate::config::Config;
 use crate::db;
 use crate::fence::{self, FenceSpec};
@@ -30,6 +30,11 @@ pub enum Target {
     Earliest,
     Latest,
     Offset(i64),
+    /// Where the sink would resume now, recorded as belonging to the log
+    /// Kafka has now: for a group moved with its offsets translated
+    /// (MirrorMaker 2, cluster linking), whose new cluster and topic ids
+    /// would otherwise make the sink refuse them.
+    Current,
 }
 
 impl FromStr for Target {
@@ -38,13 +43,16 @@ impl FromStr for Target {
         match s {
             "earliest" => Ok(Target::Earliest),
             "latest" => Ok(Target::Latest),
+            "current" => Ok(Target::Current),
             n => n
                 .parse::<i64>()
                 .ok()
                 .filter(|o| *o >= 0)
                 .map(Target::Offset)
                 .ok_or_else(|| {
-                    format!("expected earliest, latest or an offset (0 or more), not {n:?}")
+                    format!(
+                        "expected earliest, latest, current or an offset (0 or more), not {n:?}"
+                    )
                 }),
         }
     }
@@ -151,6 +159,15 @@ pub fn reset(
         });
     }
 
+    let mut conn = connect(config)?;
+    // Where the sink would resume each partition now: what `current` keeps.
+    let held: HashMap<i32, Option<i64>> = match to {
+        Target::Current => gather(config, &consumer, &mut conn, &chosen)?
+            .iter()
+            .map(|f| (f.partition, f.held(config.sink.delivery)))
+            .collect(),
+        _ => HashMap::new(),
+    };
     let ranges = log_ranges(&consumer, &k.topic, &chosen);
     let mut next = Vec::with_capacity(chosen.len());
     for &p in &chosen {
@@ -161,6 +178,10 @@ pub fn reset(
             Target::Earliest => range.low,
             Target::Latest => range.high,
             Target::Offset(o) => o,
+            Target::Current => match held.get(&p).copied().flatten() {
+                Some(o) => o,
+                None => return Err(OffsetsError::NoOffset { partition: p }),
+            },
         };
         if !force && (offset < range.low || offset > range.high) {
             return Err(OffsetsError::OutsideLog {
@@ -176,7 +197,6 @@ pub fn reset(
     // MySQL first, each offset pending there until Kafka has it: a sink
     // started after a failure in between still starts where this says
     // (a pending start overrules Kafka's offset).
-    let mut conn = connect(config)?;
     let marks =
         db::ensure_offsets_table(&mut conn, &config.mysql.database, &config.offsets_table())?;
     let spec = FenceSpec {
@@ -197,12 +217,14 @@ pub fn reset(
             .map_err(|e| kafka_error(config, e))?;
     }
     consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+        let then = if spec.marks {
+            "MySQL has it, pending, and the sink starts there all the same"
+        } else {
+            "MySQL has it, but the sink resumes at Kafka's offset where that is further on"
+        };
         kafka_error(
             config,
-            format!(
-                "cannot commit the reset: {e}; MySQL has it, and the sink starts there all the \
-                 same; run the command again to bring Kafka's offsets along"
-            ),
+            format!("cannot commit the reset: {e}; {then}; run the command again"),
         )
     })?;
     let confirmed: Vec<(i32, u64)> = standing
@@ -231,6 +253,7 @@ mod tests {
         assert_eq!("earliest".parse(), Ok(Target::Earliest));
         assert_eq!("latest".parse(), Ok(Target::Latest));
         assert_eq!("42".parse(), Ok(Target::Offset(42)));
+        assert_eq!("current".parse(), Ok(Target::Current));
         assert!("-1".parse::<Target>().is_err());
         assert!("soon".parse::<Target>().is_err());
     }

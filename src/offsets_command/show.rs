@@ -65,10 +65,16 @@ fn line(config: &Config, f: &Facts) -> String {
         f.replaced,
         config.kafka.auto_offset_reset,
     );
-    let owner = f
+    let pending = f
         .mysql
         .as_ref()
-        .map_or_else(String::new, |r| format!(" ({}, {})", r.owner, r.updated_at));
+        .and_then(|r| r.reset_to)
+        .map_or_else(String::new, |p| {
+            format!(", starts at {p}: a reset Kafka has not confirmed")
+        });
+    let owner = f.mysql.as_ref().map_or_else(String::new, |r| {
+        format!(" ({}, {}{pending})", r.owner, r.updated_at)
+    });
     format!(
         "{:>9} {:>12} {:>12} {:>15} {:>12} {:>20} {:>11}  {state}{owner}",
         f.partition,

@@ -1,7 +1,7 @@
 //! Claiming assigned partitions in MySQL before reading them (see
 //! [`crate::fence`]), and, in exactly-once mode, where to read them from.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,10 @@ pub(crate) struct Claimer {
     /// Why the partitions assigned cannot be read, for the consumer loop to
     /// stop on.
     failure: Mutex<Option<SourceError>>,
-    /// Where exactly-once partitions were started: MySQL's next offset.
+    /// Where partitions were started at an explicit offset.
     starts: Mutex<HashMap<i32, i64>>,
+    /// Partitions whose pending start in MySQL is not cleared yet.
+    unconfirmed: Mutex<HashSet<i32>>,
     /// How long a claim is retried before the run gives up.
     patience: Duration,
 }
@@ -52,6 +54,7 @@ impl Claimer {
             generations: Mutex::new(HashMap::new()),
             failure: Mutex::new(None),
             starts: Mutex::new(HashMap::new()),
+            unconfirmed: Mutex::new(HashSet::new()),
             patience,
         }
     }
@@ -73,9 +76,36 @@ impl Claimer {
         self.spec.marks
     }
 
+    /// Notes that `partitions` start at a start pending in MySQL, to be
+    /// cleared once Kafka has it ([`Self::confirmed`]).
+    pub(crate) fn pending(&self, partitions: &[i32]) {
+        let mut u = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
+        u.extend(partitions.iter().copied());
+    }
+
+    /// After a commit of `partitions` Kafka confirmed: clears the pending
+    /// starts among them not cleared yet.
+    pub(crate) fn confirm_if_pending(&self, partitions: &[i32]) {
+        let due: Vec<i32> = {
+            let u = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
+            if u.is_empty() {
+                return;
+            }
+            partitions
+                .iter()
+                .copied()
+                .filter(|p| u.contains(p))
+                .collect()
+        };
+        if !due.is_empty() {
+            self.confirmed(&due);
+        }
+    }
+
     /// Kafka confirmed the starts of `partitions`: their pending starts are
     /// cleared (where this instance still holds them). A failure only
-    /// leaves them pending, which the next claim honours again.
+    /// leaves them pending here, retried after the next commit; a claim
+    /// before that starts them where this one did.
     pub(crate) fn confirmed(&self, partitions: &[i32]) {
         let claims: Vec<(i32, u64)> = partitions
             .iter()
@@ -90,12 +120,20 @@ impl Claimer {
                     *slot = Some(c);
                 }),
         };
-        if let Err(e) = result {
-            *slot = None;
-            log::warn!(
-                "cannot clear the pending starts of partitions {partitions:?} ({e}); the next \
-                 claim starts them where this one did"
-            );
+        match result {
+            Ok(()) => {
+                let mut u = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
+                for p in partitions {
+                    u.remove(p);
+                }
+            }
+            Err(e) => {
+                *slot = None;
+                log::warn!(
+                    "cannot clear the pending starts of partitions {partitions:?} ({e}); \
+                     retried after the next commit"
+                );
+            }
         }
     }
 
@@ -173,9 +211,11 @@ impl Claimer {
     pub(crate) fn forget(&self, partitions: &[i32]) {
         let mut g = self.generations.lock().unwrap_or_else(|p| p.into_inner());
         let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut u = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
         for p in partitions {
             g.remove(p);
             starts.remove(p);
+            u.remove(p);
         }
     }
 

@@ -116,9 +116,14 @@ impl Source {
             Ok(()) => {
                 Metrics::add(&self.metrics.commits, 1);
                 let mut t = lock(&self.tracker);
-                for c in candidates {
+                for c in &candidates {
                     t.confirm_commit(c.partition, c.offset);
                 }
+                drop(t);
+                // Kafka now holds offsets from after any pending start (see
+                // rebalance): one whose clearing failed at assignment goes.
+                let parts: Vec<i32> = candidates.iter().map(|c| c.partition).collect();
+                self.claimer.confirm_if_pending(&parts);
                 true
             }
             Err(e) => {

@@ -55,14 +55,6 @@ impl LogId {
             |a: &Option<String>, b: &Option<String>| matches!((a, b), (Some(a), Some(b)) if a != b);
         differ(&self.cluster, &other.cluster) || differ(&self.topic, &other.topic)
     }
-
-    /// These ids, completed by `stored`'s where unknown here.
-    pub(crate) fn completing(&self, stored: &LogId) -> LogId {
-        LogId {
-            cluster: self.cluster.clone().or_else(|| stored.cluster.clone()),
-            topic: self.topic.clone().or_else(|| stored.topic.clone()),
-        }
-    }
 }
 
 /// The ids of `topic`'s log, as far as they can be learned.
@@ -200,9 +192,5 @@ mod tests {
         assert!(id(Some("a"), Some("x")).differs(&id(Some("a"), Some("y"))));
         assert!(!id(Some("a"), None).differs(&id(Some("a"), Some("y"))));
         assert!(!id(None, Some("x")).differs(&id(Some("b"), None)));
-        assert_eq!(
-            id(Some("a"), None).completing(&id(Some("z"), Some("t"))),
-            id(Some("a"), Some("t"))
-        );
     }
 }

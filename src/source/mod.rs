@@ -48,7 +48,8 @@ pub(crate) use backpressure::{max_poll_interval, pause_after};
 pub use client::client_config;
 pub(crate) use log_id::{log_id, LogId};
 pub(crate) use out_of_range::{
-    decide as decide_start, log_ranges, verdict as out_of_range_verdict, LogRange, Start,
+    decide as decide_start, held_offset, log_ranges, verdict as out_of_range_verdict, LogRange,
+    Start,
 };
 
 /// Why the consumer stopped abnormally.

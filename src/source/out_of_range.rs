@@ -123,13 +123,17 @@ impl fmt::Display for OutOfRange {
                                the group's offsets come from another cluster)"
                 .to_string(),
         };
+        let place = match side {
+            Side::Replaced => "does not belong to the log Kafka has",
+            Side::BelowStart | Side::BeyondEnd => "is outside the log Kafka has",
+        };
         write!(
             f,
-            "topic {topic} partition {partition}: the sink's offset {offset} is outside the log \
-             Kafka has ({}..{}), {why}. Nothing of the partition was written. To go on, run \
+            "topic {topic} partition {partition}: the sink's offset {offset} {place} ({}..{}), \
+             {why}. Nothing of the partition was written. To go on, run \
              `kafka-mysql-sink offsets reset --to earliest --partition {partition}` (or `--to \
-             latest`, or an offset) with the same configuration, or set \
-             kafka.on_out_of_range = \"earliest\" or \"latest\"",
+             latest`, an offset, or `current` for offsets moved along with the group) with the \
+             same configuration, or set kafka.on_out_of_range = \"earliest\" or \"latest\"",
             range.low, range.high
         )
     }

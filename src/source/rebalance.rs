@@ -22,7 +22,7 @@ use std::cell::RefCell;
 use super::claim::Claimer;
 use super::fetch::FetchQueue;
 use super::log_id::{log_id, LogId};
-use super::out_of_range::{decide, held_offset, log_ranges, Side, Start};
+use super::out_of_range::{decide, held_offset, log_ranges, Reset, Side, Start};
 use super::SourceError;
 use crate::config::AutoOffsetReset;
 use crate::fence::{Claimed, Settled};
@@ -175,7 +175,16 @@ impl SinkContext {
         // that failed, a crash in between) is never taken for progress.
         let settle = |claimed: &[Claimed]| {
             let mut d = decided.borrow_mut();
-            d.clear();
+            // An earlier attempt of this claim whose commit reached MySQL
+            // although its answer did not: its resets are the rows' pending
+            // starts now, and must still be reported as resets.
+            let earlier: Vec<Reset> = d
+                .drain(..)
+                .filter_map(|(_, start, _)| match start {
+                    Some(Start::Reset(r)) => Some(r),
+                    _ => None,
+                })
+                .collect();
             let mut settled = Settled::default();
             for c in claimed {
                 let p = c.standing.partition;
@@ -183,6 +192,13 @@ impl SinkContext {
                 let held = held_offset(exactly_once, kafka, c.standing.next_offset, c.reset_to);
                 let stored = c.log_id.as_deref().map(LogId::decode).unwrap_or_default();
                 let replaced = stored.differs(&log);
+                if stored.topic.is_some() && log.topic.is_none() {
+                    log::warn!(
+                        "topic {topic} partition {p}: cannot learn the topic's id now, so a \
+                         recreated topic is told from the old one only by the cluster id and \
+                         the offsets' range this time"
+                    );
+                }
                 let start = if kafka_lookup(p).is_none() && held.is_none() {
                     // Nothing known: librdkafka looks up the group's offset.
                     None
@@ -196,6 +212,13 @@ impl SinkContext {
                         starting.on_out_of_range,
                         starting.fresh,
                     ))
+                };
+                let start = match start {
+                    Some(Start::At(o)) if c.reset_to == Some(o) => earlier
+                        .iter()
+                        .find(|r| r.partition == p && r.to == o)
+                        .map_or(Some(Start::At(o)), |r| Some(Start::Reset(*r))),
+                    other => other,
                 };
                 let pending = match &start {
                     Some(Start::Reset(r)) => Some(r.to),
@@ -211,8 +234,20 @@ impl SinkContext {
                 // The offsets belong to this log from now on, unless the
                 // partition is not started (refused, or nothing known).
                 let started = !matches!(start, Some(Start::Refuse(_)) | None);
-                let id = started.then(|| log.completing(&stored).encode()).flatten();
+                // What was checked, and nothing else: an id unknown now is
+                // not carried over from the row (it may be the old log's).
+                let id = if started {
+                    log.encode()
+                } else {
+                    c.log_id.clone()
+                };
                 settled.marks.push((p, pending, id));
+                // A next offset left by an exactly-once run says nothing of
+                // where an at-least-once run goes on; kept, a later
+                // exactly-once run would trust it under the new ids.
+                if started && !exactly_once && c.standing.next_offset.is_some() {
+                    settled.clear_next.push(p);
+                }
                 let confirm = pending.is_some() && started;
                 d.push((p, start, confirm));
             }
@@ -355,6 +390,7 @@ impl ConsumerContext for SinkContext {
                         log::warn!("cannot pause newly assigned partitions: {e}");
                     }
                 }
+                self.claimer.pending(&commits.resets);
                 if assigned.is_ok() && commits.list.count() > 0 {
                     match consumer.commit(&commits.list, CommitMode::Sync) {
                         Ok(()) => {

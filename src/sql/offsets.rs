@@ -142,19 +142,19 @@ impl OffsetsRows<'_> {
         buf
     }
 
-    /// The log id and pending start of every row of the group and topic.
-    pub(crate) fn marks(&self) -> String {
-        let mut buf = String::from("SELECT `kafka_partition`, `log_id`, `reset_to` FROM ");
-        buf.push_str(self.table);
-        buf.push_str(" WHERE `consumer_group` = ");
-        push_str_literal(&mut buf, self.group);
-        buf.push_str(" AND `topic` = ");
-        push_str_literal(&mut buf, self.topic);
+    /// The log ids and pending starts of the partitions' rows, each found
+    /// by its whole primary key (as [`Self::read`], so that under any
+    /// isolation level it touches those rows alone). `partitions` is not
+    /// empty.
+    pub(crate) fn marks(&self, partitions: &[i32]) -> String {
+        let mut buf = String::from("SELECT o.`kafka_partition`, o.`log_id`, o.`reset_to` FROM ");
+        self.push_lookup(&mut buf, partitions);
         buf
     }
 
     /// Records, per partition, its pending start (`None` clears it) and
-    /// the log's ids its offsets now belong to (kept as it is where `None`);
+    /// the log's ids its offsets now belong to (`None`: unknown, stored
+    /// as NULL);
     /// one statement per partition, as [`Self::set_next`].
     pub(crate) fn set_marks(&self, marks: &[(i32, Option<i64>, Option<&str>)]) -> String {
         if marks.is_empty() {
@@ -170,7 +170,7 @@ impl OffsetsRows<'_> {
             buf.push_str(" SET `log_id` = ");
             match log_id {
                 Some(id) => push_str_literal(&mut buf, id),
-                None => buf.push_str("`log_id`"),
+                None => buf.push_str("NULL"),
             }
             buf.push_str(", `reset_to` = ");
             match reset_to {
@@ -178,6 +178,24 @@ impl OffsetsRows<'_> {
                 None => buf.push_str("NULL"),
             }
             self.push_key(&mut buf, *partition);
+        }
+        buf
+    }
+
+    /// Clears the partitions' next offsets, one statement each.
+    pub(crate) fn clear_next(&self, partitions: &[i32]) -> String {
+        if partitions.is_empty() {
+            return "DO 0".into();
+        }
+        let mut buf = String::new();
+        for (i, p) in partitions.iter().enumerate() {
+            if i > 0 {
+                buf.push_str("; ");
+            }
+            buf.push_str("UPDATE ");
+            buf.push_str(self.table);
+            buf.push_str(" SET `next_offset` = NULL");
+            self.push_key(&mut buf, *p);
         }
         buf
     }
@@ -211,7 +229,11 @@ impl OffsetsRows<'_> {
             "SELECT `kafka_partition`, `next_offset`, `generation`, `owner`, \
              CAST(`updated_at` AS CHAR), ",
         );
-        buf.push_str(if marks { "`log_id`" } else { "NULL" });
+        buf.push_str(if marks {
+            "`log_id`, `reset_to`"
+        } else {
+            "NULL, NULL"
+        });
         buf.push_str(" FROM ");
         buf.push_str(self.table);
         buf.push_str(" WHERE `consumer_group` = ");
@@ -396,7 +418,12 @@ mod tests {
         );
         assert!(rows()
             .set_marks(&[(2, None, None)])
-            .contains("SET `log_id` = `log_id`, `reset_to` = NULL"));
+            .contains("SET `log_id` = NULL, `reset_to` = NULL"));
+        assert_eq!(
+            rows().clear_next(&[3]),
+            "UPDATE `d`.`orders_offsets` SET `next_offset` = NULL \
+             WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 3"
+        );
         assert!(rows()
             .clear_resets(&[(1, 77)])
             .ends_with("`kafka_partition` = 1 AND `generation` = 77"));
