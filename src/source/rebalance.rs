@@ -199,6 +199,24 @@ impl SinkContext {
                          the offsets' range this time"
                     );
                 }
+                if !exactly_once
+                    && held.is_none()
+                    && kafka_lookup(p) == Some(None)
+                    && c.log_id.is_some()
+                    && !replaced
+                    && starting.fresh == AutoOffsetReset::Latest
+                {
+                    // Read before on this log, yet no offset in Kafka: the
+                    // group's offsets expired (offsets.retention.minutes)
+                    // or were deleted. Starting at the end passes over
+                    // whatever came meanwhile.
+                    log::warn!(
+                        "topic {topic} partition {p}: the group has no committed offset, though \
+                         it read this partition before (expired or deleted offsets?); starting \
+                         at the end as auto_offset_reset = \"latest\" says, past anything \
+                         produced meanwhile"
+                    );
+                }
                 let start = if kafka_lookup(p).is_none() && held.is_none() {
                     // Nothing known: librdkafka looks up the group's offset.
                     None
