@@ -30,16 +30,10 @@ pub(crate) fn ensure_offsets_table(
             })?;
         return Ok(true);
     }
-    let have: Vec<String> = conn
-        .exec(
-            "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (db, table),
-        )
-        .map_err(query_err("reading the offsets table's columns"))?;
+    let have = columns(conn, db, table)?;
     let qualified = sql::qualified(db, table);
     for (column, definition) in sql::LATER_COLUMNS {
-        if have.iter().any(|c| c.eq_ignore_ascii_case(column)) {
+        if has(&have, column) {
             continue;
         }
         // Bounded: an ALTER queued behind a transaction on the table (an
@@ -51,7 +45,7 @@ pub(crate) fn ensure_offsets_table(
         match result {
             Ok(()) => log::info!("added column `{column}` to {qualified}"),
             // Another instance starting at the same time may have added it.
-            Err(_) if offsets_table_has_column(conn, db, table, column)? => {}
+            Err(_) if has(&columns(conn, db, table)?, column) => {}
             Err(e) => {
                 log::warn!(
                     "cannot add column `{column}` to {qualified} ({e}); a recreated topic whose \
@@ -65,21 +59,18 @@ pub(crate) fn ensure_offsets_table(
     Ok(true)
 }
 
-/// Whether the offsets table `db`.`table` has `column`.
-fn offsets_table_has_column(
-    conn: &mut Conn,
-    db: &str,
-    table: &str,
-    column: &str,
-) -> Result<bool, DbError> {
-    let found: Option<String> = conn
-        .exec_first(
-            "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?",
-            (db, table, column),
-        )
-        .map_err(query_err("reading the offsets table's columns"))?;
-    Ok(found.is_some())
+/// The columns of `db`.`table`.
+fn columns(conn: &mut Conn, db: &str, table: &str) -> Result<Vec<String>, DbError> {
+    conn.exec(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+        (db, table),
+    )
+    .map_err(query_err("reading the offsets table's columns"))
+}
+
+fn has(columns: &[String], column: &str) -> bool {
+    columns.iter().any(|c| c.eq_ignore_ascii_case(column))
 }
 
 /// Whether the offsets table `db`.`table` has the columns later versions
@@ -89,16 +80,8 @@ pub(crate) fn offsets_table_has_marks(
     db: &str,
     table: &str,
 ) -> Result<bool, DbError> {
-    let have: Vec<String> = conn
-        .exec(
-            "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (db, table),
-        )
-        .map_err(query_err("reading the offsets table's columns"))?;
-    Ok(sql::LATER_COLUMNS
-        .iter()
-        .all(|(c, _)| have.iter().any(|h| h.eq_ignore_ascii_case(c))))
+    let have = columns(conn, db, table)?;
+    Ok(sql::LATER_COLUMNS.iter().all(|(c, _)| has(&have, c)))
 }
 
 /// Checks that the session may insert into and update the offsets table,

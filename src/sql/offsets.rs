@@ -157,19 +157,10 @@ impl OffsetsRows<'_> {
     /// as NULL);
     /// one statement per partition, as [`Self::set_next`].
     pub(crate) fn set_marks(&self, marks: &[(i32, Option<i64>, Option<&str>)]) -> String {
-        if marks.is_empty() {
-            return "DO 0".into();
-        }
-        let mut buf = String::new();
-        for (i, (partition, reset_to, log_id)) in marks.iter().enumerate() {
-            if i > 0 {
-                buf.push_str("; ");
-            }
-            buf.push_str("UPDATE ");
-            buf.push_str(self.table);
-            buf.push_str(" SET `log_id` = ");
+        self.updates(marks, |buf, (partition, reset_to, log_id)| {
+            buf.push_str("`log_id` = ");
             match log_id {
-                Some(id) => push_str_literal(&mut buf, id),
+                Some(id) => push_str_literal(buf, id),
                 None => buf.push_str("NULL"),
             }
             buf.push_str(", `reset_to` = ");
@@ -177,48 +168,25 @@ impl OffsetsRows<'_> {
                 Some(o) => buf.push_str(itoa::Buffer::new().format(*o)),
                 None => buf.push_str("NULL"),
             }
-            self.push_key(&mut buf, *partition);
-        }
-        buf
+            (*partition, None)
+        })
     }
 
     /// Clears the partitions' next offsets, one statement each.
     pub(crate) fn clear_next(&self, partitions: &[i32]) -> String {
-        if partitions.is_empty() {
-            return "DO 0".into();
-        }
-        let mut buf = String::new();
-        for (i, p) in partitions.iter().enumerate() {
-            if i > 0 {
-                buf.push_str("; ");
-            }
-            buf.push_str("UPDATE ");
-            buf.push_str(self.table);
-            buf.push_str(" SET `next_offset` = NULL");
-            self.push_key(&mut buf, *p);
-        }
-        buf
+        self.updates(partitions, |buf, p| {
+            buf.push_str("`next_offset` = NULL");
+            (*p, None)
+        })
     }
 
     /// Clears the pending starts of partitions still held at the given
     /// generations, once Kafka confirmed them.
     pub(crate) fn clear_resets(&self, claims: &[(i32, u64)]) -> String {
-        if claims.is_empty() {
-            return "DO 0".into();
-        }
-        let mut buf = String::new();
-        for (i, (partition, generation)) in claims.iter().enumerate() {
-            if i > 0 {
-                buf.push_str("; ");
-            }
-            buf.push_str("UPDATE ");
-            buf.push_str(self.table);
-            buf.push_str(" SET `reset_to` = NULL");
-            self.push_key(&mut buf, *partition);
-            buf.push_str(" AND `generation` = ");
-            buf.push_str(itoa::Buffer::new().format(*generation));
-        }
-        buf
+        self.updates(claims, |buf, (partition, generation)| {
+            buf.push_str("`reset_to` = NULL");
+            (*partition, Some(*generation))
+        })
     }
 
     /// Every row of the group and topic, for people: partition, next
@@ -325,19 +293,39 @@ impl OffsetsRows<'_> {
     /// which refuses a join with a derived table. Run with
     /// [`crate::fence::run_multi`], which sees every statement's error.
     pub(crate) fn set_next(&self, next: &[Coord]) -> String {
-        if next.is_empty() {
+        self.updates(next, |buf, c| {
+            buf.push_str("`next_offset` = ");
+            buf.push_str(itoa::Buffer::new().format(c.offset));
+            (c.partition, None)
+        })
+    }
+
+    /// One `UPDATE` per item, `;`-separated, each of one row named by its
+    /// whole primary key (see [`Self::set_next`]): `set` writes the SET
+    /// list and says which partition's row, and at which generation only
+    /// (`None`: any). `DO 0` for none.
+    fn updates<T>(
+        &self,
+        items: &[T],
+        mut set: impl FnMut(&mut String, &T) -> (i32, Option<u64>),
+    ) -> String {
+        if items.is_empty() {
             return "DO 0".into();
         }
         let mut buf = String::new();
-        for (i, c) in next.iter().enumerate() {
+        for (i, item) in items.iter().enumerate() {
             if i > 0 {
                 buf.push_str("; ");
             }
             buf.push_str("UPDATE ");
             buf.push_str(self.table);
-            buf.push_str(" SET `next_offset` = ");
-            buf.push_str(itoa::Buffer::new().format(c.offset));
-            self.push_key(&mut buf, c.partition);
+            buf.push_str(" SET ");
+            let (partition, generation) = set(&mut buf, item);
+            self.push_key(&mut buf, partition);
+            if let Some(g) = generation {
+                buf.push_str(" AND `generation` = ");
+                buf.push_str(itoa::Buffer::new().format(g));
+            }
         }
         buf
     }
