@@ -57,13 +57,19 @@ fn backfill(
     dir: &std::path::Path,
     tag: &str,
 ) -> (i32, String) {
-    let mut run = spawn_sink(
-        t,
-        config,
-        dir.join(format!("{tag}.log")),
-        &["--until-caught-up"],
-        &[],
-    );
+    backfill_with(t, config, dir, tag, &[])
+}
+
+/// [`backfill`] with more environment.
+fn backfill_with(
+    t: &Target,
+    config: &std::path::Path,
+    dir: &std::path::Path,
+    tag: &str,
+    env: &[(&str, String)],
+) -> (i32, String) {
+    let log = dir.join(format!("{tag}.log"));
+    let mut run = spawn_sink(t, config, log, &["--until-caught-up"], env);
     let status = run.wait(Duration::from_secs(180));
     (status.code().unwrap_or(-1), run.log_text())
 }
@@ -182,17 +188,7 @@ fn a_reset_kafka_never_took_is_not_undone_by_kafka_s_old_offset() {
     let body = "on_out_of_range = \"earliest\"";
     let config = config_with(&dir, "sink.toml", body);
     let at_least_once = [("SINK_DELIVERY", "at_least_once".to_string())];
-    let run = |t: &Target, tag: &str| {
-        let mut p = spawn_sink(
-            t,
-            &config,
-            dir.join(format!("{tag}.log")),
-            &["--until-caught-up"],
-            &at_least_once,
-        );
-        let status = p.wait(Duration::from_secs(180));
-        (status.code().unwrap_or(-1), p.log_text())
-    };
+    let run = |t: &Target, tag: &str| backfill_with(t, &config, &dir, tag, &at_least_once);
     produce_orders(&t, parts, 1500);
     let (code, log) = run(&t, "first");
     assert_eq!(code, 0, "{log}");
@@ -551,15 +547,9 @@ fn at_least_once_after_exactly_once_writes_what_kafka_says_despite_mysql_s_next_
     commit_as_member(&t, parts, 0);
     conn.query_drop(format!("DELETE FROM `{}`.`orders`", t.db))
         .unwrap();
-    let mut run = spawn_sink(
-        &t,
-        &config,
-        dir.join("at-least-once.log"),
-        &["--until-caught-up"],
-        &[("SINK_DELIVERY", "at_least_once".into())],
-    );
-    let status = run.wait(Duration::from_secs(180));
-    assert_eq!(status.code(), Some(0), "{}", run.log_text());
+    let at_least_once = [("SINK_DELIVERY", "at_least_once".to_string())];
+    let (code, log) = backfill_with(&t, &config, &dir, "at-least-once", &at_least_once);
+    assert_eq!(code, 0, "{log}");
     assert_drained(&mut conn, &t, 1000, parts);
     drop_db(&mut conn, &t.db);
 }

@@ -60,13 +60,7 @@ impl OffsetsRows<'_> {
             if i > 0 {
                 buf.push(',');
             }
-            buf.push('(');
-            push_str_literal(&mut buf, self.group);
-            buf.push(',');
-            push_str_literal(&mut buf, self.topic);
-            buf.push(',');
-            buf.push_str(itoa::Buffer::new().format(*p));
-            buf.push(',');
+            self.push_row_head(&mut buf, *p);
             buf.push_str(itoa::Buffer::new().format(first));
             buf.push(',');
             push_str_literal(&mut buf, owner);
@@ -106,13 +100,7 @@ impl OffsetsRows<'_> {
             if i > 0 {
                 buf.push(',');
             }
-            buf.push('(');
-            push_str_literal(&mut buf, self.group);
-            buf.push(',');
-            push_str_literal(&mut buf, self.topic);
-            buf.push(',');
-            buf.push_str(itoa::Buffer::new().format(c.partition));
-            buf.push(',');
+            self.push_row_head(&mut buf, c.partition);
             buf.push_str(itoa::Buffer::new().format(c.offset));
             buf.push(',');
             buf.push_str(itoa::Buffer::new().format(first));
@@ -210,6 +198,17 @@ impl OffsetsRows<'_> {
         push_str_literal(&mut buf, self.topic);
         buf.push_str(" ORDER BY `kafka_partition`");
         buf
+    }
+
+    /// `(group, topic, partition,`: the start of a row's VALUES.
+    fn push_row_head(&self, buf: &mut String, partition: i32) {
+        buf.push('(');
+        push_str_literal(buf, self.group);
+        buf.push(',');
+        push_str_literal(buf, self.topic);
+        buf.push(',');
+        buf.push_str(itoa::Buffer::new().format(partition));
+        buf.push(',');
     }
 
     /// The condition naming one partition's row by its whole primary key.
