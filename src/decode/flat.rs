@@ -138,6 +138,90 @@ pub(super) fn parse(payload: &[u8]) -> Option<Flat<'_>> {
     })
 }
 
+/// A member's value as the one pass reads it: text without escapes, a
+/// number's JSON text, `null`, or a boolean.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Scalar<'a> {
+    Str(&'a str),
+    Num(&'a str),
+    Null,
+    Bool(bool),
+}
+
+/// Calls `each` with every member of `payload` in order, if it is a flat
+/// object this pass is sure about: the same rules as [`parse`], for any
+/// field names (a plan's), with keys compared by the caller. `None`, at once
+/// or after some calls, sends the message to simd-json, as does `each`
+/// answering `None` (a duplicate, say).
+pub(super) fn members<'a>(
+    payload: &'a [u8],
+    mut each: impl FnMut(&'a str, Scalar<'a>) -> Option<()>,
+) -> Option<()> {
+    let doc = if is_ascii(payload) {
+        // SAFETY: ASCII is valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(payload) }
+    } else {
+        std::str::from_utf8(payload).ok()?
+    };
+    let b = doc.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return (skip_ws(b, i + 1) == b.len()).then_some(());
+    }
+    loop {
+        i = skip_ws(b, i);
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(b, i + 1)?;
+        let key = doc.get(i + 1..key_end)?;
+        i = skip_ws(b, key_end + 1);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let value = match *b.get(i)? {
+            b'"' => {
+                let end = string_end(b, i + 1)?;
+                let text = doc.get(i + 1..end)?;
+                i = end + 1;
+                Scalar::Str(text)
+            }
+            b'-' | b'0'..=b'9' => {
+                let end = plain_number(b, i)?;
+                let text = doc.get(i..end)?;
+                i = end;
+                Scalar::Num(text)
+            }
+            b'n' => {
+                i = literal(b, i, b"null")?;
+                Scalar::Null
+            }
+            b't' => {
+                i = literal(b, i, b"true")?;
+                Scalar::Bool(true)
+            }
+            b'f' => {
+                i = literal(b, i, b"false")?;
+                Scalar::Bool(false)
+            }
+            _ => return None,
+        };
+        each(key, value)?;
+        i = skip_ws(b, i);
+        match b.get(i)? {
+            b',' => i += 1,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    (skip_ws(b, i + 1) == b.len()).then_some(())
+}
+
 /// Whether every byte is below 0x80, eight at a time. (The standard
 /// library's check goes byte by byte over all that does not fill a 64-byte
 /// block, which for messages of a few hundred bytes is much of them.)

@@ -1,0 +1,491 @@
+//! Any JSON message into a row of its route's table, by the route's plan:
+//! per written column a literal (through the column's conversion),
+//! `DEFAULT`, or nothing, or a refusal naming field, column, value and
+//! expected type (the dead letter's reason).
+//!
+//! The same two ways as the orders decoder: a flat message whose columns
+//! all come from top-level fields is read in one pass (`flat::members`),
+//! with the common conversions done on the slices it finds
+//! (`convert::push_number`); nested paths, escapes, nested values and
+//! anything else the pass is unsure of go through simd-json's tape, whose
+//! structural positions give each number's text, so numbers still reach
+//! the statement as written. Nothing here talks to MySQL: the row is data
+//! for the statement builder (`sql::by_plan`).
+
+use std::borrow::Cow;
+
+use simd_json::{BorrowedValue as Value, StaticNode, Tape};
+
+use super::cells::{PlanRow, PlanRowBuilder};
+use super::flat::{self, Scalar};
+use super::DecodeError;
+use crate::config::{Config, EpochUnit, Source, UnknownFields};
+use crate::convert::{self, Conversion, ConvertError};
+use crate::plan::{Absent, Feed, Plan};
+use crate::sql::{PlanShape, WriteMode};
+use crate::table::TableDesc;
+
+/// A message's Kafka side, which metadata sources read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Meta<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Milliseconds since the epoch, when the message has a timestamp.
+    pub timestamp: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    /// Names and values in the message's order; of repeated names the last
+    /// counts, as Kafka Connect's `lastWithName` does.
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+}
+
+/// Why a message is not a row. Every variant names what a dead letter
+/// needs to say.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RowError {
+    #[error(transparent)]
+    Payload(#[from] DecodeError),
+    #[error("field `{field}` is missing, and column `{column}` needs {expected}")]
+    Missing {
+        field: String,
+        column: String,
+        expected: String,
+    },
+    #[error("field `{field}` is null, and key column `{column}` needs {expected}")]
+    NullKey {
+        field: String,
+        column: String,
+        expected: String,
+    },
+    #[error("field `{field}` appears twice")]
+    Duplicate { field: String },
+    #[error("field `{field}` feeds no column (unknown_fields = \"reject\")")]
+    Unknown { field: String },
+    #[error("column `{column}` is fed from the Kafka key, which {reason}")]
+    Key { column: String, reason: String },
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
+}
+
+/// One written column, as the decoder follows it.
+#[derive(Debug)]
+pub(super) struct Col {
+    pub(super) column: String,
+    pub(super) source: Source,
+    /// The source as errors name it: `contact.email`, `@topic`.
+    pub(super) field: String,
+    pub(super) conversion: Conversion,
+    pub(super) when_absent: Absent,
+    pub(super) key: bool,
+    /// The slot of a field's top-level name in `Shape::names`.
+    pub(super) slot: Option<usize>,
+}
+
+/// What a member's value was, as positions in the payload (the found
+/// values outlive no message, but the decoder does).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Seen {
+    No,
+    Str(u32, u32),
+    Num(u32, u32),
+    Null,
+    Bool(bool),
+}
+
+/// Decodes payloads by one plan, reusing its buffers across messages.
+pub struct PlanDecoder {
+    cols: Vec<Col>,
+    /// Distinct top-level names of the field sources.
+    names: Vec<Box<str>>,
+    /// Whether every field source is a top-level name (the one pass can
+    /// read the message).
+    flat: bool,
+    reject_unknown: bool,
+    null_is_absent: bool,
+    shape: PlanShape,
+    seen: Vec<Seen>,
+    /// Per slot: the tape node and structural index of the member's value.
+    found: Vec<Option<(usize, usize)>>,
+    row: PlanRowBuilder,
+    scratch: Vec<u8>,
+    side: Vec<u8>,
+    buffers: simd_json::Buffers,
+    tape: Option<Tape<'static>>,
+}
+
+impl PlanDecoder {
+    pub(crate) fn new(plan: &Plan) -> PlanDecoder {
+        let mut names: Vec<Box<str>> = Vec::new();
+        let mut cols = Vec::new();
+        for c in &plan.columns {
+            let Feed::From {
+                source,
+                conversion,
+                when_absent,
+            } = &c.feed
+            else {
+                continue;
+            };
+            let slot = match source {
+                Source::Field(path) => path.first().map(|top| {
+                    names.iter().position(|n| **n == **top).unwrap_or_else(|| {
+                        names.push(top.as_str().into());
+                        names.len() - 1
+                    })
+                }),
+                _ => None,
+            };
+            // The message timestamp is in milliseconds whatever unit the
+            // route's epoch numbers are in.
+            let conversion = match (source, conversion) {
+                (Source::Timestamp, Conversion::Temporal(t)) => {
+                    let mut t = t.clone();
+                    t.epoch = EpochUnit::Millis;
+                    Conversion::Temporal(t)
+                }
+                _ => conversion.clone(),
+            };
+            cols.push(Col {
+                column: c.column.clone(),
+                source: source.clone(),
+                field: source.to_string(),
+                conversion,
+                when_absent: *when_absent,
+                key: plan.key.iter().any(|k| k.eq_ignore_ascii_case(&c.column)),
+                slot,
+            });
+        }
+        let flat = cols
+            .iter()
+            .all(|c| !matches!(&c.source, Source::Field(p) if p.len() != 1));
+        let shape = PlanShape {
+            table: plan.table.clone(),
+            columns: cols.iter().map(|c| c.column.clone()).collect(),
+            key: (0..cols.len()).filter(|&k| cols[k].key).collect(),
+            mode: match plan.mode {
+                crate::config::Mode::Upsert => WriteMode::Upsert,
+                crate::config::Mode::Insert => WriteMode::Insert,
+                crate::config::Mode::Update => WriteMode::Update,
+            },
+        };
+        PlanDecoder {
+            seen: vec![Seen::No; names.len()],
+            found: vec![None; names.len()],
+            names,
+            cols,
+            flat,
+            reject_unknown: plan.unknown_fields == UnknownFields::Reject,
+            null_is_absent: plan.null_is_absent,
+            shape,
+            row: PlanRowBuilder::default(),
+            scratch: Vec::with_capacity(4096),
+            side: Vec::new(),
+            buffers: simd_json::Buffers::new(4096),
+            tape: None,
+        }
+    }
+
+    /// The decoder of the seed's orders route (no `[[routes]]`), planned
+    /// against `table` (`TableDesc::seed_orders` or the server's
+    /// description); the plan's refusal otherwise.
+    pub fn for_default_route(config: &Config, table: &TableDesc) -> Result<PlanDecoder, String> {
+        crate::plan::compile_default(&config.default_route(), table)
+            .map(|p| PlanDecoder::new(&p))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The decoder of `[[routes]]` entry `index`, planned against `table`.
+    pub fn for_route(
+        config: &Config,
+        index: usize,
+        table: &TableDesc,
+    ) -> Result<PlanDecoder, String> {
+        let route = config
+            .routes
+            .get(index)
+            .ok_or_else(|| format!("there is no routes[{index}]"))?;
+        crate::plan::compile(route, index, table)
+            .map(|p| PlanDecoder::new(&p))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The statement builder's view of the rows this decoder makes: their
+    /// columns in cell order and which of them are the key.
+    pub fn shape(&self) -> &PlanShape {
+        &self.shape
+    }
+
+    /// The row of `payload`; with `keep`, the row also keeps the message's
+    /// key and payload for its dead letter.
+    pub fn decode(
+        &mut self,
+        payload: &[u8],
+        meta: &Meta<'_>,
+        keep: bool,
+    ) -> Result<PlanRow, RowError> {
+        if payload.iter().all(u8::is_ascii_whitespace) {
+            return Err(DecodeError::Empty.into());
+        }
+        let raw = keep.then_some((meta.key, payload));
+        if self.flat && self.read_flat(payload) {
+            self.row.clear();
+            for k in 0..self.cols.len() {
+                let col = &self.cols[k];
+                let seen = col.slot.map_or(Seen::No, |s| self.seen[s]);
+                match seen {
+                    Seen::No if col.slot.is_some() => absent(col, &mut self.row)?,
+                    Seen::No => meta_cell(col, meta, payload, &mut self.side, &mut self.row)?,
+                    Seen::Null => null(col, self.null_is_absent, &mut self.row)?,
+                    Seen::Str(a, b) => {
+                        let text = slice(payload, a, b);
+                        if convert::push_str(&col.conversion, text, self.row.text()).is_none() {
+                            let v = Value::String(Cow::Borrowed(text));
+                            push(col, &v, None, &mut self.row)?;
+                        }
+                        self.row.end_value();
+                    }
+                    Seen::Num(a, b) => {
+                        let text = slice(payload, a, b);
+                        if convert::push_number(&col.conversion, text, self.row.text()).is_none() {
+                            let (v, t) = number_value(text);
+                            push(col, &v, t, &mut self.row)?;
+                        }
+                        self.row.end_value();
+                    }
+                    Seen::Bool(b) => {
+                        push(
+                            col,
+                            &Value::Static(StaticNode::Bool(b)),
+                            None,
+                            &mut self.row,
+                        )?;
+                        self.row.end_value();
+                    }
+                }
+            }
+            return Ok(self.row.finish(raw));
+        }
+        self.decode_general(payload, meta, raw)
+    }
+
+    /// A tombstone's row: only its key columns, from the Kafka key (its
+    /// text for a one-column key, a JSON object's members named after the
+    /// columns for a composite one), every other cell absent.
+    pub fn tombstone(&mut self, meta: &Meta<'_>) -> Result<PlanRow, RowError> {
+        let Some(key) = meta.key else {
+            let col = self.cols.iter().find(|c| c.key);
+            return Err(RowError::Key {
+                column: col.map(|c| c.column.clone()).unwrap_or_default(),
+                reason: "the tombstone does not have".into(),
+            });
+        };
+        self.row.clear();
+        let composite = self.shape.key.len() > 1;
+        self.side.clear();
+        self.side.extend_from_slice(key);
+        let doc = if composite {
+            Some(
+                simd_json::to_borrowed_value(&mut self.side).map_err(|e| RowError::Key {
+                    column: self.shape.key_names(),
+                    reason: format!("is not a JSON object ({e})"),
+                })?,
+            )
+        } else {
+            None
+        };
+        for col in &self.cols {
+            if !col.key {
+                self.row.push_absent();
+                continue;
+            }
+            let member;
+            let value = match &doc {
+                Some(Value::Object(o)) => {
+                    member = o.get(col.column.as_str()).ok_or_else(|| RowError::Key {
+                        column: col.column.clone(),
+                        reason: format!("has no member `{}`", col.column),
+                    })?;
+                    Cow::Borrowed(member)
+                }
+                Some(_) => {
+                    return Err(RowError::Key {
+                        column: col.column.clone(),
+                        reason: "is not a JSON object".into(),
+                    })
+                }
+                None => Cow::Owned(Value::String(Cow::Borrowed(key_text(col, key)?))),
+            };
+            if is_null(&value) {
+                return Err(null_key(col));
+            }
+            push(col, &value, None, &mut self.row)?;
+            self.row.end_value();
+        }
+        Ok(self.row.finish(None))
+    }
+
+    /// The one pass: fills `seen`, or answers false for simd-json's way.
+    fn read_flat(&mut self, payload: &[u8]) -> bool {
+        self.seen.fill(Seen::No);
+        let base = payload.as_ptr() as usize;
+        let at = |s: &str| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
+        let (names, seen, reject) = (&self.names, &mut self.seen, self.reject_unknown);
+        flat::members(payload, |key, value| {
+            let Some(slot) = names.iter().position(|n| **n == *key) else {
+                return (!reject).then_some(());
+            };
+            if seen[slot] != Seen::No {
+                return None;
+            }
+            seen[slot] = match value {
+                Scalar::Str(s) => {
+                    let (a, n) = at(s);
+                    Seen::Str(a, a + n)
+                }
+                Scalar::Num(s) => {
+                    let (a, n) = at(s);
+                    Seen::Num(a, a + n)
+                }
+                Scalar::Null => Seen::Null,
+                Scalar::Bool(b) => Seen::Bool(b),
+            };
+            Some(())
+        })
+        .is_some()
+    }
+
+    /// simd-json's way, for whatever the one pass does not accept.
+    fn decode_general(
+        &mut self,
+        payload: &[u8],
+        meta: &Meta<'_>,
+        raw: Option<(Option<&[u8]>, &[u8])>,
+    ) -> Result<PlanRow, RowError> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(payload);
+        self.scratch
+            .resize(payload.len() + simd_json::INPUT_PADDING, b' ');
+        let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
+        let result = match simd_json::fill_tape_padded(
+            &mut self.scratch,
+            payload.len(),
+            &mut self.buffers,
+            &mut tape,
+        ) {
+            Ok(()) => {
+                let doc = Doc {
+                    nodes: &tape.0,
+                    payload,
+                    structurals: self.buffers.structural_indexes(),
+                };
+                let mut g = General {
+                    cols: &self.cols,
+                    names: &self.names,
+                    found: &mut self.found,
+                    row: &mut self.row,
+                    side: &mut self.side,
+                    null_is_absent: self.null_is_absent,
+                    reject_unknown: self.reject_unknown,
+                };
+                general_row(&mut g, &doc, meta).map(|()| self.row.finish(raw))
+            }
+            Err(e) => Err(DecodeError::Invalid(e.to_string()).into()),
+        };
+        self.tape = Some(tape.reset());
+        result
+    }
+}
+
+pub(super) fn is_null(v: &Value<'_>) -> bool {
+    matches!(v, Value::Static(StaticNode::Null))
+}
+
+fn slice(payload: &[u8], a: u32, b: u32) -> &str {
+    let bytes = payload.get(a as usize..b as usize).unwrap_or_default();
+    // The one pass handed these out as `&str` of this payload.
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+/// A JSON number the one pass accepted, as simd-json would have read it,
+/// with its text when that is what a float keeps.
+fn number_value(text: &str) -> (Value<'static>, Option<&str>) {
+    if !text.contains(['.', 'e', 'E']) {
+        if let Ok(i) = text.parse::<i64>() {
+            return (Value::Static(StaticNode::I64(i)), None);
+        }
+    }
+    let f = text.parse::<f64>().unwrap_or(f64::NAN);
+    (Value::Static(StaticNode::F64(f)), Some(text))
+}
+
+pub(super) fn push(
+    col: &Col,
+    value: &Value<'_>,
+    text: Option<&str>,
+    row: &mut PlanRowBuilder,
+) -> Result<(), RowError> {
+    convert::apply(
+        &col.conversion,
+        &col.field,
+        &col.column,
+        value,
+        text,
+        row.text(),
+    )?;
+    Ok(())
+}
+
+pub(super) fn absent(col: &Col, row: &mut PlanRowBuilder) -> Result<(), RowError> {
+    match col.when_absent {
+        Absent::Refuse => {
+            return Err(RowError::Missing {
+                field: col.field.clone(),
+                column: col.column.clone(),
+                expected: col.conversion.to_string(),
+            })
+        }
+        Absent::Default => row.push_default(),
+        Absent::LeaveAlone => row.push_absent(),
+    }
+    Ok(())
+}
+
+pub(super) fn null_key(col: &Col) -> RowError {
+    RowError::NullKey {
+        field: col.field.clone(),
+        column: col.column.clone(),
+        expected: col.conversion.to_string(),
+    }
+}
+
+pub(super) fn null(
+    col: &Col,
+    null_is_absent: bool,
+    row: &mut PlanRowBuilder,
+) -> Result<(), RowError> {
+    if null_is_absent {
+        return absent(col, row);
+    }
+    if col.key {
+        return Err(null_key(col));
+    }
+    row.text().push_str("NULL");
+    row.end_value();
+    Ok(())
+}
+
+pub(super) fn key_text<'k>(col: &Col, key: &'k [u8]) -> Result<&'k str, RowError> {
+    std::str::from_utf8(key).map_err(|_| RowError::Key {
+        column: col.column.clone(),
+        reason: "is not UTF-8 text".into(),
+    })
+}
+
+mod general;
+mod meta;
+
+use general::{general_row, Doc, General};
+use meta::meta_cell;
+
+#[cfg(test)]
+mod tests;
