@@ -32,7 +32,7 @@ mod string;
 mod temporal;
 mod year;
 
-pub(crate) use fast::{push_number, push_str};
+pub(crate) use fast::FastNumber;
 pub(crate) use temporal::{Temporal, TemporalKind};
 
 /// How one column is fed, decided once per plan.

@@ -20,7 +20,7 @@ use super::cells::{PlanRow, PlanRowBuilder};
 use super::flat::{self, Scalar};
 use super::DecodeError;
 use crate::config::{Config, EpochUnit, Source, UnknownFields};
-use crate::convert::{self, Conversion, ConvertError};
+use crate::convert::{self, Conversion, ConvertError, FastNumber};
 use crate::plan::{Absent, Feed, Plan};
 use crate::sql::{PlanShape, WriteMode};
 use crate::table::TableDesc;
@@ -75,6 +75,8 @@ pub(super) struct Col {
     /// The source as errors name it: `contact.email`, `@topic`.
     pub(super) field: String,
     pub(super) conversion: Conversion,
+    /// The conversion's way with numbers the one pass found.
+    fast: FastNumber,
     pub(super) when_absent: Absent,
     pub(super) key: bool,
     /// The slot of a field's top-level name in `Shape::names`.
@@ -92,11 +94,54 @@ enum Seen {
     Bool(bool),
 }
 
+/// Records what the one pass finds, by slot.
+struct Visit<'d> {
+    names: &'d Names,
+    seen: &'d mut [Seen],
+    reject: bool,
+    /// The payload's address: values are kept as positions in it.
+    base: usize,
+}
+
+impl<'a> flat::Members<'a> for Visit<'_> {
+    #[inline]
+    fn known(&self, rest: &[u8]) -> Option<(usize, usize)> {
+        self.names.known(rest)
+    }
+
+    #[inline]
+    fn member(&mut self, slot: Option<usize>, value: Scalar<'a>) -> Option<()> {
+        let Some(slot) = slot else {
+            return (!self.reject).then_some(());
+        };
+        if self.seen[slot] != Seen::No {
+            return None;
+        }
+        let at = |s: &str| {
+            let a = (s.as_ptr() as usize - self.base) as u32;
+            (a, a + s.len() as u32)
+        };
+        self.seen[slot] = match value {
+            Scalar::Str(s) => {
+                let (a, b) = at(s);
+                Seen::Str(a, b)
+            }
+            Scalar::Num(s) => {
+                let (a, b) = at(s);
+                Seen::Num(a, b)
+            }
+            Scalar::Null => Seen::Null,
+            Scalar::Bool(b) => Seen::Bool(b),
+        };
+        Some(())
+    }
+}
+
 /// Decodes payloads by one plan, reusing its buffers across messages.
 pub struct PlanDecoder {
     cols: Vec<Col>,
     /// Distinct top-level names of the field sources.
-    names: Vec<Box<str>>,
+    names: Names,
     /// Whether every field source is a top-level name (the one pass can
     /// read the message).
     flat: bool,
@@ -149,15 +194,21 @@ impl PlanDecoder {
                 column: c.column.clone(),
                 source: source.clone(),
                 field: source.to_string(),
+                fast: FastNumber::of(&conversion),
                 conversion,
                 when_absent: *when_absent,
                 key: plan.key.iter().any(|k| k.eq_ignore_ascii_case(&c.column)),
                 slot,
             });
         }
+        // The one pass compares names with the payload's raw bytes, which
+        // is right only for names JSON writes without escapes.
         let flat = cols
             .iter()
-            .all(|c| !matches!(&c.source, Source::Field(p) if p.len() != 1));
+            .all(|c| !matches!(&c.source, Source::Field(p) if p.len() != 1))
+            && names
+                .iter()
+                .all(|n| !n.bytes().any(|c| c < 0x20 || c == b'"' || c == b'\\'));
         let shape = PlanShape {
             table: plan.table.clone(),
             columns: cols.iter().map(|c| c.column.clone()).collect(),
@@ -171,7 +222,7 @@ impl PlanDecoder {
         PlanDecoder {
             seen: vec![Seen::No; names.len()],
             found: vec![None; names.len()],
-            names,
+            names: Names::new(names),
             cols,
             flat,
             reject_unknown: plan.unknown_fields == UnknownFields::Reject,
@@ -236,30 +287,27 @@ impl PlanDecoder {
                     Seen::No if col.slot.is_some() => absent(col, &mut self.row)?,
                     Seen::No => meta_cell(col, meta, payload, &mut self.side, &mut self.row)?,
                     Seen::Null => null(col, self.null_is_absent, &mut self.row)?,
+                    Seen::Str(a, b) if col.fast == FastNumber::Quoted => {
+                        // A text column's string, as `push` would keep it.
+                        self.row.text().push_str(slice(payload, a, b));
+                        self.row.end_text();
+                    }
                     Seen::Str(a, b) => {
-                        let text = slice(payload, a, b);
-                        if convert::push_str(&col.conversion, text, self.row.text()).is_none() {
-                            let v = Value::String(Cow::Borrowed(text));
-                            push(col, &v, None, &mut self.row)?;
-                        }
-                        self.row.end_value();
+                        let v = Value::String(Cow::Borrowed(slice(payload, a, b)));
+                        push(col, &v, None, &mut self.row)?;
                     }
                     Seen::Num(a, b) => {
                         let text = slice(payload, a, b);
-                        if convert::push_number(&col.conversion, text, self.row.text()).is_none() {
+                        if col.fast.push(text, self.row.text()).is_some() {
+                            self.row.end_value();
+                        } else {
                             let (v, t) = number_value(text);
                             push(col, &v, t, &mut self.row)?;
                         }
-                        self.row.end_value();
                     }
                     Seen::Bool(b) => {
-                        push(
-                            col,
-                            &Value::Static(StaticNode::Bool(b)),
-                            None,
-                            &mut self.row,
-                        )?;
-                        self.row.end_value();
+                        let v = Value::Static(StaticNode::Bool(b));
+                        push(col, &v, None, &mut self.row)?;
                     }
                 }
             }
@@ -319,7 +367,6 @@ impl PlanDecoder {
                 return Err(null_key(col));
             }
             push(col, &value, None, &mut self.row)?;
-            self.row.end_value();
         }
         Ok(self.row.finish(None))
     }
@@ -327,31 +374,13 @@ impl PlanDecoder {
     /// The one pass: fills `seen`, or answers false for simd-json's way.
     fn read_flat(&mut self, payload: &[u8]) -> bool {
         self.seen.fill(Seen::No);
-        let base = payload.as_ptr() as usize;
-        let at = |s: &str| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
-        let (names, seen, reject) = (&self.names, &mut self.seen, self.reject_unknown);
-        flat::members(payload, |key, value| {
-            let Some(slot) = names.iter().position(|n| **n == *key) else {
-                return (!reject).then_some(());
-            };
-            if seen[slot] != Seen::No {
-                return None;
-            }
-            seen[slot] = match value {
-                Scalar::Str(s) => {
-                    let (a, n) = at(s);
-                    Seen::Str(a, a + n)
-                }
-                Scalar::Num(s) => {
-                    let (a, n) = at(s);
-                    Seen::Num(a, a + n)
-                }
-                Scalar::Null => Seen::Null,
-                Scalar::Bool(b) => Seen::Bool(b),
-            };
-            Some(())
-        })
-        .is_some()
+        let mut visit = Visit {
+            names: &self.names,
+            seen: &mut self.seen,
+            reject: self.reject_unknown,
+            base: payload.as_ptr() as usize,
+        };
+        flat::members(payload, &mut visit).is_some()
     }
 
     /// simd-json's way, for whatever the one pass does not accept.
@@ -400,10 +429,15 @@ pub(super) fn is_null(v: &Value<'_>) -> bool {
     matches!(v, Value::Static(StaticNode::Null))
 }
 
+/// The text between `a` and `b`, which the one pass found as a `&str` of
+/// this payload.
 fn slice(payload: &[u8], a: u32, b: u32) -> &str {
     let bytes = payload.get(a as usize..b as usize).unwrap_or_default();
-    // The one pass handed these out as `&str` of this payload.
-    std::str::from_utf8(bytes).unwrap_or_default()
+    debug_assert!(std::str::from_utf8(bytes).is_ok());
+    // SAFETY: `read_flat` recorded these bounds from a `&str` slice of
+    // `payload` (which `flat::members` validated as UTF-8), and `decode`
+    // passes the same payload.
+    unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
 /// A JSON number the one pass accepted, as simd-json would have read it,
@@ -418,12 +452,20 @@ fn number_value(text: &str) -> (Value<'static>, Option<&str>) {
     (Value::Static(StaticNode::F64(f)), Some(text))
 }
 
+/// Appends `value` as `col`'s cell: a string for a text column as its raw
+/// text (the statement quotes it, as it quotes the orders row's strings),
+/// anything else as the conversion's literal.
 pub(super) fn push(
     col: &Col,
     value: &Value<'_>,
     text: Option<&str>,
     row: &mut PlanRowBuilder,
 ) -> Result<(), RowError> {
+    if let (Conversion::Text, Value::String(s)) = (&col.conversion, value) {
+        row.text().push_str(s);
+        row.end_text();
+        return Ok(());
+    }
     convert::apply(
         &col.conversion,
         &col.field,
@@ -432,6 +474,7 @@ pub(super) fn push(
         text,
         row.text(),
     )?;
+    row.end_value();
     Ok(())
 }
 
@@ -483,9 +526,11 @@ pub(super) fn key_text<'k>(col: &Col, key: &'k [u8]) -> Result<&'k str, RowError
 
 mod general;
 mod meta;
+mod names;
 
 use general::{general_row, Doc, General};
 use meta::meta_cell;
+use names::Names;
 
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,11 @@
 pub enum Cell<'a> {
     /// A SQL literal, ready for the statement.
     Value(&'a str),
+    /// A string for a text column, as the message had it: the statement
+    /// quotes it (`sql::push_str_literal`). Kept raw so that decoding does
+    /// not pay for quoting, and so that a router can weigh a key's text as
+    /// its column compares it.
+    Text(&'a str),
     /// The column's default (an absent field whose column defaults).
     Default,
     /// Not written: inserts give the column its default, updates keep it.
@@ -26,6 +31,7 @@ const END_MASK: u32 = (1 << KIND_SHIFT) - 1;
 const KIND_VALUE: u32 = 0;
 const KIND_DEFAULT: u32 = 1;
 const KIND_ABSENT: u32 = 2;
+const KIND_TEXT: u32 = 3;
 
 /// A decoded row: its cells and, when the dead-letter destination needs
 /// them, the message's key and payload as they arrived.
@@ -78,7 +84,7 @@ impl PlanRow {
         }
         let w = self.word(k);
         match w >> KIND_SHIFT {
-            KIND_VALUE => {
+            kind @ (KIND_VALUE | KIND_TEXT) => {
                 let start = match k {
                     0 => 0,
                     _ => self.word(k - 1) & END_MASK,
@@ -91,7 +97,12 @@ impl PlanRow {
                 // SAFETY: each literal was copied whole from a `&str` by
                 // `PlanRowBuilder::finish`, so each is valid UTF-8 on its own.
                 debug_assert!(std::str::from_utf8(b).is_ok());
-                Cell::Value(unsafe { std::str::from_utf8_unchecked(b) })
+                let text = unsafe { std::str::from_utf8_unchecked(b) };
+                if kind == KIND_TEXT {
+                    Cell::Text(text)
+                } else {
+                    Cell::Value(text)
+                }
             }
             KIND_DEFAULT => Cell::Default,
             _ => Cell::Absent,
@@ -149,23 +160,34 @@ impl PlanRowBuilder {
 
     /// The buffer the next literal is appended to; close it with
     /// [`PlanRowBuilder::end_value`].
+    #[inline]
     pub(crate) fn text(&mut self) -> &mut String {
         &mut self.text
     }
 
     /// Ends the literal appended since the last cell.
+    #[inline]
     pub(crate) fn end_value(&mut self) {
         self.push_kind(KIND_VALUE);
     }
 
+    /// Ends the raw text of a string appended since the last cell.
+    #[inline]
+    pub(crate) fn end_text(&mut self) {
+        self.push_kind(KIND_TEXT);
+    }
+
+    #[inline]
     pub(crate) fn push_default(&mut self) {
         self.push_kind(KIND_DEFAULT);
     }
 
+    #[inline]
     pub(crate) fn push_absent(&mut self) {
         self.push_kind(KIND_ABSENT);
     }
 
+    #[inline]
     fn push_kind(&mut self, kind: u32) {
         // Literals are bounded by the payload (far below 1 GiB, see
         // sink.max_payload_bytes) times a small factor for hex literals.
@@ -218,6 +240,8 @@ mod tests {
         b.push_absent();
         b.text().push_str("12.5");
         b.end_value();
+        b.text().push_str("it's");
+        b.end_text();
         let row = b.finish(Some((Some(b"k"), b"{}")));
         let cells: Vec<Cell<'_>> = row.cells().collect();
         assert_eq!(
@@ -227,10 +251,11 @@ mod tests {
                 Cell::Default,
                 Cell::Value(""),
                 Cell::Absent,
-                Cell::Value("12.5")
+                Cell::Value("12.5"),
+                Cell::Text("it's"),
             ]
         );
-        assert_eq!(row.len(), 5);
+        assert_eq!(row.len(), 6);
         assert_eq!(row.cell(9), Cell::Absent);
         assert_eq!(row.raw_key(), Some(&b"k"[..]));
         assert_eq!(row.raw_payload(), Some(&b"{}"[..]));
@@ -240,7 +265,7 @@ mod tests {
         b.clear();
         b.text().push('1');
         b.end_value();
-        for _ in 0..4 {
+        for _ in 0..5 {
             b.push_default();
         }
         assert!(!b.finish(None).same_columns(&row));

@@ -148,15 +148,23 @@ pub(super) enum Scalar<'a> {
     Bool(bool),
 }
 
-/// Calls `each` with every member of `payload` in order, if it is a flat
-/// object this pass is sure about: the same rules as [`parse`], for any
-/// field names (a plan's), with keys compared by the caller. `None`, at once
-/// or after some calls, sends the message to simd-json, as does `each`
-/// answering `None` (a duplicate, say).
-pub(super) fn members<'a>(
-    payload: &'a [u8],
-    mut each: impl FnMut(&'a str, Scalar<'a>) -> Option<()>,
-) -> Option<()> {
+/// What [`members`] reports to.
+pub(super) trait Members<'a> {
+    /// Asked first with the bytes after a key's opening quote: the slot and
+    /// length of the name that is the whole key (closing quote checked),
+    /// which spares scanning the keys that matter, as `key_at` does for
+    /// orders. Other keys are scanned and reach `member` without a slot.
+    fn known(&self, rest: &[u8]) -> Option<(usize, usize)>;
+    /// One member; `None` sends the message to simd-json (a duplicate, say).
+    fn member(&mut self, slot: Option<usize>, value: Scalar<'a>) -> Option<()>;
+}
+
+/// Reports every member of `payload` in order, if it is a flat object this
+/// pass is sure about: the same rules as [`parse`], for any field names (a
+/// plan's). `None`, at once or after some members, sends the message to
+/// simd-json.
+#[inline]
+pub(super) fn members<'a>(payload: &'a [u8], visit: &mut impl Members<'a>) -> Option<()> {
     let doc = if is_ascii(payload) {
         // SAFETY: ASCII is valid UTF-8.
         unsafe { std::str::from_utf8_unchecked(payload) }
@@ -177,8 +185,11 @@ pub(super) fn members<'a>(
         if b.get(i) != Some(&b'"') {
             return None;
         }
-        let key_end = string_end(b, i + 1)?;
-        let key = doc.get(i + 1..key_end)?;
+        let rest = b.get(i + 1..)?;
+        let (slot, key_end) = match visit.known(rest) {
+            Some((slot, len)) if rest.get(len) == Some(&b'"') => (Some(slot), i + 1 + len),
+            _ => (None, string_end(b, i + 1)?),
+        };
         i = skip_ws(b, key_end + 1);
         if b.get(i) != Some(&b':') {
             return None;
@@ -211,7 +222,7 @@ pub(super) fn members<'a>(
             }
             _ => return None,
         };
-        each(key, value)?;
+        visit.member(slot, value)?;
         i = skip_ws(b, i);
         match b.get(i)? {
             b',' => i += 1,

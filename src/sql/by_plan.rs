@@ -9,7 +9,7 @@
 //! later version of a key still wins. Key columns are never assigned on a
 //! duplicate: they are what the duplicate was found by.
 
-use super::{quote_ident, BuildError, Dialect};
+use super::{push_str_literal, quote_ident, BuildError, Dialect};
 use crate::decode::{Cell, PlanRow};
 
 /// How a plan's rows are written.
@@ -235,17 +235,15 @@ impl PlanStatements {
             if self.is_key.get(k).copied().unwrap_or(true) {
                 continue;
             }
-            let value = match cell {
-                Cell::Value(v) => v,
-                Cell::Default => "DEFAULT",
-                Cell::Absent => continue,
-            };
+            if cell == Cell::Absent {
+                continue;
+            }
             if sets > 0 {
                 self.buf.push(',');
             }
             self.buf.push_str(&self.quoted[k]);
             self.buf.push('=');
-            self.buf.push_str(value);
+            push_cell(&mut self.buf, cell);
             sets += 1;
         }
         if sets == 0 {
@@ -258,8 +256,7 @@ impl PlanStatements {
             }
             self.buf.push_str(&self.quoted[k]);
             self.buf.push('=');
-            let v = key_value(&self.shape, row, k)?;
-            self.buf.push_str(v);
+            push_cell(&mut self.buf, key_value(&self.shape, row, k)?);
         }
         if self.buf.len() > max_len {
             return Err(BuildError::RowTooLarge {
@@ -317,8 +314,7 @@ impl PlanStatements {
                 if n > 0 {
                     self.buf.push(',');
                 }
-                let v = key_value(&self.shape, row, k)?;
-                self.buf.push_str(v);
+                push_cell(&mut self.buf, key_value(&self.shape, row, k)?);
             }
             if composite {
                 self.buf.push(')');
@@ -346,12 +342,27 @@ impl PlanStatements {
     }
 }
 
-fn key_value<'r>(shape: &PlanShape, row: &'r PlanRow, k: usize) -> Result<&'r str, PlanBuildError> {
+fn key_value<'r>(
+    shape: &PlanShape,
+    row: &'r PlanRow,
+    k: usize,
+) -> Result<Cell<'r>, PlanBuildError> {
     match row.cell(k) {
-        Cell::Value(v) => Ok(v),
+        c @ (Cell::Value(_) | Cell::Text(_)) => Ok(c),
         _ => Err(PlanBuildError::KeyMissing {
             column: shape.columns.get(k).cloned().unwrap_or_default(),
         }),
+    }
+}
+
+/// Appends a written cell: a literal, a quoted string or `DEFAULT`
+/// (nothing for an absent one, which statements leave out).
+fn push_cell(buf: &mut String, cell: Cell<'_>) {
+    match cell {
+        Cell::Value(v) => buf.push_str(v),
+        Cell::Text(s) => push_str_literal(buf, s),
+        Cell::Default => buf.push_str("DEFAULT"),
+        Cell::Absent => {}
     }
 }
 
@@ -359,16 +370,14 @@ fn push_tuple(buf: &mut String, row: &PlanRow) {
     buf.push('(');
     let mut first = true;
     for cell in row.cells() {
-        let text = match cell {
-            Cell::Value(v) => v,
-            Cell::Default => "DEFAULT",
-            Cell::Absent => continue,
-        };
+        if cell == Cell::Absent {
+            continue;
+        }
         if !first {
             buf.push(',');
         }
         first = false;
-        buf.push_str(text);
+        push_cell(buf, cell);
     }
     buf.push(')');
 }

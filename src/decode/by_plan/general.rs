@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use simd_json::{BorrowedValue as Value, Node, StaticNode};
 
-use super::{absent, meta_cell, null, push, Col, Meta, PlanRowBuilder, RowError};
+use super::{absent, meta_cell, null, push, Col, Meta, Names, PlanRowBuilder, RowError};
 use crate::config::Source;
 use crate::decode::DecodeError;
 
@@ -22,7 +22,7 @@ pub(super) struct Doc<'t, 'v> {
 /// The decoder's parts the general way uses, apart from its parse buffers.
 pub(super) struct General<'a> {
     pub(super) cols: &'a [Col],
-    pub(super) names: &'a [Box<str>],
+    pub(super) names: &'a Names,
     pub(super) found: &'a mut [Option<(usize, usize)>],
     pub(super) row: &'a mut PlanRowBuilder,
     pub(super) side: &'a mut Vec<u8>,
@@ -45,7 +45,7 @@ pub(super) fn general_row(
             return Err(DecodeError::Invalid("truncated object".into()).into());
         };
         let (width, span) = widths(doc.nodes.get(i + 1..).unwrap_or_default());
-        match d.names.iter().position(|n| **n == **key) {
+        match d.names.position(key) {
             Some(slot) if d.found[slot].is_some() => {
                 return Err(RowError::Duplicate {
                     field: (*key).to_owned(),
@@ -104,7 +104,6 @@ pub(super) fn general_row(
             _ => None,
         };
         push(col, &value, text, d.row)?;
-        d.row.end_value();
     }
     Ok(())
 }

@@ -53,7 +53,6 @@ pub(super) fn meta_cell(
                 Some(v) if is_null(&v) && col.key => return Err(null_key(col)),
                 Some(v) => {
                     push(col, &v, None, row)?;
-                    row.end_value();
                     return Ok(());
                 }
                 None => return absent(col, row),
@@ -81,7 +80,6 @@ pub(super) fn meta_cell(
             let v = simd_json::to_borrowed_value(side)
                 .map_err(|e| DecodeError::Invalid(e.to_string()))?;
             push(col, &v, None, row)?;
-            row.end_value();
             return Ok(());
         }
         Source::Field(_) => return absent(col, row),
@@ -90,6 +88,5 @@ pub(super) fn meta_cell(
         return Err(null_key(col));
     }
     push(col, &value, None, row)?;
-    row.end_value();
     Ok(())
 }

@@ -114,6 +114,12 @@ fn decode(d: &mut PlanDecoder, payload: &str) -> Result<Vec<String>, RowError> {
 fn show(c: Cell<'_>) -> String {
     match c {
         Cell::Value(v) => v.to_owned(),
+        // As the statement will quote it.
+        Cell::Text(s) => {
+            let mut quoted = String::new();
+            crate::sql::push_str_literal(&mut quoted, s);
+            quoted
+        }
         Cell::Default => "DEFAULT".into(),
         Cell::Absent => "-".into(),
     }
@@ -229,6 +235,21 @@ fn unknown_fields_are_refused_when_the_route_says_so() {
 }
 
 #[test]
+fn names_that_start_other_names_are_told_apart() {
+    let mut d = decoder(
+        r#"
+[routes.columns]
+tenant_id = "t"
+id = "tt"
+note = "tt_x"
+"#,
+    );
+    assert!(d.flat);
+    let cells = decode(&mut d, r#"{"tt_x":"n","tt":"i","t":1,"ttt":0}"#).unwrap();
+    assert_eq!(cells, ["1", "'i'", "'n'"]);
+}
+
+#[test]
 fn partial_upserts_leave_absent_columns_out() {
     let mut d = decoder(&format!("partial = true\n{FLAT}"));
     let cells = decode(&mut d, r#"{"tenant":1,"id":"a","qty":null}"#).unwrap();
@@ -285,7 +306,7 @@ fn tombstones_take_the_key_from_the_kafka_key() {
         key: Some(b"id-1"),
         ..meta()
     };
-    assert_eq!(d.tombstone(&one).unwrap().cell(0), Cell::Value("'id-1'"));
+    assert_eq!(d.tombstone(&one).unwrap().cell(0), Cell::Text("id-1"));
 }
 
 #[test]
