@@ -7,7 +7,8 @@ use std::borrow::Cow;
 
 use simd_json::{BorrowedValue as Value, Node, StaticNode};
 
-use super::{absent, meta_cell, null, push, Col, Meta, Names, PlanRowBuilder, RowError};
+use super::cell::{absent, null, push};
+use super::{meta_cell, Col, Meta, Names, PlanRowBuilder, RowError};
 use crate::config::Source;
 use crate::decode::DecodeError;
 

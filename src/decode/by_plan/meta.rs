@@ -6,7 +6,8 @@ use std::borrow::Cow;
 
 use simd_json::{BorrowedValue as Value, StaticNode};
 
-use super::{absent, is_null, key_text, null, null_key, push, Col, Meta, PlanRowBuilder, RowError};
+use super::cell::{absent, is_null, key_text, null, null_key, push};
+use super::{Col, Meta, PlanRowBuilder, RowError};
 use crate::config::Source;
 use crate::convert::ConvertError;
 use crate::decode::DecodeError;
