@@ -13,9 +13,11 @@ use crate::sql::push_str_literal;
 /// A conversion's fast way with numbers, decided once per column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FastNumber {
+    /// `safe`: numbers of at most this many digits always fit.
     Integer {
         min: i64,
         max: i64,
+        safe: usize,
     },
     Decimal {
         room: usize,
@@ -32,10 +34,19 @@ pub(crate) enum FastNumber {
 impl FastNumber {
     pub(crate) fn of(conversion: &Conversion) -> FastNumber {
         match conversion {
-            Conversion::Integer(r) => FastNumber::Integer {
-                min: i64::try_from(r.min).unwrap_or(i64::MIN),
-                max: i64::try_from(r.max).unwrap_or(i64::MAX),
-            },
+            Conversion::Integer(r) => {
+                let (min, max) = (
+                    i64::try_from(r.min).unwrap_or(i64::MIN),
+                    i64::try_from(r.max).unwrap_or(i64::MAX),
+                );
+                // The most digits whose every number lies in the range.
+                let (mut safe, mut top) = (0, 9i64);
+                while safe < 18 && top <= max && -top >= min {
+                    safe += 1;
+                    top = top.saturating_mul(10).saturating_add(9);
+                }
+                FastNumber::Integer { min, max, safe }
+            }
             Conversion::Decimal { precision, scale } => FastNumber::Decimal {
                 room: precision.saturating_sub(*scale) as usize,
                 scale: *scale as usize,
@@ -46,44 +57,50 @@ impl FastNumber {
         }
     }
 
-    /// Appends the literal the general way would append for the JSON
-    /// number `text` (as `decode`'s one pass accepts them: JSON grammar,
-    /// integers of at most 18 digits), or answers `None`, appending nothing.
-    pub(crate) fn push(self, text: &str, buf: &mut String) -> Option<()> {
+    /// Where in the JSON number `text` (as `decode`'s one pass accepts
+    /// them: JSON grammar, integers of at most 18 digits, no exponent;
+    /// `point` where its `.` is, which the pass found) the literal the
+    /// general way would write is: numbers that fit are written as they
+    /// came, but for zeros the general way drops (`-0`, `12.50`). `None`
+    /// where the literal is not a part of the text, or the general way
+    /// must decide.
+    #[inline]
+    pub(crate) fn range(self, text: &str, point: Option<usize>) -> Option<std::ops::Range<usize>> {
         let b = text.as_bytes();
-        // A JSON integer's text is its value's text, but for `-0`.
-        let negative_zero = matches!(b, [b'-', b'0']);
+        let negative = b.first() == Some(&b'-');
+        let start = usize::from(negative);
         match self {
-            FastNumber::Integer { min, max } => {
-                let (negative, digits) = match b.split_first() {
-                    Some((b'-', rest)) => (true, rest),
-                    _ => (false, b),
-                };
+            FastNumber::Integer { min, max, safe } => {
+                if point.is_some() {
+                    return None;
+                }
+                let digits = b.get(start..)?;
                 if digits.is_empty() || digits.len() > 18 {
                     return None;
                 }
-                let mut n: i64 = 0;
-                for &d in digits {
-                    if !d.is_ascii_digit() {
+                let zero = digits == b"0";
+                if digits.len() > safe {
+                    let mut n: i64 = 0;
+                    for &d in digits {
+                        if !d.is_ascii_digit() {
+                            return None;
+                        }
+                        n = n * 10 + i64::from(d - b'0');
+                    }
+                    let n = if negative { -n } else { n };
+                    if n < min || n > max {
                         return None;
                     }
-                    n = n * 10 + i64::from(d - b'0');
                 }
-                let n = if negative { -n } else { n };
-                if n < min || n > max {
-                    return None;
-                }
-                buf.push_str(if negative_zero { "0" } else { text });
+                // `-0` is written `0`.
+                Some(if zero {
+                    b.len() - 1..b.len()
+                } else {
+                    0..b.len()
+                })
             }
             FastNumber::Decimal { room, scale } => {
-                if b.iter().any(|&c| c | 0x20 == b'e') {
-                    return None;
-                }
-                // Byte positions rather than `split_once` and `trim_*`,
-                // whose character searches cost more than the rest here.
-                let negative = b.first() == Some(&b'-');
-                let start = usize::from(negative);
-                let point = b.iter().position(|&c| c == b'.').unwrap_or(b.len());
+                let point = point.unwrap_or(b.len());
                 let mut int_start = start;
                 while int_start < point && b[int_start] == b'0' {
                     int_start += 1;
@@ -92,24 +109,48 @@ impl FastNumber {
                 while frac_end > point + 1 && b[frac_end - 1] == b'0' {
                     frac_end -= 1;
                 }
-                let int = text.get(int_start..point)?;
-                let frac = text.get((point + 1).min(frac_end)..frac_end)?;
-                if frac.len() > scale || int.len() > room {
+                let frac = frac_end.saturating_sub(point + 1);
+                if frac > scale || point - int_start > room {
                     return None;
                 }
-                if negative && !(int.is_empty() && frac.is_empty()) {
-                    buf.push('-');
+                // An empty integer part is written `0`, which JSON puts
+                // right before the point.
+                let mut first = if int_start == point {
+                    point.checked_sub(1)?
+                } else {
+                    int_start
+                };
+                if b.get(first) != Some(&b'0') && int_start == point {
+                    return None;
                 }
-                buf.push_str(if int.is_empty() { "0" } else { int });
-                if !frac.is_empty() {
-                    buf.push('.');
-                    buf.push_str(frac);
+                let zero = int_start == point && frac == 0;
+                if negative && !zero {
+                    first = first.checked_sub(1)?;
+                    if b.get(first) != Some(&b'-') {
+                        return None;
+                    }
                 }
+                Some(first..if frac == 0 { point } else { frac_end })
             }
-            FastNumber::Verbatim if !negative_zero => buf.push_str(text),
-            FastNumber::Quoted if !negative_zero => push_str_literal(buf, text),
-            _ => return None,
+            FastNumber::Verbatim if !matches!(b, [b'-', b'0']) => Some(0..b.len()),
+            _ => None,
         }
+    }
+
+    /// Appends the literal the general way would append for the JSON
+    /// number `text`, or answers `None`, appending nothing.
+    #[inline]
+    pub(crate) fn push(self, text: &str, buf: &mut String) -> Option<()> {
+        if self == FastNumber::Quoted && !matches!(text.as_bytes(), [b'-', b'0']) {
+            push_str_literal(buf, text);
+            return Some(());
+        }
+        let b = text.as_bytes();
+        if b.iter().any(|&c| c | 0x20 == b'e') {
+            return None;
+        }
+        let point = b.iter().position(|&c| c == b'.');
+        buf.push_str(text.get(self.range(text, point)?)?);
         Some(())
     }
 }
@@ -131,6 +172,7 @@ mod tests {
         let conversions = [
             Conversion::Integer(IntRange::new(32, false)),
             Conversion::Integer(IntRange::new(8, true)),
+            Conversion::Integer(IntRange::new(8, false)),
             Conversion::Integer(IntRange::new(64, false)),
             Conversion::Decimal {
                 precision: 10,
@@ -155,6 +197,13 @@ mod tests {
             "-12",
             "255",
             "256",
+            "99",
+            "-99",
+            "127",
+            "-128",
+            "128",
+            "-129",
+            "999",
             "-1",
             "2147483648",
             "123456789012345678",

@@ -89,10 +89,15 @@ pub(super) struct Col {
 enum Seen {
     No,
     Str(u32, u32),
-    Num(u32, u32),
+    /// Bounds, then the point's place in the text or `NUM_INTEGER` or
+    /// `NUM_EXPONENT`.
+    Num(u32, u32, u32),
     Null,
     Bool(bool),
 }
+
+const NUM_INTEGER: u32 = u32::MAX;
+const NUM_EXPONENT: u32 = u32::MAX - 1;
 
 /// Records what the one pass finds, by slot.
 struct Visit<'d> {
@@ -104,12 +109,12 @@ struct Visit<'d> {
 }
 
 impl<'a> flat::Members<'a> for Visit<'_> {
-    #[inline]
+    #[inline(always)]
     fn known(&self, rest: &[u8]) -> Option<(usize, usize)> {
         self.names.known(rest)
     }
 
-    #[inline]
+    #[inline(always)]
     fn member(&mut self, slot: Option<usize>, value: Scalar<'a>) -> Option<()> {
         let Some(slot) = slot else {
             return (!self.reject).then_some(());
@@ -126,9 +131,15 @@ impl<'a> flat::Members<'a> for Visit<'_> {
                 let (a, b) = at(s);
                 Seen::Str(a, b)
             }
-            Scalar::Num(s) => {
+            Scalar::Num(s, point, exponent) => {
                 let (a, b) = at(s);
-                Seen::Num(a, b)
+                // A number of the one pass is at most 32 bytes long.
+                let shape = match (point, exponent) {
+                    (_, true) => NUM_EXPONENT,
+                    (Some(p), false) => p as u32,
+                    (None, false) => NUM_INTEGER,
+                };
+                Seen::Num(a, b, shape)
             }
             Scalar::Null => Seen::Null,
             Scalar::Bool(b) => Seen::Bool(b),
@@ -279,39 +290,47 @@ impl PlanDecoder {
         }
         let raw = keep.then_some((meta.key, payload));
         if self.flat && self.read_flat(payload) {
-            self.row.clear();
-            for k in 0..self.cols.len() {
-                let col = &self.cols[k];
-                let seen = col.slot.map_or(Seen::No, |s| self.seen[s]);
-                match seen {
-                    Seen::No if col.slot.is_some() => absent(col, &mut self.row)?,
-                    Seen::No => meta_cell(col, meta, payload, &mut self.side, &mut self.row)?,
-                    Seen::Null => null(col, self.null_is_absent, &mut self.row)?,
-                    Seen::Str(a, b) if col.fast == FastNumber::Quoted => {
-                        // A text column's string, as `push` would keep it.
-                        self.row.text().push_str(slice(payload, a, b));
-                        self.row.end_text();
-                    }
+            let (seen, row, side) = (&self.seen, &mut self.row, &mut self.side);
+            row.clear();
+            for col in &self.cols {
+                let found = match col.slot {
+                    Some(s) => seen.get(s).copied().unwrap_or(Seen::No),
+                    None => Seen::No,
+                };
+                match found {
+                    Seen::No if col.slot.is_some() => absent(col, row)?,
+                    Seen::No => meta_cell(col, meta, payload, side, row)?,
+                    Seen::Null => null(col, self.null_is_absent, row)?,
+                    // A text column's string, as `push` would keep it.
+                    Seen::Str(a, b) if col.fast == FastNumber::Quoted => row.text_in_source(a, b),
                     Seen::Str(a, b) => {
                         let v = Value::String(Cow::Borrowed(slice(payload, a, b)));
-                        push(col, &v, None, &mut self.row)?;
+                        push(col, &v, None, row)?;
                     }
-                    Seen::Num(a, b) => {
+                    Seen::Num(a, b, shape) => {
                         let text = slice(payload, a, b);
-                        if col.fast.push(text, self.row.text()).is_some() {
-                            self.row.end_value();
+                        let point = match shape {
+                            NUM_EXPONENT => Err(()),
+                            NUM_INTEGER => Ok(None),
+                            p => Ok(Some(p as usize)),
+                        };
+                        let fast = point.ok().and_then(|p| col.fast.range(text, p));
+                        if let Some(r) = fast {
+                            row.value_in_source(a + r.start as u32, a + r.end as u32);
+                        } else if col.fast.push(text, row.text()).is_some() {
+                            row.end_value();
                         } else {
                             let (v, t) = number_value(text);
-                            push(col, &v, t, &mut self.row)?;
+                            push(col, &v, t, row)?;
                         }
                     }
                     Seen::Bool(b) => {
                         let v = Value::Static(StaticNode::Bool(b));
-                        push(col, &v, None, &mut self.row)?;
+                        push(col, &v, None, row)?;
                     }
                 }
             }
-            return Ok(self.row.finish(raw));
+            return Ok(row.finish(payload, raw));
         }
         self.decode_general(payload, meta, raw)
     }
@@ -368,7 +387,7 @@ impl PlanDecoder {
             }
             push(col, &value, None, &mut self.row)?;
         }
-        Ok(self.row.finish(None))
+        Ok(self.row.finish(&[], None))
     }
 
     /// The one pass: fills `seen`, or answers false for simd-json's way.
@@ -416,7 +435,7 @@ impl PlanDecoder {
                     null_is_absent: self.null_is_absent,
                     reject_unknown: self.reject_unknown,
                 };
-                general_row(&mut g, &doc, meta).map(|()| self.row.finish(raw))
+                general_row(&mut g, &doc, meta).map(|()| self.row.finish(payload, raw))
             }
             Err(e) => Err(DecodeError::Invalid(e.to_string()).into()),
         };

@@ -149,13 +149,28 @@ impl PlanRow {
 #[derive(Debug, Default)]
 pub(crate) struct PlanRowBuilder {
     text: String,
-    ends: Vec<u32>,
+    cells: Vec<Pending>,
+    /// Where the builder's own text of the next cell starts.
+    mark: u32,
+}
+
+/// One cell until the row is finished: its kind and where its text is,
+/// in the builder's text or (`from_source`) in the message it came from,
+/// which spares copying text twice that the message already holds as the
+/// row needs it.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    kind: u32,
+    start: u32,
+    end: u32,
+    from_source: bool,
 }
 
 impl PlanRowBuilder {
     pub(crate) fn clear(&mut self) {
         self.text.clear();
-        self.ends.clear();
+        self.cells.clear();
+        self.mark = 0;
     }
 
     /// The buffer the next literal is appended to; close it with
@@ -168,55 +183,99 @@ impl PlanRowBuilder {
     /// Ends the literal appended since the last cell.
     #[inline]
     pub(crate) fn end_value(&mut self) {
-        self.push_kind(KIND_VALUE);
+        self.end_own(KIND_VALUE);
     }
 
     /// Ends the raw text of a string appended since the last cell.
     #[inline]
     pub(crate) fn end_text(&mut self) {
-        self.push_kind(KIND_TEXT);
+        self.end_own(KIND_TEXT);
+    }
+
+    /// A literal that is `source[start..end]` of the message passed to
+    /// [`PlanRowBuilder::finish`].
+    #[inline]
+    pub(crate) fn value_in_source(&mut self, start: u32, end: u32) {
+        self.push(KIND_VALUE, start, end, true);
+    }
+
+    /// A text column's raw string that is `source[start..end]`.
+    #[inline]
+    pub(crate) fn text_in_source(&mut self, start: u32, end: u32) {
+        self.push(KIND_TEXT, start, end, true);
     }
 
     #[inline]
     pub(crate) fn push_default(&mut self) {
-        self.push_kind(KIND_DEFAULT);
+        self.push(KIND_DEFAULT, 0, 0, true);
     }
 
     #[inline]
     pub(crate) fn push_absent(&mut self) {
-        self.push_kind(KIND_ABSENT);
+        self.push(KIND_ABSENT, 0, 0, true);
     }
 
     #[inline]
-    fn push_kind(&mut self, kind: u32) {
+    fn end_own(&mut self, kind: u32) {
         // Literals are bounded by the payload (far below 1 GiB, see
         // sink.max_payload_bytes) times a small factor for hex literals.
-        let end = (self.text.len() as u32) & END_MASK;
-        self.ends.push(end | kind << KIND_SHIFT);
+        let end = self.text.len() as u32;
+        let start = std::mem::replace(&mut self.mark, end);
+        self.push(kind, start, end, false);
     }
 
-    /// The row, with the message's key and payload when `raw` is given.
-    pub(crate) fn finish(&self, raw: Option<(Option<&[u8]>, &[u8])>) -> PlanRow {
+    #[inline]
+    fn push(&mut self, kind: u32, start: u32, end: u32, from_source: bool) {
+        self.cells.push(Pending {
+            kind,
+            start,
+            end,
+            from_source,
+        });
+    }
+
+    /// The row; cells `in_source` are read from `source`; with `raw`, the
+    /// row keeps the message's key and payload.
+    pub(crate) fn finish(&self, source: &[u8], raw: Option<(Option<&[u8]>, &[u8])>) -> PlanRow {
         let (key, payload) = match raw {
             Some((k, p)) => (k, Some(p)),
             None => (None, None),
         };
         let key_bytes = key.unwrap_or_default();
         let payload_bytes = payload.unwrap_or_default();
-        let len = self.ends.len() * 4 + self.text.len() + key_bytes.len() + payload_bytes.len();
+        let own = self.text.as_bytes();
+        let text_of = |c: &Pending| {
+            let from = if c.from_source { source } else { own };
+            from.get(c.start as usize..c.end as usize)
+                .unwrap_or_default()
+        };
+        let header = self.cells.len() * 4;
+        let texts: usize = self
+            .cells
+            .iter()
+            .map(|c| c.end.saturating_sub(c.start) as usize)
+            .sum();
+        let len = header + texts + key_bytes.len() + payload_bytes.len();
         // Sized exactly, so that turning it into a box does not reallocate.
         let mut bytes = Vec::with_capacity(len);
-        for e in &self.ends {
-            bytes.extend_from_slice(&e.to_le_bytes());
+        bytes.resize(header, 0);
+        // One pass: each cell's text, then its end in the header. (An
+        // iterator of `to_le_bytes` into `extend` cost more than all the
+        // texts' copies together.)
+        for (k, c) in self.cells.iter().enumerate() {
+            bytes.extend_from_slice(text_of(c));
+            let end = ((bytes.len() - header) as u32 & END_MASK) | c.kind << KIND_SHIFT;
+            if let Some(word) = bytes.get_mut(k * 4..k * 4 + 4) {
+                word.copy_from_slice(&end.to_le_bytes());
+            }
         }
-        bytes.extend_from_slice(self.text.as_bytes());
         let text_end = bytes.len() as u32;
         bytes.extend_from_slice(key_bytes);
         let key_end = bytes.len() as u32;
         bytes.extend_from_slice(payload_bytes);
         PlanRow {
             bytes: bytes.into_boxed_slice(),
-            cells: self.ends.len() as u32,
+            cells: self.cells.len() as u32,
             text_end,
             key_end,
             has_key: key.is_some(),
@@ -242,7 +301,8 @@ mod tests {
         b.end_value();
         b.text().push_str("it's");
         b.end_text();
-        let row = b.finish(Some((Some(b"k"), b"{}")));
+        b.text_in_source(1, 3);
+        let row = b.finish(b"xyz", Some((Some(b"k"), b"{}")));
         let cells: Vec<Cell<'_>> = row.cells().collect();
         assert_eq!(
             cells,
@@ -253,21 +313,22 @@ mod tests {
                 Cell::Absent,
                 Cell::Value("12.5"),
                 Cell::Text("it's"),
+                Cell::Text("yz"),
             ]
         );
-        assert_eq!(row.len(), 6);
+        assert_eq!(row.len(), 7);
         assert_eq!(row.cell(9), Cell::Absent);
         assert_eq!(row.raw_key(), Some(&b"k"[..]));
         assert_eq!(row.raw_payload(), Some(&b"{}"[..]));
-        let bare = b.finish(None);
+        let bare = b.finish(b"xyz", None);
         assert_eq!((bare.raw_key(), bare.raw_payload()), (None, None));
         assert!(bare.same_columns(&row));
         b.clear();
         b.text().push('1');
         b.end_value();
-        for _ in 0..5 {
+        for _ in 0..6 {
             b.push_default();
         }
-        assert!(!b.finish(None).same_columns(&row));
+        assert!(!b.finish(b"", None).same_columns(&row));
     }
 }

@@ -143,7 +143,8 @@ pub(super) fn parse(payload: &[u8]) -> Option<Flat<'_>> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Scalar<'a> {
     Str(&'a str),
-    Num(&'a str),
+    /// The text, where its point is in it, whether it has an exponent.
+    Num(&'a str, Option<usize>, bool),
     Null,
     Bool(bool),
 }
@@ -203,10 +204,12 @@ pub(super) fn members<'a>(payload: &'a [u8], visit: &mut impl Members<'a>) -> Op
                 Scalar::Str(text)
             }
             b'-' | b'0'..=b'9' => {
-                let end = plain_number(b, i)?;
-                let text = doc.get(i..end)?;
-                i = end;
-                Scalar::Num(text)
+                let shape = number_at(b, i)?;
+                let text = doc.get(i..shape.end)?;
+                // The point as a position in the number's text.
+                let point = shape.point.map(|p| p - i);
+                i = shape.end;
+                Scalar::Num(text, point, shape.exponent)
             }
             b'n' => {
                 i = literal(b, i, b"null")?;
@@ -355,7 +358,25 @@ fn string_end(b: &[u8], i: usize) -> Option<usize> {
 ///
 /// The number ends where the grammar does; the caller checks that a
 /// delimiter follows (so `01` and `1.2.3` are refused there).
+#[inline(always)]
 fn plain_number(b: &[u8], start: usize) -> Option<usize> {
+    number_at(b, start).map(|n| n.end)
+}
+
+/// Where a number [`plain_number`] accepts ends, and what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct NumberShape {
+    pub end: usize,
+    /// The position of its `.`, if it has a fraction.
+    pub point: Option<usize>,
+    pub exponent: bool,
+}
+
+/// [`plain_number`], telling also where the point is and whether there is
+/// an exponent: the plan decoder's conversions need both, and would
+/// otherwise look at every byte again.
+#[inline(always)]
+fn number_at(b: &[u8], start: usize) -> Option<NumberShape> {
     let digits = |mut i: usize| {
         while let Some(b'0'..=b'9') = b.get(i) {
             i += 1;
@@ -371,11 +392,14 @@ fn plain_number(b: &[u8], start: usize) -> Option<usize> {
     }
     let integer_digits = i - start - usize::from(negative);
     let mut float = false;
+    let mut point = None;
+    let mut exponent = false;
     if b.get(i) == Some(&b'.') {
         let end = digits(i + 1);
         if end == i + 1 {
             return None;
         }
+        point = Some(i);
         (i, float) = (end, true);
     }
     if let Some(b'e' | b'E') = b.get(i) {
@@ -387,6 +411,7 @@ fn plain_number(b: &[u8], start: usize) -> Option<usize> {
         if end == i || end - i > 2 {
             return None;
         }
+        exponent = true;
         (i, float) = (end, true);
     }
     let fits = if float {
@@ -394,7 +419,11 @@ fn plain_number(b: &[u8], start: usize) -> Option<usize> {
     } else {
         integer_digits <= 18
     };
-    fits.then_some(i)
+    fits.then_some(NumberShape {
+        end: i,
+        point,
+        exponent,
+    })
 }
 
 #[cfg(test)]

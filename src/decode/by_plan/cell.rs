@@ -14,6 +14,7 @@ pub(super) fn is_null(v: &Value<'_>) -> bool {
 
 /// The text between `a` and `b`, which the one pass found as a `&str` of
 /// this payload.
+#[inline]
 pub(super) fn slice(payload: &[u8], a: u32, b: u32) -> &str {
     let bytes = payload.get(a as usize..b as usize).unwrap_or_default();
     debug_assert!(std::str::from_utf8(bytes).is_ok());
@@ -61,6 +62,7 @@ pub(super) fn push(
     Ok(())
 }
 
+#[inline]
 pub(super) fn absent(col: &Col, row: &mut PlanRowBuilder) -> Result<(), RowError> {
     match col.when_absent {
         Absent::Refuse => {
@@ -84,6 +86,7 @@ pub(super) fn null_key(col: &Col) -> RowError {
     }
 }
 
+#[inline]
 pub(super) fn null(
     col: &Col,
     null_is_absent: bool,

@@ -63,18 +63,14 @@ impl Names {
     /// The slot and length of the name that is the whole key starting
     /// `rest` (the bytes after its opening quote), closing quote included
     /// in the comparison.
-    #[inline]
+    #[inline(always)]
     pub(super) fn known(&self, rest: &[u8]) -> Option<(usize, usize)> {
         let mut slot = self.first[*rest.first()? as usize];
-        let words = rest.first_chunk::<16>().map(|w| {
-            let (a, b) = w.split_at(8);
-            let word = |h: &[u8]| {
-                let mut x = [0u8; 8];
-                x.copy_from_slice(h);
-                u64::from_le_bytes(x)
-            };
-            [word(a), word(b)]
-        });
+        let word = |k: usize| {
+            let w: [u8; 8] = rest.get(k..k + 8)?.try_into().ok()?;
+            Some(u64::from_le_bytes(w))
+        };
+        let words = word(0).zip(word(8)).map(|(a, b)| [a, b]);
         while slot != NONE {
             let k = slot as usize;
             let n = self.names[k].as_bytes();

@@ -23,7 +23,7 @@ fn row(cells: &[&str]) -> PlanRow {
             }
         }
     }
-    b.finish(None)
+    b.finish(&[], None)
 }
 
 #[test]
