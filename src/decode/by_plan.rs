@@ -119,14 +119,16 @@ impl<'a> flat::Members<'a> for Visit<'_> {
         let Some(slot) = slot else {
             return (!self.reject).then_some(());
         };
-        if self.seen[slot] != Seen::No {
+        let entry = self.seen.get_mut(slot)?;
+        if !matches!(entry, Seen::No) {
             return None;
         }
+        let base = self.base;
         let at = |s: &str| {
-            let a = (s.as_ptr() as usize - self.base) as u32;
+            let a = (s.as_ptr() as usize - base) as u32;
             (a, a + s.len() as u32)
         };
-        self.seen[slot] = match value {
+        *entry = match value {
             Scalar::Str(s) => {
                 let (a, b) = at(s);
                 Seen::Str(a, b)
