@@ -82,20 +82,26 @@ impl PlanRow {
         if k >= self.cells as usize {
             return Cell::Absent;
         }
-        let w = self.word(k);
+        let start = match k {
+            0 => 0,
+            _ => self.word(k - 1) & END_MASK,
+        };
+        self.cell_at(self.word(k), start)
+    }
+
+    /// The cell whose header word is `w` and whose text starts at `start`.
+    fn cell_at(&self, w: u32, start: u32) -> Cell<'_> {
         match w >> KIND_SHIFT {
             kind @ (KIND_VALUE | KIND_TEXT) => {
-                let start = match k {
-                    0 => 0,
-                    _ => self.word(k - 1) & END_MASK,
-                } as usize;
                 let base = self.text_start();
                 let b = self
                     .bytes
-                    .get(base + start..base + (w & END_MASK) as usize)
+                    .get(base + start as usize..base + (w & END_MASK) as usize)
                     .unwrap_or_default();
-                // SAFETY: each literal was copied whole from a `&str` by
-                // `PlanRowBuilder::finish`, so each is valid UTF-8 on its own.
+                // SAFETY: `PlanRowBuilder::finish` copied each cell's text
+                // whole from a `String` or from a span of the message that
+                // its caller took from a `&str` of it, so each is valid
+                // UTF-8 on its own.
                 debug_assert!(std::str::from_utf8(b).is_ok());
                 let text = unsafe { std::str::from_utf8_unchecked(b) };
                 if kind == KIND_TEXT {
@@ -109,8 +115,16 @@ impl PlanRow {
         }
     }
 
+    /// The cells in order; each one's text starts where the one before
+    /// ended, so each header word is read once.
     pub fn cells(&self) -> impl Iterator<Item = Cell<'_>> {
-        (0..self.cells as usize).map(|k| self.cell(k))
+        let mut start = 0;
+        (0..self.cells as usize).map(move |k| {
+            let w = self.word(k);
+            let cell = self.cell_at(w, start);
+            start = w & END_MASK;
+            cell
+        })
     }
 
     /// Whether `other` leaves out exactly the cells this row leaves out:
@@ -193,13 +207,15 @@ impl PlanRowBuilder {
     }
 
     /// A literal that is `source[start..end]` of the message passed to
-    /// [`PlanRowBuilder::finish`].
+    /// [`PlanRowBuilder::finish`]; the span must be a `&str` of it (the row
+    /// reads its cells as text without checking them again).
     #[inline]
     pub(crate) fn value_in_source(&mut self, start: u32, end: u32) {
         self.push(KIND_VALUE, start, end, true);
     }
 
-    /// A text column's raw string that is `source[start..end]`.
+    /// A text column's raw string that is `source[start..end]`, a `&str`
+    /// of it as for [`PlanRowBuilder::value_in_source`].
     #[inline]
     pub(crate) fn text_in_source(&mut self, start: u32, end: u32) {
         self.push(KIND_TEXT, start, end, true);
