@@ -358,7 +358,6 @@ fn string_end(b: &[u8], i: usize) -> Option<usize> {
 ///
 /// The number ends where the grammar does; the caller checks that a
 /// delimiter follows (so `01` and `1.2.3` are refused there).
-#[inline(always)]
 fn plain_number(b: &[u8], start: usize) -> Option<usize> {
     number_at(b, start).map(|n| n.end)
 }
