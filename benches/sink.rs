@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use kafka_mysql_sink::config::Config;
 use kafka_mysql_sink::internals::{
-    BatchSink, Coord, DeadLetter, Decoder, Dialect, Envelope, KeyCollation, Num, OffsetTracker,
-    RouteError, Router, Routing, Row, UpsertBuilder, WriteError, Writer, WriterSettings,
+    BatchSink, Coord, DeadLetter, Decoder, Dialect, Envelope, KeyCollation, Meta, Num,
+    OffsetTracker, PlanDecoder, PlanRow, PlanStatements, RouteError, Router, Routing, Row,
+    TableDesc, UpsertBuilder, WriteError, Writer, WriterSettings,
 };
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::shutdown::Shutdown;
@@ -31,6 +33,17 @@ fn decode(c: &mut Criterion) {
         b.iter(|| {
             for m in &msgs {
                 std::hint::black_box(d.decode(m).unwrap());
+            }
+        })
+    });
+    // The default route through the general plan, on the same messages:
+    // issue #23's target is within 1.25x of the flat pass above.
+    g.bench_function("plan-orders 10k msgs", |b| {
+        let mut d = orders_plan();
+        let meta = Meta::default();
+        b.iter(|| {
+            for m in &msgs {
+                std::hint::black_box(d.decode(m, &meta, false).unwrap());
             }
         })
     });
@@ -86,6 +99,23 @@ fn rows(n: u64) -> Vec<Row> {
         .collect()
 }
 
+/// The decoder of the default route, planned against the seed's table.
+fn orders_plan() -> PlanDecoder {
+    let table = TableDesc::seed_orders("app_consumer", "orders");
+    PlanDecoder::for_default_route(&Config::default(), &table).unwrap()
+}
+
+fn plan_rows(n: u64) -> Vec<PlanRow> {
+    let mut d = orders_plan();
+    (0..n)
+        .map(|i| {
+            let payload = orders::order(i, 0).0;
+            d.decode(payload.as_bytes(), &Meta::default(), false)
+                .unwrap()
+        })
+        .collect()
+}
+
 fn statement_build(c: &mut Criterion) {
     let mut g = c.benchmark_group("statement_build");
     for n in [100u64, 1000, 5000] {
@@ -96,6 +126,16 @@ fn statement_build(c: &mut Criterion) {
         g.bench_function(format!("{n} rows ({len} bytes)"), |b| {
             b.iter(|| {
                 let (n, sql) = builder.build(&batch, usize::MAX).unwrap();
+                std::hint::black_box((n, sql.len()));
+            })
+        });
+        // The same orders as the default route's plan writes them.
+        let batch = plan_rows(n);
+        let mut builder = PlanStatements::new(orders_plan().shape(), Dialect::ValuesFunction);
+        let len = builder.build_insert(&batch, usize::MAX).unwrap().1.len();
+        g.bench_function(format!("plan {n} rows ({len} bytes)"), |b| {
+            b.iter(|| {
+                let (n, sql) = builder.build_insert(&batch, usize::MAX).unwrap();
                 std::hint::black_box((n, sql.len()));
             })
         });

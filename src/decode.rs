@@ -18,7 +18,14 @@ use std::borrow::Cow;
 
 use simd_json::{Node, StaticNode, Tape};
 
+mod by_plan;
+mod cells;
 mod flat;
+
+pub use by_plan::{Meta, PlanDecoder, RowError};
+#[cfg(test)]
+pub(crate) use cells::PlanRowBuilder;
+pub use cells::{Cell, PlanRow};
 
 /// A JSON number as a value, for rows built in code rather than decoded.
 #[derive(Debug, Clone, Copy, PartialEq)]

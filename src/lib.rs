@@ -47,12 +47,14 @@ mod write;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::collation::KeyCollation;
-    pub use crate::convert::sql_literal;
+    pub use crate::convert::{sql_literal, ConvertError};
     pub use crate::db::{
         connect_with_retry, ensure_table, opts, pool, pool_from, server_info, DbError, Pool,
         ServerInfo,
     };
-    pub use crate::decode::{DecodeError, Decoder, Num, Row};
+    pub use crate::decode::{
+        Cell, DecodeError, Decoder, Meta, Num, PlanDecoder, PlanRow, Row, RowError,
+    };
     pub use crate::describe::describe_table;
     pub use crate::fence::Standing;
     pub use crate::offsets::OffsetTracker;
@@ -60,7 +62,10 @@ pub mod internals {
     pub use crate::produce::send;
     pub use crate::route::{inbox, RouteError, Router, Routing};
     pub use crate::source::client_config;
-    pub use crate::sql::{create_dlq_table, qualified, Dialect, UpsertBuilder};
+    pub use crate::sql::{
+        create_dlq_table, qualified, AsPlanRow, Dialect, PlanBuildError, PlanShape, PlanStatements,
+        UpsertBuilder, WriteMode,
+    };
     pub use crate::table::{Column, TableDesc, TypeClass, UniqueKey};
     pub use crate::types::{Coord, DeadLetter, Envelope, Op};
     pub use crate::write::{

@@ -24,6 +24,7 @@ mod binary;
 mod bit;
 mod decimal;
 mod enum_set;
+mod fast;
 mod float;
 mod integer;
 mod json;
@@ -31,6 +32,7 @@ mod string;
 mod temporal;
 mod year;
 
+pub(crate) use fast::FastNumber;
 pub(crate) use temporal::{Temporal, TemporalKind};
 
 /// How one column is fed, decided once per plan.
@@ -245,7 +247,7 @@ impl Refused {
      producer, or map the column to another field",
     detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
 )]
-pub(crate) struct ConvertError {
+pub struct ConvertError {
     pub field: String,
     pub column: String,
     /// The value as JSON, cut to a readable length.

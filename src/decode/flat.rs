@@ -138,6 +138,104 @@ pub(super) fn parse(payload: &[u8]) -> Option<Flat<'_>> {
     })
 }
 
+/// A member's value as the one pass reads it: text without escapes, a
+/// number's JSON text, `null`, or a boolean.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Scalar<'a> {
+    Str(&'a str),
+    /// The text, where its point is in it, whether it has an exponent.
+    Num(&'a str, Option<usize>, bool),
+    Null,
+    Bool(bool),
+}
+
+/// What [`members`] reports to.
+pub(super) trait Members<'a> {
+    /// Asked first with the bytes after a key's opening quote: the slot and
+    /// length of the name that is the whole key (closing quote checked),
+    /// which spares scanning the keys that matter, as `key_at` does for
+    /// orders. Other keys are scanned and reach `member` without a slot.
+    fn known(&self, rest: &[u8]) -> Option<(usize, usize)>;
+    /// One member; `None` sends the message to simd-json (a duplicate, say).
+    fn member(&mut self, slot: Option<usize>, value: Scalar<'a>) -> Option<()>;
+}
+
+/// Reports every member of `payload` in order, if it is a flat object this
+/// pass is sure about: the same rules as [`parse`], for any field names (a
+/// plan's). `None`, at once or after some members, sends the message to
+/// simd-json.
+#[inline]
+pub(super) fn members<'a>(payload: &'a [u8], visit: &mut impl Members<'a>) -> Option<()> {
+    let doc = if is_ascii(payload) {
+        // SAFETY: ASCII is valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(payload) }
+    } else {
+        std::str::from_utf8(payload).ok()?
+    };
+    let b = doc.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return (skip_ws(b, i + 1) == b.len()).then_some(());
+    }
+    loop {
+        i = skip_ws(b, i);
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let rest = b.get(i + 1..)?;
+        let (slot, key_end) = match visit.known(rest) {
+            Some((slot, len)) if rest.get(len) == Some(&b'"') => (Some(slot), i + 1 + len),
+            _ => (None, string_end(b, i + 1)?),
+        };
+        i = skip_ws(b, key_end + 1);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let value = match *b.get(i)? {
+            b'"' => {
+                let end = string_end(b, i + 1)?;
+                let text = doc.get(i + 1..end)?;
+                i = end + 1;
+                Scalar::Str(text)
+            }
+            b'-' | b'0'..=b'9' => {
+                let shape = number_at(b, i)?;
+                let text = doc.get(i..shape.end)?;
+                // The point as a position in the number's text.
+                let point = shape.point.map(|p| p - i);
+                i = shape.end;
+                Scalar::Num(text, point, shape.exponent)
+            }
+            b'n' => {
+                i = literal(b, i, b"null")?;
+                Scalar::Null
+            }
+            b't' => {
+                i = literal(b, i, b"true")?;
+                Scalar::Bool(true)
+            }
+            b'f' => {
+                i = literal(b, i, b"false")?;
+                Scalar::Bool(false)
+            }
+            _ => return None,
+        };
+        visit.member(slot, value)?;
+        i = skip_ws(b, i);
+        match b.get(i)? {
+            b',' => i += 1,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    (skip_ws(b, i + 1) == b.len()).then_some(())
+}
+
 /// Whether every byte is below 0x80, eight at a time. (The standard
 /// library's check goes byte by byte over all that does not fill a 64-byte
 /// block, which for messages of a few hundred bytes is much of them.)
@@ -261,6 +359,23 @@ fn string_end(b: &[u8], i: usize) -> Option<usize> {
 /// The number ends where the grammar does; the caller checks that a
 /// delimiter follows (so `01` and `1.2.3` are refused there).
 fn plain_number(b: &[u8], start: usize) -> Option<usize> {
+    number_at(b, start).map(|n| n.end)
+}
+
+/// Where a number [`plain_number`] accepts ends, and what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct NumberShape {
+    pub end: usize,
+    /// The position of its `.`, if it has a fraction.
+    pub point: Option<usize>,
+    pub exponent: bool,
+}
+
+/// [`plain_number`], telling also where the point is and whether there is
+/// an exponent: the plan decoder's conversions need both, and would
+/// otherwise look at every byte again.
+#[inline(always)]
+fn number_at(b: &[u8], start: usize) -> Option<NumberShape> {
     let digits = |mut i: usize| {
         while let Some(b'0'..=b'9') = b.get(i) {
             i += 1;
@@ -276,11 +391,14 @@ fn plain_number(b: &[u8], start: usize) -> Option<usize> {
     }
     let integer_digits = i - start - usize::from(negative);
     let mut float = false;
+    let mut point = None;
+    let mut exponent = false;
     if b.get(i) == Some(&b'.') {
         let end = digits(i + 1);
         if end == i + 1 {
             return None;
         }
+        point = Some(i);
         (i, float) = (end, true);
     }
     if let Some(b'e' | b'E') = b.get(i) {
@@ -292,6 +410,7 @@ fn plain_number(b: &[u8], start: usize) -> Option<usize> {
         if end == i || end - i > 2 {
             return None;
         }
+        exponent = true;
         (i, float) = (end, true);
     }
     let fits = if float {
@@ -299,7 +418,11 @@ fn plain_number(b: &[u8], start: usize) -> Option<usize> {
     } else {
         integer_digits <= 18
     };
-    fits.then_some(i)
+    fits.then_some(NumberShape {
+        end: i,
+        point,
+        exponent,
+    })
 }
 
 #[cfg(test)]

@@ -13,10 +13,12 @@
 use crate::decode::Row;
 use crate::types::{Envelope, Op};
 
+mod by_plan;
 mod dead_letter;
 mod offsets;
 mod session;
 
+pub use by_plan::{AsPlanRow, PlanBuildError, PlanShape, PlanStatements, WriteMode};
 pub use dead_letter::create_dlq_table;
 pub(crate) use dead_letter::push_dead_letter_insert;
 pub(crate) use offsets::*;
