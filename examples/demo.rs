@@ -80,12 +80,21 @@ fn demo(bars: &indicatif::MultiProgress) -> Result<(), Box<dyn std::error::Error
     )?;
     println!("demo: produced in {:.1}s", t.elapsed().as_secs_f64());
 
-    // A fresh table each time, so the summary reflects this run.
+    // Fresh tables each time, so the summary reflects this run. The mock
+    // cluster is new too: offsets kept from an earlier run belong to
+    // another log, which the sink refuses (kafka.on_out_of_range), so they
+    // go with the table.
     let mut conn = mysql::Conn::new(mysql::Opts::from(kafka_mysql_sink::internals::opts(
         &config.mysql,
     )))?;
-    let table = kafka_mysql_sink::internals::qualified(&config.mysql.database, &config.mysql.table);
-    conn.query_drop(format!("DROP TABLE IF EXISTS {table}"))?;
+    let db = &config.mysql.database;
+    let table = kafka_mysql_sink::internals::qualified(db, &config.mysql.table);
+    let mut ours = vec![config.mysql.table.clone(), config.offsets_table()];
+    ours.extend(config.dlq_table());
+    for t in &ours {
+        let t = kafka_mysql_sink::internals::qualified(db, t);
+        conn.query_drop(format!("DROP TABLE IF EXISTS {t}"))?;
+    }
 
     let metrics = Arc::new(Metrics::default());
     let shutdown = Shutdown::new();
