@@ -271,17 +271,10 @@ impl Config {
             key_from: KeyFrom::Value,
             partial: false,
             delete_on_tombstone: self.sink.delete_on_tombstone,
-            columns: [
-                "id",
-                "order_id",
-                "quantity",
-                "unit_price",
-                "total_value",
-                "processed_at",
-            ]
-            .into_iter()
-            .map(|c| (c.to_owned(), ColumnEntry::field(c)))
-            .collect(),
+            columns: crate::sql::COLUMNS
+                .into_iter()
+                .map(|c| (c.to_owned(), ColumnEntry::field(c)))
+                .collect(),
             ignore: Vec::new(),
             unknown_fields: UnknownFields::Ignore,
             time_zone: utc(),

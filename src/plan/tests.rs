@@ -1,25 +1,9 @@
 use super::*;
 use crate::config::{Config, Encoding, EpochUnit};
-use crate::table::{classify, UniqueKey};
+use crate::table::UniqueKey;
 
 fn column(name: &str, data_type: &str, column_type: &str) -> Column {
-    Column {
-        name: name.into(),
-        data_type: data_type.into(),
-        column_type: column_type.into(),
-        class: classify(data_type, false),
-        precision: None,
-        scale: None,
-        max_length: None,
-        fsp: None,
-        nullable: false,
-        default: None,
-        auto_increment: false,
-        generated: false,
-        charset: None,
-        collation: None,
-        unsigned: false,
-    }
+    Column::new(name, data_type, column_type)
 }
 
 /// The table: a composite key, every class of value, a nullable

@@ -9,7 +9,7 @@
 //! later version of a key still wins. Key columns are never assigned on a
 //! duplicate: they are what the duplicate was found by.
 
-use super::{push_str_literal, quote_ident, BuildError, Dialect};
+use super::{push_str_literal, quote_ident, tuple_fits, BuildError, Dialect};
 use crate::decode::{Cell, PlanRow};
 
 /// How a plan's rows are written.
@@ -201,15 +201,7 @@ impl PlanStatements {
                 self.buf.push(',');
             }
             push_tuple(&mut self.buf, row);
-            if self.buf.len() + self.tail.len() > max_len {
-                if tuples == 0 {
-                    return Err(BuildError::RowTooLarge {
-                        needed: self.buf.len() - mark + fixed,
-                        limit: max_len,
-                    }
-                    .into());
-                }
-                self.buf.truncate(mark);
+            if !tuple_fits(&mut self.buf, mark, tuples, self.tail.len(), max_len, fixed)? {
                 break;
             }
             taken += 1;
@@ -319,15 +311,8 @@ impl PlanStatements {
             if composite {
                 self.buf.push(')');
             }
-            if self.buf.len() + 1 > max_len {
-                if tuples == 0 {
-                    return Err(BuildError::RowTooLarge {
-                        needed: self.buf.len() - mark + fixed,
-                        limit: max_len,
-                    }
-                    .into());
-                }
-                self.buf.truncate(mark);
+            // One byte to come: the closing parenthesis.
+            if !tuple_fits(&mut self.buf, mark, tuples, 1, max_len, fixed)? {
                 break;
             }
             taken += 1;

@@ -156,6 +156,32 @@ pub enum BuildError {
     RowTooLarge { needed: usize, limit: usize },
 }
 
+/// After a row's tuple was appended at `mark`: whether it fits, with
+/// `tail` bytes still to come, in `max_len`. One that does not is taken out
+/// again (`Ok(false)`: the statement ends before it), unless it is the
+/// statement's first (`tuples == 0`), which fits in no statement at all
+/// (`fixed` is what every statement spends besides its rows).
+pub(crate) fn tuple_fits(
+    buf: &mut String,
+    mark: usize,
+    tuples: usize,
+    tail: usize,
+    max_len: usize,
+    fixed: usize,
+) -> Result<bool, BuildError> {
+    if buf.len() + tail <= max_len {
+        return Ok(true);
+    }
+    if tuples == 0 {
+        return Err(BuildError::RowTooLarge {
+            needed: buf.len() - mark + fixed,
+            limit: max_len,
+        });
+    }
+    buf.truncate(mark);
+    Ok(false)
+}
+
 /// Builds `INSERT … ON DUPLICATE KEY UPDATE` statements into a reused buffer.
 pub struct UpsertBuilder {
     head: String,
@@ -226,14 +252,7 @@ impl UpsertBuilder {
                 self.buf.push(',');
             }
             push_tuple(&mut self.buf, row);
-            if self.buf.len() + self.tail.len() > max_len {
-                if tuples == 0 {
-                    return Err(BuildError::RowTooLarge {
-                        needed: self.buf.len() - mark + fixed,
-                        limit: max_len,
-                    });
-                }
-                self.buf.truncate(mark);
+            if !tuple_fits(&mut self.buf, mark, tuples, self.tail.len(), max_len, fixed)? {
                 break;
             }
             taken += 1;

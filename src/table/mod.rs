@@ -59,6 +59,29 @@ pub struct Column {
 }
 
 impl Column {
+    /// A NOT NULL column of `data_type` without default, length, collation
+    /// or anything else: the start of a description built by hand (the
+    /// seed's table before start-up creates it; tests).
+    pub(crate) fn new(name: &str, data_type: &str, column_type: &str) -> Column {
+        Column {
+            name: name.into(),
+            data_type: data_type.into(),
+            column_type: column_type.into(),
+            class: classify(data_type, false),
+            precision: None,
+            scale: None,
+            max_length: None,
+            fsp: None,
+            nullable: false,
+            default: None,
+            auto_increment: false,
+            generated: false,
+            charset: None,
+            collation: None,
+            unsigned: false,
+        }
+    }
+
     /// Whether an insert that leaves the column out is accepted: it has a
     /// default, takes NULL, counts itself, or is computed.
     pub fn fills_itself(&self) -> bool {
@@ -111,23 +134,7 @@ impl TableDesc {
     /// default route before start-up has created the table.
     pub fn seed_orders(database: &str, name: &str) -> TableDesc {
         let col = |name: &str, data_type: &str, column_type: &str| {
-            let mut c = Column {
-                name: name.into(),
-                data_type: data_type.into(),
-                column_type: column_type.into(),
-                class: classify(data_type, false),
-                precision: None,
-                scale: None,
-                max_length: None,
-                fsp: None,
-                nullable: false,
-                default: None,
-                auto_increment: false,
-                generated: false,
-                charset: None,
-                collation: None,
-                unsigned: false,
-            };
+            let mut c = Column::new(name, data_type, column_type);
             if c.class == TypeClass::Text {
                 c.charset = Some("utf8mb4".into());
                 c.collation = Some("utf8mb4_unicode_ci".into());

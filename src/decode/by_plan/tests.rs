@@ -1,25 +1,12 @@
 use super::*;
 use crate::config::Config;
 use crate::decode::Cell;
-use crate::table::{classify, Column, TableDesc};
+use crate::table::{Column, TableDesc};
 
 fn column(name: &str, data_type: &str, column_type: &str) -> Column {
     Column {
-        name: name.into(),
-        data_type: data_type.into(),
-        column_type: column_type.into(),
-        class: classify(data_type, false),
-        precision: None,
-        scale: None,
-        max_length: None,
-        fsp: None,
         nullable: true,
-        default: None,
-        auto_increment: false,
-        generated: false,
-        charset: None,
-        collation: None,
-        unsigned: false,
+        ..Column::new(name, data_type, column_type)
     }
 }
 
