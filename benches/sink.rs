@@ -10,8 +10,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use kafka_mysql_sink::config::Config;
 use kafka_mysql_sink::internals::{
     BatchSink, Coord, DeadLetter, Decoder, Dialect, Envelope, KeyCollation, Meta, Num,
-    OffsetTracker, PlanDecoder, PlanRow, PlanStatements, RouteError, Router, Routing, Row,
-    TableDesc, UpsertBuilder, WriteError, Writer, WriterSettings,
+    OffsetTracker, Part, PlanDecoder, PlanRow, PlanStatements, RouteError, Router, Routing, Row,
+    TableDesc, Topic, UpsertBuilder, WriteError, Writer, WriterSettings,
 };
 use kafka_mysql_sink::metrics::Metrics;
 use kafka_mysql_sink::shutdown::Shutdown;
@@ -153,6 +153,7 @@ fn offset_tracker(c: &mut Criterion) {
             order.extend(chunk.iter().map(|&o| (p, o)));
         }
     }
+    let topic = Topic::named("orders");
     let mut g = c.benchmark_group("offset_tracker");
     g.throughput(Throughput::Elements(order.len() as u64));
     g.bench_function("64 partitions, out-of-order completion", |b| {
@@ -161,16 +162,19 @@ fn offset_tracker(c: &mut Criterion) {
                 let mut t = OffsetTracker::new();
                 for o in 0..per_part {
                     for p in 0..parts {
-                        t.register(Coord::new(p, o));
+                        t.register(Coord::new(Part::new(topic, p), o));
                     }
                 }
                 t
             },
             |mut t| {
                 for &(p, o) in &order {
-                    t.complete(Coord::new(p, o));
+                    t.complete(Coord::new(Part::new(topic, p), o));
                 }
-                assert_eq!(t.commit_candidates()[0], Coord::new(0, per_part));
+                assert_eq!(
+                    t.commit_candidates()[0],
+                    Coord::new(Part::new(topic, 0), per_part)
+                );
                 t
             },
             BatchSize::LargeInput,
@@ -183,8 +187,9 @@ fn offset_tracker(c: &mut Criterion) {
 /// observation per row and one newest-timestamp update per partition run.
 fn latency_metrics(c: &mut Criterion) {
     let metrics = Metrics::default();
-    let stamps: Vec<(i32, i64)> = (0..1000)
-        .map(|i| (i / 500, 1_700_000_000_000 + i as i64))
+    let topic = Topic::named("orders");
+    let stamps: Vec<(Part, i64)> = (0..1000)
+        .map(|i| (Part::new(topic, i / 500), 1_700_000_000_000 + i as i64))
         .collect();
     let mut g = c.benchmark_group("latency_metrics");
     g.throughput(Throughput::Elements(stamps.len() as u64));
@@ -267,11 +272,13 @@ fn run_pipeline(msgs: &[Vec<u8>], writers: usize) -> Duration {
     };
     // As the consumer does: reads of 256 messages, rows staged per writer
     // and sent as chunks, the rest of every chunk at the end of a read.
+    let unnamed = Topic::named("");
     for (read, ms) in msgs.chunks(256).enumerate() {
         for (j, m) in ms.iter().enumerate() {
             let i = read * 256 + j;
             let (p, o) = ((i % 8) as i32, i as i64);
-            tracker.register(Coord::new(p, o));
+            // The topic `Envelope::upsert` puts its rows in.
+            tracker.register(Coord::new(Part::new(unnamed, p), o));
             let row = decoder.decode(m).unwrap();
             if let Some(w) = router.stage(Envelope::upsert(p, o, row)) {
                 loop {

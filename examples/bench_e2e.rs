@@ -1020,7 +1020,7 @@ impl Bench<'_> {
         let (db_name, n) = (&self.config.mysql.database, self.n);
         let mut rows = rows(n, self.partitions as u64)?;
         if feed == Feed::PartitionMajor {
-            rows.sort_by_key(|e| (e.coord.partition, e.coord.offset));
+            rows.sort_by_key(|e| (e.coord.partition(), e.coord.offset));
         }
         let lists = if feed == Feed::Split {
             let batch = self.config.sink.batch_size;

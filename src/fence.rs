@@ -20,7 +20,7 @@ use mysql::{Conn, TxOpts};
 
 use crate::config::{Config, Delivery};
 use crate::sql::{self, OffsetsRows};
-use crate::types::Coord;
+use crate::types::{Coord, Part, Topic};
 
 /// Which offsets-table rows an instance works on, and how.
 #[derive(Debug, Clone)]
@@ -28,7 +28,6 @@ pub(crate) struct FenceSpec {
     /// The offsets table, quoted and qualified.
     pub(crate) table: String,
     pub(crate) group: String,
-    pub(crate) topic: String,
     pub(crate) delivery: Delivery,
     /// Whether the table has the columns for the log's ids and pending
     /// starts (see `sql::LATER_COLUMNS`); claims use them when it does.
@@ -40,7 +39,6 @@ impl FenceSpec {
         FenceSpec {
             table: sql::qualified(&config.mysql.database, &config.offsets_table()),
             group: config.kafka.group_id.clone(),
-            topic: config.kafka.topic.clone(),
             delivery: config.sink.delivery,
             marks: false,
         }
@@ -50,7 +48,6 @@ impl FenceSpec {
         OffsetsRows {
             table: &self.table,
             group: &self.group,
-            topic: &self.topic,
         }
     }
 
@@ -62,7 +59,7 @@ impl FenceSpec {
 /// A partition's row as a transaction sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Standing {
-    pub partition: i32,
+    pub part: Part,
     pub generation: u64,
     /// The next offset to read, as the last exactly-once transaction left it.
     pub next_offset: Option<i64>,
@@ -88,10 +85,10 @@ pub(crate) struct Settled {
     /// Each claimed partition's pending start (`None`: none), and the ids
     /// of the log its offsets belong to from now on (`None`: left as it is, where
     /// the id is unknown or the partition is not started).
-    pub(crate) marks: Vec<(i32, Option<i64>, Option<String>)>,
+    pub(crate) marks: Vec<(Part, Option<i64>, Option<String>)>,
     /// Partitions whose next offset is cleared (an at-least-once start
     /// over one an exactly-once run left).
-    pub(crate) clear_next: Vec<i32>,
+    pub(crate) clear_next: Vec<Part>,
 }
 
 /// Claims `partitions` for `owner`: a new generation for each, read back in
@@ -102,7 +99,7 @@ pub(crate) struct Settled {
 pub(crate) fn claim(
     conn: &mut Conn,
     spec: &FenceSpec,
-    partitions: &[i32],
+    partitions: &[Part],
     owner: &str,
     settle: &dyn Fn(&[Claimed]) -> Settled,
 ) -> Result<Vec<Standing>, mysql::Error> {
@@ -123,21 +120,25 @@ pub(crate) fn claim(
     // read under no generation, and all of its rows dropped as fenced.
     if let Some(p) = partitions
         .iter()
-        .find(|p| !got.iter().any(|s| s.partition == **p))
+        .find(|p| !got.iter().any(|s| s.part == **p))
     {
         return Err(mysql::Error::IoError(std::io::Error::other(format!(
             "the claim of partition {p} did not read its row back"
         ))));
     }
-    let marks: Vec<(i32, Option<String>, Option<i64>)> = if spec.marks {
-        tx.query(rows.marks(partitions))?
+    let marks: Vec<(Part, Option<String>, Option<i64>)> = if spec.marks {
+        let got: Vec<(String, i32, Option<String>, Option<i64>)> =
+            tx.query(rows.marks(partitions))?;
+        got.into_iter()
+            .map(|(t, p, id, reset)| (Part::new(Topic::named(&t), p), id, reset))
+            .collect()
     } else {
         Vec::new()
     };
     let claimed: Vec<Claimed> = got
         .iter()
         .map(|s| {
-            let mark = marks.iter().find(|m| m.0 == s.partition);
+            let mark = marks.iter().find(|m| m.0 == s.part);
             Claimed {
                 standing: *s,
                 log_id: mark.and_then(|m| m.1.clone()),
@@ -149,7 +150,7 @@ pub(crate) fn claim(
     if !settled.next.is_empty() {
         run_multi(&mut tx, &rows.set_next(&settled.next))?;
         for s in &mut got {
-            if let Some(c) = settled.next.iter().find(|c| c.partition == s.partition) {
+            if let Some(c) = settled.next.iter().find(|c| c.part == s.part) {
                 s.next_offset = Some(c.offset);
             }
         }
@@ -158,7 +159,7 @@ pub(crate) fn claim(
         run_multi(&mut tx, &rows.clear_next(&settled.clear_next))?;
     }
     if spec.marks {
-        let marks: Vec<(i32, Option<i64>, Option<&str>)> = settled
+        let marks: Vec<(Part, Option<i64>, Option<&str>)> = settled
             .marks
             .iter()
             .map(|(p, r, id)| (*p, *r, id.as_deref()))
@@ -202,7 +203,7 @@ pub(crate) fn reset(
     let marks = spec.marks.then_some(log_id);
     let mut tx = conn.start_transaction(TxOpts::default())?;
     tx.query_drop(rows.reset(next, owner, first_generation(), marks))?;
-    let mut partitions: Vec<i32> = next.iter().map(|c| c.partition).collect();
+    let mut partitions: Vec<Part> = next.iter().map(|c| c.part).collect();
     partitions.sort_unstable();
     let got = read(&mut tx, &rows, &partitions, true)?;
     tx.commit()?;
@@ -214,7 +215,7 @@ pub(crate) fn reset(
 pub(crate) fn clear_resets(
     conn: &mut Conn,
     spec: &FenceSpec,
-    claims: &[(i32, u64)],
+    claims: &[(Part, u64)],
 ) -> Result<(), mysql::Error> {
     if !spec.marks || claims.is_empty() {
         return Ok(());
@@ -234,9 +235,13 @@ pub(crate) struct OffsetsRow {
     pub(crate) reset_to: Option<i64>,
 }
 
-/// Every row of the group and topic.
-pub(crate) fn list(conn: &mut Conn, spec: &FenceSpec) -> Result<Vec<OffsetsRow>, mysql::Error> {
-    let rows: Vec<mysql::Row> = conn.query(spec.rows().list(spec.marks))?;
+/// Every row of the group and `topic`.
+pub(crate) fn list(
+    conn: &mut Conn,
+    spec: &FenceSpec,
+    topic: &str,
+) -> Result<Vec<OffsetsRow>, mysql::Error> {
+    let rows: Vec<mysql::Row> = conn.query(spec.rows().list(topic, spec.marks))?;
     rows.into_iter()
         .map(|row| {
             let (partition, next_offset, generation, owner, updated_at, log_id, reset_to) =
@@ -258,7 +263,7 @@ pub(crate) fn list(conn: &mut Conn, spec: &FenceSpec) -> Result<Vec<OffsetsRow>,
 pub(crate) fn read(
     conn: &mut impl Queryable,
     rows: &OffsetsRows<'_>,
-    partitions: &[i32],
+    partitions: &[Part],
     exclusive: bool,
 ) -> Result<Vec<Standing>, mysql::Error> {
     read_multi(conn, &rows.read(partitions, exclusive))
@@ -275,10 +280,10 @@ pub(crate) fn read_multi(
     let mut out = Vec::new();
     while let Some(set) = result.iter() {
         for row in set {
-            let (partition, generation, next_offset): (i32, u64, Option<i64>) =
+            let (topic, partition, generation, next_offset): (String, i32, u64, Option<i64>) =
                 mysql::from_row_opt(row?).map_err(|e| mysql::Error::FromRowError(e.0))?;
             out.push(Standing {
-                partition,
+                part: Part::new(Topic::named(&topic), partition),
                 generation,
                 next_offset,
             });

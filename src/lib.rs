@@ -67,7 +67,7 @@ pub mod internals {
         UpsertBuilder, WriteMode,
     };
     pub use crate::table::{Column, TableDesc, TypeClass, UniqueKey};
-    pub use crate::types::{Coord, DeadLetter, Envelope, Op};
+    pub use crate::types::{Coord, DeadLetter, Envelope, Op, Part, Topic};
     pub use crate::write::{
         BatchSink, Claim, DlqTarget, MysqlSink, WriteError, Writer, WriterSettings,
     };

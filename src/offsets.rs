@@ -13,12 +13,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::types::Coord;
+use crate::types::{Coord, Part};
 
-/// Hashes partition numbers. The default SipHash, built to resist chosen
-/// keys, took ~3 % of the sink's instructions for the two lookups every
-/// message makes; partition numbers are small integers chosen by no one,
-/// and a multiplication spreads them well enough.
+/// Hashes partitions (a topic's number and a partition's). The default
+/// SipHash, built to resist chosen keys, was a visible share of the sink's
+/// instructions for the two lookups every message makes; these are small
+/// integers chosen by no one, and a multiplication spreads them well enough.
 #[derive(Default, Clone, Copy)]
 struct PartitionHasher(u64);
 
@@ -33,12 +33,16 @@ impl Hasher for PartitionHasher {
         }
     }
 
+    fn write_u32(&mut self, i: u32) {
+        self.0 = (self.0 ^ u64::from(i)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
     fn write_i32(&mut self, i: i32) {
-        self.0 = (self.0 ^ u64::from(i as u32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.write_u32(i as u32);
     }
 }
 
-type Parts = HashMap<i32, Partition, BuildHasherDefault<PartitionHasher>>;
+type Parts = HashMap<Part, Partition, BuildHasherDefault<PartitionHasher>>;
 
 #[derive(Debug, Default)]
 struct Partition {
@@ -77,8 +81,8 @@ impl OffsetTracker {
 
     /// Records that `offset` of `partition` was read and is now in flight.
     pub fn register(&mut self, coord: Coord) {
-        let Coord { partition, offset } = coord;
-        let p = self.parts.entry(partition).or_default();
+        let Coord { part, offset } = coord;
+        let p = self.parts.entry(part).or_default();
         if let Some(&(last, _)) = p.pending.back() {
             if offset <= last {
                 // The consumer went back (a seek or a re-fetch after an error):
@@ -100,8 +104,8 @@ impl OffsetTracker {
     /// as a late acknowledgement for a partition that was revoked, are ignored.
     /// Returns whether the offset was tracked.
     pub fn complete(&mut self, coord: Coord) -> bool {
-        let Coord { partition, offset } = coord;
-        let Some(p) = self.parts.get_mut(&partition) else {
+        let Coord { part, offset } = coord;
+        let Some(p) = self.parts.get_mut(&part) else {
             return false;
         };
         let Some(i) = p.position(offset) else {
@@ -141,8 +145,8 @@ impl OffsetTracker {
 
     /// Kafka confirmed `offset` as committed for `partition`. Commits confirm
     /// out of order at times; the highest one stands.
-    pub fn confirm_commit(&mut self, partition: i32, offset: i64) {
-        if let Some(p) = self.parts.get_mut(&partition) {
+    pub fn confirm_commit(&mut self, part: Part, offset: i64) {
+        if let Some(p) = self.parts.get_mut(&part) {
             if p.committed.is_none_or(|c| offset > c) {
                 p.committed = Some(offset);
             }
@@ -151,12 +155,12 @@ impl OffsetTracker {
 
     /// The offset below which everything of `partition` is durable (or was
     /// skipped), once one is.
-    pub fn durable(&self, partition: i32) -> Option<i64> {
-        self.parts.get(&partition).and_then(|p| p.done_below)
+    pub fn durable(&self, part: Part) -> Option<i64> {
+        self.parts.get(&part).and_then(|p| p.done_below)
     }
 
-    pub fn committed(&self, partition: i32) -> Option<i64> {
-        self.parts.get(&partition).and_then(|p| p.committed)
+    pub fn committed(&self, part: Part) -> Option<i64> {
+        self.parts.get(&part).and_then(|p| p.committed)
     }
 
     /// Messages read but not yet durable, over all partitions.
@@ -168,34 +172,32 @@ impl OffsetTracker {
     }
 
     /// Whether `partition` has no in-flight offsets.
-    pub fn is_idle(&self, partition: i32) -> bool {
-        self.parts
-            .get(&partition)
-            .is_none_or(|p| p.pending.is_empty())
+    pub fn is_idle(&self, part: Part) -> bool {
+        self.parts.get(&part).is_none_or(|p| p.pending.is_empty())
     }
 
     /// Whether `offset` of `partition` is in flight here.
     pub fn is_tracked(&self, coord: Coord) -> bool {
         self.parts
-            .get(&coord.partition)
+            .get(&coord.part)
             .is_some_and(|p| p.position(coord.offset).is_some())
     }
 
     /// The offsets of `partition` still in flight (read, not yet durable).
-    pub fn unfinished(&self, partition: i32) -> impl Iterator<Item = i64> + '_ {
+    pub fn unfinished(&self, part: Part) -> impl Iterator<Item = i64> + '_ {
         self.parts
-            .get(&partition)
+            .get(&part)
             .into_iter()
             .flat_map(|p| p.pending.iter().filter(|(_, done)| !done).map(|&(o, _)| o))
     }
 
     /// Forgets a partition (after it was revoked); returns its committable offset.
-    pub fn remove(&mut self, partition: i32) -> Option<i64> {
-        self.parts.remove(&partition).and_then(|p| p.done_below)
+    pub fn remove(&mut self, part: Part) -> Option<i64> {
+        self.parts.remove(&part).and_then(|p| p.done_below)
     }
 
-    pub fn partitions(&self) -> Vec<i32> {
-        let mut v: Vec<i32> = self.parts.keys().copied().collect();
+    pub fn partitions(&self) -> Vec<Part> {
+        let mut v: Vec<Part> = self.parts.keys().copied().collect();
         v.sort_unstable();
         v
     }
@@ -204,11 +206,20 @@ impl OffsetTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Topic;
+
+    fn p(partition: i32) -> Part {
+        Part::new(Topic::named("t"), partition)
+    }
+
+    fn at(partition: i32, offset: i64) -> Coord {
+        Coord::new(p(partition), offset)
+    }
 
     impl OffsetTracker {
         /// The offset to commit for `partition`: everything below it is done.
         fn committable(&self, partition: i32) -> Option<i64> {
-            self.parts.get(&partition).and_then(|p| p.done_below)
+            self.parts.get(&p(partition)).and_then(|p| p.done_below)
         }
     }
 
@@ -216,17 +227,17 @@ mod tests {
     fn commits_only_the_contiguous_done_prefix() {
         let mut t = OffsetTracker::new();
         for o in 10..15 {
-            t.register(Coord::new(0, o));
+            t.register(at(0, o));
         }
         assert_eq!(t.committable(0), None);
-        assert!(t.complete(Coord::new(0, 12)));
-        assert!(t.complete(Coord::new(0, 11)));
+        assert!(t.complete(at(0, 12)));
+        assert!(t.complete(at(0, 11)));
         assert_eq!(t.committable(0), None, "10 is still in flight");
-        assert!(t.complete(Coord::new(0, 10)));
+        assert!(t.complete(at(0, 10)));
         assert_eq!(t.committable(0), Some(13));
-        assert!(t.complete(Coord::new(0, 14)));
+        assert!(t.complete(at(0, 14)));
         assert_eq!(t.committable(0), Some(13));
-        assert!(t.complete(Coord::new(0, 13)));
+        assert!(t.complete(at(0, 13)));
         assert_eq!(t.committable(0), Some(15));
         assert_eq!(t.in_flight(), 0);
     }
@@ -235,15 +246,15 @@ mod tests {
     fn unfinished_lists_what_is_in_flight() {
         let mut t = OffsetTracker::new();
         for o in 0..6 {
-            t.register(Coord::new(0, o));
+            t.register(at(0, o));
         }
-        t.complete(Coord::new(0, 1));
-        t.complete(Coord::new(0, 4));
-        assert_eq!(t.unfinished(0).collect::<Vec<_>>(), [0, 2, 3, 5]);
-        t.complete(Coord::new(0, 0));
-        assert_eq!(t.unfinished(0).collect::<Vec<_>>(), [2, 3, 5]);
+        t.complete(at(0, 1));
+        t.complete(at(0, 4));
+        assert_eq!(t.unfinished(p(0)).collect::<Vec<_>>(), [0, 2, 3, 5]);
+        t.complete(at(0, 0));
+        assert_eq!(t.unfinished(p(0)).collect::<Vec<_>>(), [2, 3, 5]);
         assert_eq!(
-            t.unfinished(7).count(),
+            t.unfinished(p(7)).count(),
             0,
             "unknown partitions hold nothing"
         );
@@ -252,41 +263,38 @@ mod tests {
     #[test]
     fn partitions_are_independent_and_gaps_are_fine() {
         let mut t = OffsetTracker::new();
-        t.register(Coord::new(0, 0));
-        t.register(Coord::new(1, 100));
-        t.register(Coord::new(1, 105)); // compacted away in between
-        t.complete(Coord::new(1, 105));
-        t.complete(Coord::new(0, 0));
+        t.register(at(0, 0));
+        t.register(at(1, 100));
+        t.register(at(1, 105)); // compacted away in between
+        t.complete(at(1, 105));
+        t.complete(at(0, 0));
         assert_eq!(t.committable(0), Some(1));
         assert_eq!(t.committable(1), None);
-        t.complete(Coord::new(1, 100));
+        t.complete(at(1, 100));
         assert_eq!(t.committable(1), Some(106));
-        assert_eq!(
-            t.commit_candidates(),
-            vec![Coord::new(0, 1), Coord::new(1, 106)]
-        );
+        assert_eq!(t.commit_candidates(), vec![at(0, 1), at(1, 106)]);
     }
 
     #[test]
     fn confirmed_commits_are_not_repeated_and_never_go_back() {
         let mut t = OffsetTracker::new();
-        t.register(Coord::new(3, 0));
-        t.complete(Coord::new(3, 0));
-        assert_eq!(t.commit_candidates(), vec![Coord::new(3, 1)]);
-        t.confirm_commit(3, 1);
+        t.register(at(3, 0));
+        t.complete(at(3, 0));
+        assert_eq!(t.commit_candidates(), vec![at(3, 1)]);
+        t.confirm_commit(p(3), 1);
         assert!(t.commit_candidates().is_empty());
-        t.confirm_commit(3, 0);
-        assert_eq!(t.committed(3), Some(1));
+        t.confirm_commit(p(3), 0);
+        assert_eq!(t.committed(p(3)), Some(1));
     }
 
     #[test]
     fn unknown_and_revoked_acks_are_ignored() {
         let mut t = OffsetTracker::new();
-        assert!(!t.complete(Coord::new(9, 1)));
-        t.register(Coord::new(0, 5));
-        assert!(!t.complete(Coord::new(0, 4)));
-        assert_eq!(t.remove(0), None);
-        assert!(!t.complete(Coord::new(0, 5)));
+        assert!(!t.complete(at(9, 1)));
+        t.register(at(0, 5));
+        assert!(!t.complete(at(0, 4)));
+        assert_eq!(t.remove(p(0)), None);
+        assert!(!t.complete(at(0, 5)));
         assert_eq!(t.committable(0), None);
     }
 
@@ -294,18 +302,15 @@ mod tests {
     fn rewind_forgets_later_offsets() {
         let mut t = OffsetTracker::new();
         for o in 0..5 {
-            t.register(Coord::new(0, o));
+            t.register(at(0, o));
         }
-        t.complete(Coord::new(0, 0));
-        t.complete(Coord::new(0, 1));
+        t.complete(at(0, 0));
+        t.complete(at(0, 1));
         // re-delivery from 1 on
-        t.register(Coord::new(0, 1));
+        t.register(at(0, 1));
         assert_eq!(t.committable(0), Some(1));
-        assert!(
-            !t.complete(Coord::new(0, 3)),
-            "3 was forgotten and will come again"
-        );
-        t.complete(Coord::new(0, 1));
+        assert!(!t.complete(at(0, 3)), "3 was forgotten and will come again");
+        t.complete(at(0, 1));
         assert_eq!(t.committable(0), Some(2));
     }
 
@@ -316,7 +321,7 @@ mod tests {
         let n = 1000i64;
         let mut t = OffsetTracker::new();
         for o in 0..n {
-            t.register(Coord::new(7, o));
+            t.register(at(7, o));
         }
         let mut order: Vec<i64> = (0..n).collect();
         let mut x: u64 = 0x9E3779B97F4A7C15;
@@ -328,7 +333,7 @@ mod tests {
         }
         let mut done = vec![false; n as usize];
         for o in order {
-            t.complete(Coord::new(7, o));
+            t.complete(at(7, o));
             done[o as usize] = true;
             let prefix = done.iter().take_while(|d| **d).count() as i64;
             assert_eq!(t.committable(7), (prefix > 0).then_some(prefix));

@@ -116,6 +116,7 @@ pub fn run(
         options.until_caught_up,
         options.progress.clone(),
         marks,
+        std::slice::from_ref(&config.kafka.topic),
     )?;
 
     let (router, writers) = spawn_writers(
@@ -254,7 +255,6 @@ pub fn spawn_writers(
             UpsertBuilder::new(&m.database, target.table, target.info.dialect),
             crate::sql::qualified(&m.database, target.table),
             target.info.statement_budget(),
-            config.kafka.topic.clone(),
             target.dlq.clone(),
         )
         .with_side_connection(mysql::Opts::from(db::opts(m)));

@@ -132,7 +132,7 @@ impl Reporter {
         &mut self,
         metrics: &Metrics,
         in_flight: usize,
-        lag: impl FnOnce() -> Vec<(i32, i64)>,
+        lag: impl FnOnce() -> Vec<(crate::types::Part, i64)>,
     ) {
         let log_due = self.interval.is_some_and(|i| self.last_log.elapsed() >= i);
         if self.bar.is_none() && !log_due {

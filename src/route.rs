@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 
 use crate::collation::{KeyCollation, KeyHasher};
-use crate::types::{Chunk, Envelope, Op};
+use crate::types::{Chunk, Envelope, Op, Part};
 
 /// How messages are spread over writers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +37,12 @@ pub enum Routing {
 /// partitions by one writer: a contiguous range still spreads exactly
 /// evenly (each block covers every writer once), and strided sets spread
 /// too.
-fn partition_writer(partition: i32, writers: usize) -> usize {
-    let p = partition.unsigned_abs() as usize;
-    (p + p / writers) % writers
+fn partition_writer(part: Part, writers: usize) -> usize {
+    let p = part.partition.unsigned_abs() as usize;
+    // Each topic's partitions rotated by the topic's number, so that the
+    // first partitions of several topics do not all land on one writer; a
+    // rotation keeps each topic's spread as it is.
+    (p + p / writers + part.topic.index() as usize) % writers
 }
 
 /// The writer a message belongs to. By key: by `id` for upserts and
@@ -51,7 +54,7 @@ pub(crate) fn writer_of(
     keys: &mut KeyHasher,
 ) -> usize {
     if routing == Routing::ByPartition {
-        return partition_writer(env.coord.partition, writers);
+        return partition_writer(env.coord.part, writers);
     }
     match &env.op {
         Op::Upsert(row) => keys.writer(row.id(), writers),
@@ -304,16 +307,19 @@ mod tests {
         let (mut router, inboxes) =
             Router::new(2, 64, Routing::ByPartition, KeyCollation::binary());
         let row = Row::new("id", "o", Num::Int(1), Num::Int(0), Num::Int(0), None);
-        router.stage(Envelope::upsert(0, 0, row.clone()));
+        // The partition of writer 0, which flush_all asks first.
+        let q = (0..2).find(|&q| partition_writer(part(q), 2) == 0).unwrap();
+        router.stage(Envelope::upsert(q, 0, row.clone()));
         // A staged row would arrive after the request and wait out the
         // flush interval: not asked yet.
         assert_eq!(router.flush_all(), Ok(false));
         assert!(inboxes.iter().all(|i| i.try_recv().is_none()));
-        router.send(0, Duration::ZERO).unwrap();
-        // Writer 0's channel is full now: asked again later.
+        let w = 0;
+        router.send(w, Duration::ZERO).unwrap();
+        // Writer w's channel is full now: asked again later.
         assert_eq!(router.flush_all(), Ok(false));
-        assert_eq!(inboxes[0].try_recv().map(|c| c.len()), Some(1));
-        assert!(inboxes[1].try_recv().is_none());
+        assert_eq!(inboxes[w].try_recv().map(|c| c.len()), Some(1));
+        assert!(inboxes[1 - w].try_recv().is_none());
         assert_eq!(router.flush_all(), Ok(true));
         for inbox in &inboxes {
             assert_eq!(inbox.try_recv().map(|c| c.len()), Some(0));
@@ -347,9 +353,15 @@ mod tests {
         }
     }
 
+    /// A partition of the first topic this process met, as the one topic
+    /// of a run would be.
+    fn part(partition: i32) -> Part {
+        Part::new(crate::types::Topic::named(""), partition)
+    }
+
     fn delete(offset: i64, id: &str) -> Envelope {
         Envelope {
-            coord: Coord::new(0, offset),
+            coord: Coord::new(part(0), offset),
             generation: 0,
             timestamp_ms: crate::types::NO_TIMESTAMP,
             op: Op::Delete(id.to_string()),
@@ -399,9 +411,9 @@ mod tests {
     fn by_partition_ignores_keys() {
         let (mut router, _inboxes) = Router::new(4, 64, Routing::ByPartition, unicode_ci());
         let mut env = delete(0, "abc");
-        env.coord.partition = 6;
+        env.coord.part = part(6);
         router.stage(env);
-        assert_eq!(staged_on(&router, 0), partition_writer(6, 4));
+        assert_eq!(staged_on(&router, 0), partition_writer(part(6), 4));
     }
 
     #[test]
@@ -410,7 +422,7 @@ mod tests {
             let load = |parts: &mut dyn Iterator<Item = i32>| {
                 let mut n = vec![0usize; writers];
                 for p in parts {
-                    n[partition_writer(p, writers)] += 1;
+                    n[partition_writer(part(p), writers)] += 1;
                 }
                 n
             };

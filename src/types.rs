@@ -10,22 +10,123 @@ use std::fmt;
 
 use crate::decode::Row;
 
-/// Where a message sits in the topic: its partition and offset.
+/// A topic, by a number that stands for its name.
+///
+/// Messages, offsets and claims name their topic on every step of the data
+/// path, so the name is interned once (the first time the process meets it)
+/// and a copyable number travels instead. Names are never forgotten: a
+/// process meets few topics, even under a pattern subscription. Topics
+/// compare by name, so that every instance orders them alike (offsets rows
+/// are locked in that order).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Topic(u32);
+
+static TOPIC_NAMES: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
+
+impl Topic {
+    /// The topic called `name`.
+    pub fn named(name: &str) -> Topic {
+        let find = |names: &[&'static str]| names.iter().position(|n| *n == name);
+        let read = TOPIC_NAMES.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = find(&read) {
+            return Topic(i as u32);
+        }
+        drop(read);
+        let mut names = TOPIC_NAMES.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = find(&names) {
+            return Topic(i as u32);
+        }
+        // Leaked on purpose: interned names live as long as the process.
+        names.push(Box::leak(name.to_owned().into_boxed_str()));
+        Topic((names.len() - 1) as u32)
+    }
+
+    /// The topic's number in this process: small, dense, in the order
+    /// topics were first met.
+    pub(crate) fn index(self) -> u32 {
+        self.0
+    }
+
+    /// The topic's name.
+    pub fn name(self) -> &'static str {
+        let names = TOPIC_NAMES.read().unwrap_or_else(|e| e.into_inner());
+        names.get(self.0 as usize).copied().unwrap_or_default()
+    }
+}
+
+impl PartialOrd for Topic {
+    fn partial_cmp(&self, other: &Topic) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Topic {
+    fn cmp(&self, other: &Topic) -> std::cmp::Ordering {
+        if self.0 == other.0 {
+            return std::cmp::Ordering::Equal;
+        }
+        self.name().cmp(other.name())
+    }
+}
+
+impl fmt::Debug for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.name())
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One partition of one topic: what offsets, claims and commits are kept by.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Part {
+    pub topic: Topic,
+    pub partition: i32,
+}
+
+impl Part {
+    pub fn new(topic: Topic, partition: i32) -> Part {
+        Part { topic, partition }
+    }
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+impl fmt::Debug for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Where a message sits: its topic's partition and its offset there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Coord {
-    pub partition: i32,
+    pub part: Part,
     pub offset: i64,
 }
 
 impl Coord {
-    pub fn new(partition: i32, offset: i64) -> Coord {
-        Coord { partition, offset }
+    pub fn new(part: Part, offset: i64) -> Coord {
+        Coord { part, offset }
+    }
+
+    /// Its partition's number within its topic.
+    pub fn partition(&self) -> i32 {
+        self.part.partition
     }
 }
 
 impl fmt::Display for Coord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.partition, self.offset)
+        write!(f, "{}@{}", self.part, self.offset)
     }
 }
 
@@ -94,10 +195,12 @@ pub struct Envelope {
 pub(crate) const NO_TIMESTAMP: i64 = -1;
 
 impl Envelope {
-    /// A plain upsert with no raw message attached.
+    /// A plain upsert with no raw message attached, of partition
+    /// `partition` of a topic with no name (for writers fed without a
+    /// consumer: benchmarks and tests).
     pub fn upsert(partition: i32, offset: i64, row: Row) -> Envelope {
         Envelope {
-            coord: Coord::new(partition, offset),
+            coord: Coord::new(Part::new(Topic::named(""), partition), offset),
             generation: 0,
             timestamp_ms: NO_TIMESTAMP,
             op: Op::Upsert(row),
@@ -139,6 +242,29 @@ pub struct DeadLetter<'a> {
 mod tests {
     use super::*;
 
+    fn at(partition: i32, offset: i64) -> Coord {
+        Coord::new(Part::new(Topic::named("t"), partition), offset)
+    }
+
+    #[test]
+    fn topics_are_interned_and_order_by_name() {
+        let (b, a) = (Topic::named("orders-b"), Topic::named("orders-a"));
+        assert_eq!(Topic::named("orders-b"), b);
+        assert_ne!(a, b);
+        assert_eq!((a.name(), b.name()), ("orders-a", "orders-b"));
+        assert!(a < b, "by name, not by the order they were met");
+        let mut coords = vec![
+            Coord::new(Part::new(b, 0), 1),
+            Coord::new(Part::new(a, 3), 9),
+            Coord::new(Part::new(a, 1), 2),
+        ];
+        coords.sort();
+        assert_eq!(
+            coords.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["orders-a/1@2", "orders-a/3@9", "orders-b/0@1"]
+        );
+    }
+
     #[test]
     fn raw_message_parts_round_trip() {
         for (key, payload) in [
@@ -159,11 +285,8 @@ mod tests {
 
     #[test]
     fn coordinates_order_by_partition_then_offset() {
-        let mut v = vec![Coord::new(1, 0), Coord::new(0, 5), Coord::new(0, 2)];
+        let mut v = vec![at(1, 0), at(0, 5), at(0, 2)];
         v.sort();
-        assert_eq!(
-            v,
-            vec![Coord::new(0, 2), Coord::new(0, 5), Coord::new(1, 0)]
-        );
+        assert_eq!(v, vec![at(0, 2), at(0, 5), at(1, 0)]);
     }
 }

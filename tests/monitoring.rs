@@ -254,7 +254,14 @@ fn the_dashboard_and_the_alerts_read_only_metrics_a_live_sink_exports() {
     let rows = "kafka_mysql_sink_rows_written_total";
     assert!(wait_for(Duration::from_secs(60), || {
         scrape(port, rows) == Some(n as f64)
-            && scrape(port, "kafka_mysql_sink_consumer_lag{partition=\"0\"}").is_some()
+            && scrape(
+                port,
+                &format!(
+                    "kafka_mysql_sink_consumer_lag{{topic=\"{}\",partition=\"0\"}}",
+                    t.topic
+                ),
+            )
+            .is_some()
     }));
     let (_, body) = get(port, "/metrics").unwrap();
     sink.stop();

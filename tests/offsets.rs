@@ -418,7 +418,10 @@ fn durable_lag_stays_up_while_a_partition_is_read_but_fenced() {
     let lag = |p: i32, name: &str| {
         scrape(
             port,
-            &format!("kafka_mysql_sink_{name}{{partition=\"{p}\"}}"),
+            &format!(
+                "kafka_mysql_sink_{name}{{topic=\"{}\",partition=\"{p}\"}}",
+                t.topic
+            ),
         )
     };
     assert!(

@@ -193,7 +193,10 @@ fn metrics_count_what_was_written_and_readyz_turns_ready() {
         (0..parts).all(|p| {
             sample(
                 &body,
-                &format!("kafka_mysql_sink_committed_offset{{partition=\"{p}\"}}"),
+                &format!(
+                    "kafka_mysql_sink_committed_offset{{topic=\"{}\",partition=\"{p}\"}}",
+                    t.topic
+                ),
             ) == Some(end[p as usize] as f64)
         })
     });
@@ -216,7 +219,13 @@ fn metrics_count_what_was_written_and_readyz_turns_ready() {
         "{body}"
     );
     assert_eq!(
-        sample(&body, "kafka_mysql_sink_consumer_lag{partition=\"0\"}"),
+        sample(
+            &body,
+            &format!(
+                "kafka_mysql_sink_consumer_lag{{topic=\"{}\",partition=\"0\"}}",
+                t.topic
+            )
+        ),
         Some(0.0),
         "{body}"
     );
@@ -244,7 +253,10 @@ fn metrics_count_what_was_written_and_readyz_turns_ready() {
     for p in 0..parts {
         let newest = sample(
             &body,
-            &format!("kafka_mysql_sink_newest_durable_timestamp_seconds{{partition=\"{p}\"}}"),
+            &format!(
+                "kafka_mysql_sink_newest_durable_timestamp_seconds{{topic=\"{}\",partition=\"{p}\"}}",
+                t.topic
+            ),
         )
         .unwrap_or_else(|| panic!("no newest timestamp for {p}:\n{body}"));
         assert!(

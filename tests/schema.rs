@@ -127,7 +127,6 @@ fn a_writer_keeps_its_connection_and_renews_an_idle_one_in_a_pool_of_one() {
         UpsertBuilder::new(&db_name, "orders", Dialect::ValuesFunction),
         qualified(&db_name, "orders"),
         1 << 20,
-        "enriched_orders".into(),
         DlqTarget::Skip,
     )
     .with_idle_limit(Duration::from_millis(50));
@@ -199,7 +198,6 @@ fn strings_round_trip_byte_for_byte_under_any_sql_mode() {
             UpsertBuilder::new(&db_name, "orders", Dialect::ValuesFunction),
             qualified(&db_name, "orders"),
             1 << 20,
-            "enriched_orders".into(),
             DlqTarget::Skip,
         );
         let rows: Vec<Envelope> = NASTY
@@ -258,7 +256,6 @@ fn decimals_are_exact_and_batches_split_under_a_small_packet_budget() {
             UpsertBuilder::new(&db_name, "orders", info.dialect),
             qualified(&db_name, "orders"),
             4096,
-            "enriched_orders".into(),
             DlqTarget::Skip,
         ),
         WriterSettings {

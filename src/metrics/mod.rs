@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::types::Part;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,7 +23,17 @@ pub use process::ProcessUsage;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabel {
+    pub topic: String,
     pub partition: i32,
+}
+
+impl PartitionLabel {
+    pub fn of(part: Part) -> PartitionLabel {
+        PartitionLabel {
+            topic: part.topic.name().to_owned(),
+            partition: part.partition,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -225,8 +236,8 @@ impl Metrics {
     /// timestamp in ms) with negative timestamps for none: each one's event
     /// lag at `now_ms`, and each partition's newest timestamp. Runs of one
     /// partition (the usual batch) update its gauge once.
-    pub fn record_durable(&self, now_ms: i64, stamps: impl IntoIterator<Item = (i32, i64)>) {
-        let mut newest: Option<(i32, i64)> = None;
+    pub fn record_durable(&self, now_ms: i64, stamps: impl IntoIterator<Item = (Part, i64)>) {
+        let mut newest: Option<(Part, i64)> = None;
         let lags = stamps
             .into_iter()
             .filter(|&(_, ts)| ts >= 0)
@@ -252,9 +263,9 @@ impl Metrics {
     /// Drops the per-partition series of partitions this member no longer
     /// holds: left behind, their last lag would read as work waiting here
     /// (and hold up the stalled alert) long after another member took them.
-    pub fn forget_partitions(&self, partitions: &[i32]) {
-        for &partition in partitions {
-            let label = PartitionLabel { partition };
+    pub fn forget_partitions(&self, partitions: &[Part]) {
+        for &part in partitions {
+            let label = PartitionLabel::of(part);
             self.consumer_lag.remove(&label);
             self.durable_lag.remove(&label);
             self.committed_offset.remove(&label);
@@ -264,10 +275,10 @@ impl Metrics {
 
     /// Moves a partition's newest durable timestamp forward, never back:
     /// at-least-once writers of one partition finish in any order.
-    fn raise_newest(&self, partition: i32, ts_ms: i64) {
+    fn raise_newest(&self, part: Part, ts_ms: i64) {
         let gauge = self
             .newest_durable_timestamp
-            .get_or_create(&PartitionLabel { partition });
+            .get_or_create(&PartitionLabel::of(part));
         // The gauge holds an f64's bits; for non-negative values those
         // order as the values do, so an integer max is the float max.
         gauge
@@ -358,16 +369,24 @@ pub struct Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Topic;
+
+    fn p(partition: i32) -> Part {
+        Part::new(Topic::named("t"), partition)
+    }
 
     #[test]
     fn durable_messages_give_lags_and_each_partitions_newest_timestamp() {
         let m = Metrics::default();
-        m.record_durable(10_000, [(0, 9_000), (0, 7_000), (1, 4_000), (0, -1)]);
+        m.record_durable(
+            10_000,
+            [(p(0), 9_000), (p(0), 7_000), (p(1), 4_000), (p(0), -1)],
+        );
         // An older batch finishing later leaves the newest where it was.
-        m.record_durable(11_000, [(0, 8_000), (1, 6_000)]);
-        let newest = |p| {
+        m.record_durable(11_000, [(p(0), 8_000), (p(1), 6_000)]);
+        let newest = |q| {
             m.newest_durable_timestamp
-                .get_or_create(&PartitionLabel { partition: p })
+                .get_or_create(&PartitionLabel::of(p(q)))
                 .get()
         };
         assert_eq!((newest(0), newest(1)), (9.0, 6.0));
@@ -384,16 +403,19 @@ mod tests {
     #[test]
     fn a_partition_let_go_leaves_no_series_behind() {
         let m = Metrics::default();
-        for p in [0, 1] {
-            let label = PartitionLabel { partition: p };
+        for q in [0, 1] {
+            let label = PartitionLabel::of(p(q));
             m.consumer_lag.get_or_create(&label).set(5);
             m.committed_offset.get_or_create(&label).set(9);
         }
-        m.record_durable(10_000, [(0, 9_000), (1, 9_000)]);
-        m.forget_partitions(&[1]);
+        m.record_durable(10_000, [(p(0), 9_000), (p(1), 9_000)]);
+        m.forget_partitions(&[p(1)]);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &m.registry()).unwrap();
-        assert!(text.contains("consumer_lag{partition=\"0\"} 5"), "{text}");
+        assert!(
+            text.contains("consumer_lag{topic=\"t\",partition=\"0\"} 5"),
+            "{text}"
+        );
         assert!(!text.contains("partition=\"1\""), "{text}");
     }
 

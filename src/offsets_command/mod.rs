@@ -182,7 +182,7 @@ fn gather<C: ConsumerContext>(
         ..FenceSpec::new(config)
     };
     let rows: HashMap<i32, OffsetsRow> = if exists {
-        fence::list(conn, &spec)
+        fence::list(conn, &spec, topic)
             .map_err(|source| OffsetsError::Mysql {
                 table: spec.table.clone(),
                 source,

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::db;
 use crate::fence::{self, FenceSpec};
 use crate::source::{client_config, log_id, log_ranges};
-use crate::types::Coord;
+use crate::types::{Coord, Part, Topic};
 
 /// Where `offsets reset --to` moves the partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +168,7 @@ pub fn reset(
             .collect(),
         _ => HashMap::new(),
     };
+    let topic = Topic::named(&k.topic);
     let ranges = log_ranges(&consumer, &k.topic, &chosen);
     let mut next = Vec::with_capacity(chosen.len());
     for &p in &chosen {
@@ -191,7 +192,7 @@ pub fn reset(
                 high: range.high,
             });
         }
-        next.push(Coord::new(p, offset));
+        next.push(Coord::new(Part::new(topic, p), offset));
     }
 
     // MySQL first, each offset pending there until Kafka has it: a sink
@@ -213,7 +214,7 @@ pub fn reset(
         fence::reset(&mut conn, &spec, &next, &owner, id.as_deref()).map_err(mysql_error)?;
     let mut tpl = TopicPartitionList::new();
     for c in &next {
-        tpl.add_partition_offset(&k.topic, c.partition, Offset::Offset(c.offset))
+        tpl.add_partition_offset(&k.topic, c.partition(), Offset::Offset(c.offset))
             .map_err(|e| kafka_error(config, e))?;
     }
     consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
@@ -227,16 +228,17 @@ pub fn reset(
             format!("cannot commit the reset: {e}; {then}; run the command again"),
         )
     })?;
-    let confirmed: Vec<(i32, u64)> = standing
-        .iter()
-        .map(|s| (s.partition, s.generation))
-        .collect();
+    let confirmed: Vec<(Part, u64)> = standing.iter().map(|s| (s.part, s.generation)).collect();
     fence::clear_resets(&mut conn, &spec, &confirmed).map_err(mysql_error)?;
     for c in &next {
         let _ = writeln!(
             out,
             "partition {} of {}: next offset {} in Kafka (group {}) and in {}",
-            c.partition, k.topic, c.offset, k.group_id, spec.table
+            c.partition(),
+            k.topic,
+            c.offset,
+            k.group_id,
+            spec.table
         );
     }
     // Leaves the group (no offsets committed on the way out).

@@ -17,7 +17,7 @@ use super::{Handover, Source, SourceError, READ_BATCH};
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 use crate::route::RouteError;
-use crate::types::Coord;
+use crate::types::{Coord, Part};
 
 /// How long to wait on full writer channels before pausing fetching.
 ///
@@ -48,7 +48,7 @@ pub(crate) fn max_poll_interval(cfg: &KafkaConfig) -> Duration {
 fn rewind_targets(surfaced: impl IntoIterator<Item = Coord>) -> Vec<Coord> {
     let mut out: Vec<Coord> = Vec::new();
     for c in surfaced {
-        match out.iter_mut().find(|r| r.partition == c.partition) {
+        match out.iter_mut().find(|r| r.part == c.part) {
             Some(r) => r.offset = r.offset.min(c.offset),
             None => out.push(c),
         }
@@ -214,7 +214,10 @@ impl Source {
         let surfaced: Vec<Coord> = late
             .iter()
             .filter(|m| m.error().is_none())
-            .map(|m| Coord::new(m.partition(), m.offset()))
+            .map(|m| {
+                let topic = self.topics.topic(m.topic_name());
+                Coord::new(Part::new(topic, m.partition()), m.offset())
+            })
             .collect();
         drop(late);
         for c in rewind_targets(stray.into_iter().chain(surfaced)) {
@@ -229,24 +232,23 @@ impl Source {
         Ok(())
     }
 
-    /// Seeks `c.partition` back to `c.offset`, retrying a few times.
+    /// Seeks `c`'s partition back to `c.offset`, retrying a few times.
     fn rewind(&mut self, c: Coord) -> Result<(), SourceError> {
-        let topic = self.settings.topic.clone();
         let outcome = retry_seek(
             REWIND_ATTEMPTS,
             || {
                 self.consumer.seek(
-                    &topic,
-                    c.partition,
+                    c.part.topic.name(),
+                    c.partition(),
                     Offset::Offset(c.offset),
                     Duration::from_secs(5),
                 )
             },
-            || self.assigned(c.partition),
+            || self.assigned(c.part),
             |attempt, e| {
                 log::warn!(
                     "cannot rewind partition {} to {} (attempt {attempt}/{REWIND_ATTEMPTS}): {e}; retrying",
-                    c.partition,
+                    c.part,
                     c.offset
                 );
                 std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
@@ -259,7 +261,7 @@ impl Source {
             }
             Seek::NotOurs => Ok(()),
             Seek::Failed(source) => Err(SourceError::Seek {
-                partition: c.partition,
+                partition: c.part,
                 offset: c.offset,
                 source,
             }),
@@ -268,10 +270,13 @@ impl Source {
 
     /// Whether `partition` is in the current assignment (assumed so when
     /// the assignment cannot be read).
-    fn assigned(&self, partition: i32) -> bool {
+    fn assigned(&self, part: Part) -> bool {
         self.consumer
             .assignment()
-            .map(|a| a.find_partition(&self.settings.topic, partition).is_some())
+            .map(|a| {
+                a.find_partition(part.topic.name(), part.partition)
+                    .is_some()
+            })
             .unwrap_or(true)
     }
 }
@@ -279,6 +284,11 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Topic;
+
+    fn at(partition: i32, offset: i64) -> Coord {
+        Coord::new(Part::new(Topic::named("t"), partition), offset)
+    }
 
     fn with_max_poll(v: Option<&str>) -> KafkaConfig {
         let mut cfg = KafkaConfig::default();
@@ -335,13 +345,8 @@ mod tests {
 
     #[test]
     fn each_partition_rewinds_to_its_lowest_surfaced_offset() {
-        let got = rewind_targets([
-            Coord::new(1, 7),
-            Coord::new(0, 5),
-            Coord::new(1, 3),
-            Coord::new(0, 9),
-        ]);
-        assert_eq!(got, vec![Coord::new(1, 3), Coord::new(0, 5)]);
+        let got = rewind_targets([at(1, 7), at(0, 5), at(1, 3), at(0, 9)]);
+        assert_eq!(got, vec![at(1, 3), at(0, 5)]);
         assert!(rewind_targets([]).is_empty());
     }
 }

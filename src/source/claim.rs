@@ -9,6 +9,7 @@ use super::SourceError;
 use crate::config::{AutoOffsetReset, OnOutOfRange};
 use crate::fence::{self, Claimed, FenceSpec, Settled, Standing};
 use crate::metrics::Metrics;
+use crate::types::Part;
 
 /// How a claimed partition's start is chosen (see [`super::out_of_range`]).
 #[derive(Debug, Clone, Copy)]
@@ -26,14 +27,14 @@ pub(crate) struct Claimer {
     owner: String,
     conn: Mutex<Option<mysql::Conn>>,
     /// The generation of each partition this instance holds.
-    generations: Mutex<HashMap<i32, u64>>,
+    generations: Mutex<HashMap<Part, u64>>,
     /// Why the partitions assigned cannot be read, for the consumer loop to
     /// stop on.
     failure: Mutex<Option<SourceError>>,
     /// Where partitions were started at an explicit offset.
-    starts: Mutex<HashMap<i32, i64>>,
+    starts: Mutex<HashMap<Part, i64>>,
     /// Partitions whose pending start in MySQL is not cleared yet.
-    unconfirmed: Mutex<HashSet<i32>>,
+    unconfirmed: Mutex<HashSet<Part>>,
     /// How long a claim is retried before the run gives up.
     patience: Duration,
 }
@@ -67,10 +68,6 @@ impl Claimer {
         self.starting
     }
 
-    pub(crate) fn topic(&self) -> &str {
-        &self.spec.topic
-    }
-
     /// Whether claims record the log's ids and pending starts.
     pub(crate) fn marks(&self) -> bool {
         self.spec.marks
@@ -78,15 +75,15 @@ impl Claimer {
 
     /// Notes that `partitions` start at a start pending in MySQL, to be
     /// cleared once Kafka has it ([`Self::confirmed`]).
-    pub(crate) fn pending(&self, partitions: &[i32]) {
+    pub(crate) fn pending(&self, partitions: &[Part]) {
         let mut u = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
         u.extend(partitions.iter().copied());
     }
 
     /// After a commit of `partitions` Kafka confirmed: clears the pending
     /// starts among them not cleared yet.
-    pub(crate) fn confirm_if_pending(&self, partitions: &[i32]) {
-        let due: Vec<i32> = {
+    pub(crate) fn confirm_if_pending(&self, partitions: &[Part]) {
+        let due: Vec<Part> = {
             let u = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
             if u.is_empty() {
                 return;
@@ -106,8 +103,8 @@ impl Claimer {
     /// cleared (where this instance still holds them). A failure only
     /// leaves them pending here, retried after the next commit; a claim
     /// before that starts them where this one did.
-    pub(crate) fn confirmed(&self, partitions: &[i32]) {
-        let claims: Vec<(i32, u64)> = partitions
+    pub(crate) fn confirmed(&self, partitions: &[Part]) {
+        let claims: Vec<(Part, u64)> = partitions
             .iter()
             .map(|&p| (p, self.generation(p)))
             .collect();
@@ -144,7 +141,7 @@ impl Claimer {
     /// is kept for [`Claimer::failure`] and `None` returned.
     pub(crate) fn claim(
         &self,
-        partitions: &[i32],
+        partitions: &[Part],
         metrics: &Metrics,
         settle: &dyn Fn(&[Claimed]) -> Settled,
     ) -> Option<Vec<Standing>> {
@@ -155,7 +152,7 @@ impl Claimer {
                 Ok(standing) => {
                     let mut g = self.generations.lock().unwrap_or_else(|p| p.into_inner());
                     for s in &standing {
-                        g.insert(s.partition, s.generation);
+                        g.insert(s.part, s.generation);
                     }
                     Metrics::add(&metrics.claims, standing.len() as u64);
                     return Some(standing);
@@ -182,7 +179,7 @@ impl Claimer {
 
     fn try_claim(
         &self,
-        partitions: &[i32],
+        partitions: &[Part],
         settle: &dyn Fn(&[Claimed]) -> Settled,
     ) -> Result<Vec<Standing>, mysql::Error> {
         let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -199,16 +196,16 @@ impl Claimer {
     }
 
     /// The generation this instance holds `partition` at (0 for none).
-    pub(crate) fn generation(&self, partition: i32) -> u64 {
+    pub(crate) fn generation(&self, part: Part) -> u64 {
         self.generations
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&partition)
+            .get(&part)
             .copied()
             .unwrap_or(0)
     }
 
-    pub(crate) fn forget(&self, partitions: &[i32]) {
+    pub(crate) fn forget(&self, partitions: &[Part]) {
         let mut g = self.generations.lock().unwrap_or_else(|p| p.into_inner());
         let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
         let mut u = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
@@ -220,19 +217,19 @@ impl Claimer {
     }
 
     /// Records that exactly-once `partition` starts at `offset`.
-    pub(crate) fn started_at(&self, partition: i32, offset: i64) {
+    pub(crate) fn started_at(&self, part: Part, offset: i64) {
         self.starts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(partition, offset);
+            .insert(part, offset);
     }
 
     /// Where exactly-once `partition` was started, if MySQL said.
-    pub(crate) fn start(&self, partition: i32) -> Option<i64> {
+    pub(crate) fn start(&self, part: Part) -> Option<i64> {
         self.starts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&partition)
+            .get(&part)
             .copied()
     }
 

@@ -11,7 +11,7 @@ use super::rebalance::lock;
 use super::Source;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::types::Ack;
+use crate::types::{Ack, Part};
 
 /// Final commit attempts at the end of a drain.
 const FINAL_COMMIT_ATTEMPTS: u64 = 5;
@@ -107,8 +107,8 @@ impl Source {
         let mut tpl = TopicPartitionList::new();
         for c in &candidates {
             let _ = tpl.add_partition_offset(
-                &self.settings.topic,
-                c.partition,
+                c.part.topic.name(),
+                c.partition(),
                 Offset::Offset(c.offset),
             );
         }
@@ -117,12 +117,12 @@ impl Source {
                 Metrics::add(&self.metrics.commits, 1);
                 let mut t = lock(&self.tracker);
                 for c in &candidates {
-                    t.confirm_commit(c.partition, c.offset);
+                    t.confirm_commit(c.part, c.offset);
                 }
                 drop(t);
                 // Kafka now holds offsets from after any pending start (see
                 // rebalance): one whose clearing failed at assignment goes.
-                let parts: Vec<i32> = candidates.iter().map(|c| c.partition).collect();
+                let parts: Vec<Part> = candidates.iter().map(|c| c.part).collect();
                 self.claimer.confirm_if_pending(&parts);
                 true
             }

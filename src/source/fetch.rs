@@ -206,6 +206,19 @@ impl<'a> Fetched<'a> {
         self.0.partition
     }
 
+    /// The name of the message's topic; empty if librdkafka gave none.
+    pub(crate) fn topic_name(&self) -> &'a str {
+        if self.0.rkt.is_null() {
+            return "";
+        }
+        // SAFETY: `rkt` is the message's topic handle, which the message
+        // holds a reference on; its name is a NUL-terminated string owned
+        // by the handle, alive as long as the message.
+        let name = unsafe { std::ffi::CStr::from_ptr(rd::rd_kafka_topic_name(self.0.rkt)) };
+        // Kafka topic names are ASCII.
+        std::str::from_utf8(name.to_bytes()).unwrap_or_default()
+    }
+
     pub(crate) fn offset(&self) -> i64 {
         self.0.offset
     }

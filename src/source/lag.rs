@@ -13,7 +13,7 @@ use crate::metrics::PartitionLabel;
 use crate::offsets::OffsetTracker;
 use crate::progress::Reporter;
 use crate::route::Router;
-use crate::types::Coord;
+use crate::types::{Coord, Part, Topic};
 
 use super::message::Msg;
 
@@ -65,7 +65,7 @@ const FETCH_ERROR_DOUBT: Duration = Duration::from_secs(60);
 /// record unread (not lost, since it is not committed, but the backfill
 /// would not be done).
 #[derive(Debug, Default)]
-pub(super) struct FetchErrors(HashMap<i32, (i64, Instant)>);
+pub(super) struct FetchErrors(HashMap<Part, (i64, Instant)>);
 
 impl FetchErrors {
     /// What a read returned at `coord`, in the order it returned it: a
@@ -75,12 +75,12 @@ impl FetchErrors {
         if error {
             if coord.offset >= 0 {
                 let now = Instant::now();
-                let e = self.0.entry(coord.partition).or_insert((coord.offset, now));
+                let e = self.0.entry(coord.part).or_insert((coord.offset, now));
                 *e = (e.0.min(coord.offset), now);
             }
-        } else if let Some(&(offset, _)) = self.0.get(&coord.partition) {
+        } else if let Some(&(offset, _)) = self.0.get(&coord.part) {
             if coord.offset >= offset {
-                self.0.remove(&coord.partition);
+                self.0.remove(&coord.part);
             }
         }
     }
@@ -93,7 +93,7 @@ impl FetchErrors {
     /// error below `high` is unsettled (one at or past it hides nothing).
     fn trusted(
         &mut self,
-        partition: i32,
+        partition: Part,
         position: Option<i64>,
         high: i64,
         doubt: Duration,
@@ -142,17 +142,17 @@ pub(super) struct Target {
 /// and a backfill of a topic still being written to would end only at a
 /// moment when nothing was.
 pub(super) fn drop_past_targets(
-    targets: &HashMap<i32, Target>,
-    committed: impl Fn(i32) -> bool,
+    targets: &HashMap<Part, Target>,
+    committed: impl Fn(Part) -> bool,
     msgs: &mut Vec<Msg<'_>>,
 ) {
     if targets.is_empty() {
         return;
     }
     // Messages come in runs of one partition: one lookup a run.
-    let mut run: Option<(i32, i64)> = None;
+    let mut run: Option<(Part, i64)> = None;
     msgs.retain(|m| {
-        let p = m.coord.partition;
+        let p = m.coord.part;
         let end = match run {
             Some((q, end)) if q == p => end,
             _ => {
@@ -179,7 +179,7 @@ pub(super) fn drop_past_targets(
 /// them, while the position does move past them.
 pub(super) fn reached(
     t: &OffsetTracker,
-    partition: i32,
+    partition: Part,
     target: Target,
     position: Option<i64>,
 ) -> bool {
@@ -201,7 +201,7 @@ impl Source {
     /// Consumer lag per assigned partition: high watermark (as last seen by
     /// the fetcher, no round trip) less the next offset to read. Also sets
     /// the per-partition gauges.
-    fn lag(&mut self) -> Vec<(i32, i64)> {
+    fn lag(&mut self) -> Vec<(Part, i64)> {
         let Ok(assignment) = self.consumer.assignment() else {
             return Vec::new();
         };
@@ -211,7 +211,7 @@ impl Source {
         let t = lock(&self.tracker);
         let mut out = Vec::with_capacity(parts.len());
         for p in parts {
-            let Some((low, high)) = cached_watermarks(&self.consumer, &self.settings.topic, p)
+            let Some((low, high)) = cached_watermarks(&self.consumer, p.topic.name(), p.partition)
             else {
                 continue;
             };
@@ -220,7 +220,7 @@ impl Source {
             }
             let next = position
                 .as_ref()
-                .and_then(|pos| pos.find_partition(&self.settings.topic, p))
+                .and_then(|pos| pos.find_partition(p.topic.name(), p.partition))
                 .and_then(|e| match e.offset() {
                     Offset::Offset(o) => Some(o),
                     _ => None,
@@ -229,7 +229,7 @@ impl Source {
                 .unwrap_or(low.max(0));
             let lag = (high - next).max(0);
             out.push((p, lag));
-            let label = PartitionLabel { partition: p };
+            let label = PartitionLabel::of(p);
             self.metrics.consumer_lag.get_or_create(&label).set(lag);
             // What MySQL holds: exactly-once, the durable prefix (what the
             // next offset in MySQL says); at-least-once, what Kafka
@@ -257,8 +257,8 @@ impl Source {
     /// not seen before: where its lag counts from, and whether the backlog
     /// was already done when it was assigned. One round trip for all of
     /// them; returns whether every partition in `parts` is known.
-    fn learn_start_offsets(&mut self, parts: &[i32]) -> bool {
-        let unknown: Vec<i32> = parts
+    fn learn_start_offsets(&mut self, parts: &[Part]) -> bool {
+        let unknown: Vec<Part> = parts
             .iter()
             .copied()
             .filter(|p| !self.start_offsets.contains_key(p))
@@ -271,7 +271,7 @@ impl Source {
         };
         for p in unknown {
             let start = match committed
-                .find_partition(&self.settings.topic, p)
+                .find_partition(p.topic.name(), p.partition)
                 .map(|e| e.offset())
             {
                 Some(Offset::Offset(o)) => o,
@@ -296,7 +296,7 @@ impl Source {
         let elements = positions.elements();
         !elements.is_empty()
             && elements.iter().all(|e| {
-                let p = e.partition();
+                let p = Part::new(Topic::named(e.topic()), e.partition());
                 let position = match e.offset() {
                     Offset::Offset(o) => Some(o),
                     _ => None,
@@ -327,7 +327,7 @@ impl Source {
             }
             let Ok((low, high)) =
                 self.consumer
-                    .fetch_watermarks(&self.settings.topic, p, LOOKUP_TIMEOUT)
+                    .fetch_watermarks(p.topic.name(), p.partition, LOOKUP_TIMEOUT)
             else {
                 return false;
             };
@@ -350,10 +350,10 @@ impl Source {
             );
         }
         let positions = self.consumer.position().ok();
-        let mut position_of = |p: i32| {
+        let mut position_of = |p: Part| {
             let position = positions
                 .as_ref()
-                .and_then(|tpl| tpl.find_partition(&self.settings.topic, p))
+                .and_then(|tpl| tpl.find_partition(p.topic.name(), p.partition))
                 .and_then(|e| match e.offset() {
                     Offset::Offset(o) => Some(o),
                     _ => None,
@@ -373,21 +373,33 @@ impl Source {
 mod tests {
     use super::*;
 
+    fn p(partition: i32) -> Part {
+        Part::new(Topic::named("t"), partition)
+    }
+
+    fn at(partition: i32, offset: i64) -> Coord {
+        Coord::new(p(partition), offset)
+    }
+
     #[test]
     fn a_position_moved_by_a_fetch_error_is_not_trusted_until_settled() {
         let long = Duration::from_secs(3600);
         let (error, message) = (true, false);
         let mut e = FetchErrors::default();
-        assert_eq!(e.trusted(0, Some(9), 10, long), Some(9));
+        assert_eq!(e.trusted(p(0), Some(9), 10, long), Some(9));
         // An error at 9 moved the position to 10: record 9 is not read.
-        e.saw(Coord::new(0, 9), error);
-        e.saw(Coord::new(1, -1), error);
-        assert_eq!(e.trusted(0, Some(10), 10, long), None);
-        assert_eq!(e.trusted(1, Some(10), 10, long), Some(10), "no offset");
-        e.saw(Coord::new(0, 8), message);
-        assert_eq!(e.trusted(0, Some(10), 10, long), None, "an earlier record");
-        e.saw(Coord::new(0, 9), message);
-        assert_eq!(e.trusted(0, Some(10), 10, long), Some(10));
+        e.saw(at(0, 9), error);
+        e.saw(at(1, -1), error);
+        assert_eq!(e.trusted(p(0), Some(10), 10, long), None);
+        assert_eq!(e.trusted(p(1), Some(10), 10, long), Some(10), "no offset");
+        e.saw(at(0, 8), message);
+        assert_eq!(
+            e.trusted(p(0), Some(10), 10, long),
+            None,
+            "an earlier record"
+        );
+        e.saw(at(0, 9), message);
+        assert_eq!(e.trusted(p(0), Some(10), 10, long), Some(10));
         // One read, in its order: an error, records after it, another
         // error. The second is not settled by the records before it.
         for (offset, kind) in [
@@ -398,17 +410,17 @@ mod tests {
             (8, message),
             (9, error),
         ] {
-            e.saw(Coord::new(0, offset), kind);
+            e.saw(at(0, offset), kind);
         }
-        assert_eq!(e.trusted(0, Some(10), 10, long), None);
+        assert_eq!(e.trusted(p(0), Some(10), 10, long), None);
         // Settled by a position further on, or by time (a transaction
         // marker at 9 is never delivered); and an error at or past the
         // target hides nothing below it.
-        assert_eq!(e.trusted(0, Some(11), 10, long), Some(11));
-        e.saw(Coord::new(0, 9), error);
-        assert_eq!(e.trusted(0, Some(10), 10, Duration::ZERO), Some(10));
-        e.saw(Coord::new(0, 10), error);
-        assert_eq!(e.trusted(0, Some(11), 10, long), Some(11));
+        assert_eq!(e.trusted(p(0), Some(11), 10, long), Some(11));
+        e.saw(at(0, 9), error);
+        assert_eq!(e.trusted(p(0), Some(10), 10, Duration::ZERO), Some(10));
+        e.saw(at(0, 10), error);
+        assert_eq!(e.trusted(p(0), Some(11), 10, long), Some(11));
         assert!(e.is_empty());
     }
 
@@ -419,7 +431,7 @@ mod tests {
             already: false,
             leave_past,
         };
-        let targets: HashMap<i32, Target> = [(0, target(3, true)), (1, target(1, false))]
+        let targets: HashMap<Part, Target> = [(p(0), target(3, true)), (p(1), target(1, false))]
             .into_iter()
             .collect();
         let coords = [
@@ -436,7 +448,7 @@ mod tests {
         let mut msgs: Vec<Msg<'_>> = coords
             .iter()
             .map(|&(p, o)| Msg {
-                coord: Coord::new(p, o),
+                coord: at(p, o),
                 key: None,
                 payload: None,
                 timestamp_ms: crate::types::NO_TIMESTAMP,
@@ -444,7 +456,7 @@ mod tests {
             .collect();
         let kept = |msgs: &[Msg<'_>]| -> Vec<(i32, i64)> {
             msgs.iter()
-                .map(|m| (m.coord.partition, m.coord.offset))
+                .map(|m| (m.coord.partition(), m.coord.offset))
                 .collect()
         };
         let mut later: Vec<Msg<'_>> = msgs
@@ -466,7 +478,7 @@ mod tests {
         );
         // Once this run committed something in partition 1, the next run
         // starts there: what is past its target can wait for it.
-        drop_past_targets(&targets, |p| p == 1, &mut later);
+        drop_past_targets(&targets, |q| q == p(1), &mut later);
         assert_eq!(kept(&later), [(0, 1), (0, 2), (1, 0), (2, 9), (0, 2)]);
     }
 
@@ -478,16 +490,16 @@ mod tests {
             already: false,
             leave_past: true,
         };
-        assert!(!reached(&t, 0, target, None), "nothing read yet");
-        assert!(!reached(&t, 0, target, Some(2)), "one more to read");
+        assert!(!reached(&t, p(0), target, None), "nothing read yet");
+        assert!(!reached(&t, p(0), target, Some(2)), "one more to read");
         for o in 0..3 {
-            t.register(Coord::new(0, o));
+            t.register(at(0, o));
         }
-        assert!(!reached(&t, 0, target, Some(3)), "read, not yet durable");
+        assert!(!reached(&t, p(0), target, Some(3)), "read, not yet durable");
         for o in 0..3 {
-            t.complete(Coord::new(0, o));
+            t.complete(at(0, o));
         }
-        assert!(reached(&t, 0, target, Some(3)));
+        assert!(reached(&t, p(0), target, Some(3)));
     }
 
     #[test]
@@ -502,13 +514,13 @@ mod tests {
             leave_past: true,
         };
         for o in 0..2 {
-            t.register(Coord::new(0, o));
-            t.complete(Coord::new(0, o));
+            t.register(at(0, o));
+            t.complete(at(0, o));
         }
-        t.confirm_commit(0, 2);
-        assert!(!reached(&t, 0, target, Some(2)));
+        t.confirm_commit(p(0), 2);
+        assert!(!reached(&t, p(0), target, Some(2)));
         // The consumer's position moves past the marker.
-        assert!(reached(&t, 0, target, Some(3)));
+        assert!(reached(&t, p(0), target, Some(3)));
     }
 
     #[test]
@@ -519,13 +531,13 @@ mod tests {
             already: true,
             leave_past: true,
         };
-        assert!(reached(&t, 0, target, None));
-        t.register(Coord::new(0, 10));
+        assert!(reached(&t, p(0), target, None));
+        t.register(at(0, 10));
         assert!(
-            !reached(&t, 0, target, Some(11)),
+            !reached(&t, p(0), target, Some(11)),
             "a message after the target is in flight"
         );
-        t.complete(Coord::new(0, 10));
-        assert!(reached(&t, 0, target, None));
+        t.complete(at(0, 10));
+        assert!(reached(&t, p(0), target, None));
     }
 }

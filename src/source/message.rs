@@ -3,7 +3,7 @@
 use super::fetch::Fetched;
 use super::{Source, SourceSettings};
 use crate::decode::Decoder;
-use crate::types::{Coord, Op};
+use crate::types::{Coord, Op, Part, Topic};
 
 /// The parts of a Kafka message the sink uses.
 pub(super) struct Msg<'a> {
@@ -12,6 +12,20 @@ pub(super) struct Msg<'a> {
     pub(super) payload: Option<&'a [u8]>,
     /// See `Envelope::timestamp_ms`.
     pub(super) timestamp_ms: i64,
+}
+
+/// The topic of the messages read last, so that a run of one topic's
+/// messages costs a comparison of names each, not a lookup.
+#[derive(Default)]
+pub(super) struct TopicCache(Option<Topic>);
+
+impl TopicCache {
+    pub(super) fn topic(&mut self, name: &str) -> Topic {
+        match self.0 {
+            Some(t) if t.name() == name => t,
+            _ => *self.0.insert(Topic::named(name)),
+        }
+    }
 }
 
 /// A message copied out of rdkafka's `poll`, whose borrow of the consumer
@@ -74,29 +88,28 @@ impl Source {
     /// librdkafka reports in place of one, whose offsets are noted (they
     /// move the partition's position; see `FetchErrors`).
     pub(super) fn message<'b>(&mut self, m: Fetched<'b>) -> Option<Msg<'b>> {
+        let topic = self.topics.topic(m.topic_name());
+        let coord = Coord::new(Part::new(topic, m.partition()), m.offset());
         if let Some(e) = m.error() {
             if e == rdkafka::error::RDKafkaErrorCode::AutoOffsetReset {
-                self.fell_out_of_range(m.partition(), m.offset());
+                self.fell_out_of_range(topic.name(), m.partition(), m.offset());
                 return None;
             }
             log::warn!(
-                topic = self.settings.topic.as_str(),
+                topic = topic.name(),
                 partition = m.partition(),
                 offset = m.offset();
-                "Kafka consumer error on {}/{}: {e}",
-                self.settings.topic,
-                m.partition()
+                "Kafka consumer error on {}: {e}",
+                coord.part
             );
-            self.fetch_errors
-                .saw(Coord::new(m.partition(), m.offset()), true);
+            self.fetch_errors.saw(coord, true);
             return None;
         }
         if !self.fetch_errors.is_empty() {
-            self.fetch_errors
-                .saw(Coord::new(m.partition(), m.offset()), false);
+            self.fetch_errors.saw(coord, false);
         }
         Some(Msg {
-            coord: Coord::new(m.partition(), m.offset()),
+            coord,
             key: m.key(),
             payload: m.payload(),
             timestamp_ms: m.timestamp_ms(),
@@ -111,10 +124,10 @@ impl Source {
     /// committed: the next start gives the partition its start at
     /// assignment, where `on_out_of_range` decides in the claim's
     /// transaction with nothing of it in flight.
-    fn fell_out_of_range(&mut self, partition: i32, offset: i64) {
+    fn fell_out_of_range(&mut self, topic: &str, partition: i32, offset: i64) {
         if self.out_of_range.is_none() {
             self.out_of_range = Some(super::SourceError::OutOfRangeWhileRunning {
-                topic: self.settings.topic.clone(),
+                topic: topic.to_owned(),
                 partition,
                 offset,
                 policy: self.claimer.starting().on_out_of_range.as_str(),
@@ -129,17 +142,17 @@ impl Source {
         match self.consumer.poll(std::time::Duration::ZERO)? {
             Ok(m) => {
                 use rdkafka::message::Message;
-                let partition = m.partition();
+                let part = Part::new(self.topics.topic(m.topic()), m.partition());
                 // Correct, only slower; said once per partition.
-                if self.unbatched.insert(partition) {
+                if self.unbatched.insert(part) {
                     crate::metrics::Metrics::add(&self.metrics.unbatched_partitions, 1);
                     log::warn!(
-                        "partition {partition} is delivered outside the batch queue; \
+                        "partition {part} is delivered outside the batch queue; \
                          reading it one message at a time"
                     );
                 }
                 Some(OwnedMsg {
-                    coord: Coord::new(partition, m.offset()),
+                    coord: Coord::new(part, m.offset()),
                     key: m.key().map(<[u8]>::to_vec),
                     payload: m.payload().map(<[u8]>::to_vec),
                     timestamp_ms: m
@@ -155,7 +168,7 @@ impl Source {
                     rdkafka::error::RDKafkaErrorCode::AutoOffsetReset,
                 ) = e
                 {
-                    self.fell_out_of_range(-1, -1);
+                    self.fell_out_of_range("", -1, -1);
                 }
                 log::warn!("Kafka consumer error: {e}");
                 None
@@ -171,7 +184,6 @@ mod tests {
 
     fn settings(keep_raw: bool) -> SourceSettings {
         SourceSettings {
-            topic: "t".into(),
             commit_interval: Duration::from_secs(1),
             stats_interval: Duration::ZERO,
             until_caught_up: false,

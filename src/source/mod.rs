@@ -37,11 +37,11 @@ use crate::offsets::OffsetTracker;
 use crate::progress::Reporter;
 use crate::route::{RouteError, Router};
 use crate::shutdown::Shutdown;
-use crate::types::{Ack, Envelope, Op, Raw};
+use crate::types::{Ack, Envelope, Op, Part, Raw};
 use claim::{Claimer, Starting};
 use fetch::FetchQueue;
 use lag::{FetchErrors, Target};
-use message::Msg;
+use message::{Msg, TopicCache};
 use rebalance::{lock, Held, SinkContext, Tracker};
 
 pub(crate) use backpressure::{max_poll_interval, pause_after};
@@ -57,7 +57,7 @@ pub(crate) use out_of_range::{
 pub enum SourceError {
     #[error("cannot create the Kafka consumer: {0} (check kafka.brokers and kafka.properties)")]
     Create(rdkafka::error::KafkaError),
-    #[error("cannot subscribe to topic {topic}: {source}")]
+    #[error("cannot subscribe to topics {topic}: {source}")]
     Subscribe {
         topic: String,
         source: rdkafka::error::KafkaError,
@@ -88,7 +88,7 @@ pub enum SourceError {
          nothing of them was written, start again"
     )]
     ResetNotRecorded {
-        partitions: Vec<i32>,
+        partitions: Vec<Part>,
         source: rdkafka::error::KafkaError,
     },
     #[error(
@@ -96,7 +96,7 @@ pub enum SourceError {
          stopping so that nothing after it is committed (a restart reads it again)"
     )]
     Seek {
-        partition: i32,
+        partition: Part,
         offset: i64,
         source: rdkafka::error::KafkaError,
     },
@@ -105,7 +105,6 @@ pub enum SourceError {
 /// Settings the consumer loop needs beyond the Kafka client's.
 #[derive(Debug, Clone)]
 pub(crate) struct SourceSettings {
-    pub(crate) topic: String,
     pub(crate) commit_interval: Duration,
     pub(crate) stats_interval: Duration,
     /// Stop once every assigned partition is committed up to the high
@@ -155,17 +154,19 @@ pub(crate) struct Source {
     /// Per partition, the committed offset when it was assigned (-1 for
     /// none): where its lag is counted from until a message of it has been
     /// read, and whether until-caught-up had anything to do there.
-    start_offsets: HashMap<i32, i64>,
+    start_offsets: HashMap<Part, i64>,
     first_message_at: Option<Instant>,
     last_pause_log: Option<Instant>,
     metrics: Arc<Metrics>,
     settings: SourceSettings,
     /// Per partition, what until-caught-up mode must reach.
-    targets: HashMap<i32, Target>,
+    targets: HashMap<Part, Target>,
     /// Fetch errors that moved a partition's position ahead of delivery.
     fetch_errors: FetchErrors,
     /// Partitions seen delivering through `poll` (see [`fetch`]).
-    unbatched: HashSet<i32>,
+    unbatched: HashSet<Part>,
+    /// The topic of the messages read last.
+    topics: TopicCache,
     claimer: Arc<Claimer>,
     /// A partition whose offset fell out of the log while it was read.
     out_of_range: Option<SourceError>,
@@ -179,6 +180,7 @@ impl Source {
         until_caught_up: bool,
         bar: Option<indicatif::ProgressBar>,
         marks: bool,
+        topics: &[String],
     ) -> Result<Source, SourceError> {
         let cfg = &config.kafka;
         let dlq_keeps = config.dlq_table().is_some() || config.dlq_topic().is_some();
@@ -217,10 +219,11 @@ impl Source {
         );
         let fetch = Arc::new(FetchQueue::new(consumer.clone()).ok_or(SourceError::Queue)?);
         let _ = consumer.context().fetch.set(Arc::downgrade(&fetch));
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer
-            .subscribe(&[&cfg.topic])
+            .subscribe(&names)
             .map_err(|source| SourceError::Subscribe {
-                topic: cfg.topic.clone(),
+                topic: topics.join(", "),
                 source,
             })?;
         Ok(Source {
@@ -236,7 +239,6 @@ impl Source {
             last_pause_log: None,
             metrics,
             settings: SourceSettings {
-                topic: cfg.topic.clone(),
                 commit_interval: cfg.commit_interval,
                 stats_interval: config.sink.stats_interval,
                 until_caught_up,
@@ -251,6 +253,7 @@ impl Source {
             targets: HashMap::new(),
             fetch_errors: FetchErrors::default(),
             unbatched: HashSet::new(),
+            topics: TopicCache::default(),
             claimer,
             out_of_range: None,
         })
@@ -405,7 +408,7 @@ impl Source {
         let mut polled = false;
         // The generation of the partition of the message before; messages
         // of a read come in runs of one partition.
-        let mut claimed: Option<(i32, u64)> = None;
+        let mut claimed: Option<(Part, u64)> = None;
         // The broker thread wrote the payloads on another core; their loads
         // are started a few messages ahead (see decode::prefetch).
         const AHEAD: usize = 4;
@@ -424,16 +427,15 @@ impl Source {
             let op = message::to_op(&self.settings, &mut cx.decoder, m.key, m.payload);
             let skip = match &op {
                 _ if tombstone && !self.settings.delete_on_tombstone => {
-                    log::debug!("skipping tombstone at {}/{coord}", self.settings.topic);
+                    log::debug!("skipping tombstone at {coord}");
                     true
                 }
                 Op::Reject(reason) if !self.settings.reject_to_writers => {
                     log::warn!(
-                        topic = self.settings.topic.as_str(),
-                        partition = coord.partition,
+                        topic = coord.part.topic.name(),
+                        partition = coord.partition(),
                         offset = coord.offset;
-                        "skipping message at {}/{coord}: {reason}",
-                        self.settings.topic
+                        "skipping message at {coord}: {reason}"
                     );
                     true
                 }
@@ -453,10 +455,10 @@ impl Source {
                 Raw::default()
             };
             let generation = match claimed {
-                Some((p, g)) if p == coord.partition && !polled => g,
+                Some((p, g)) if p == coord.part && !polled => g,
                 _ => {
-                    let g = self.claimer.generation(coord.partition);
-                    claimed = Some((coord.partition, g));
+                    let g = self.claimer.generation(coord.part);
+                    claimed = Some((coord.part, g));
                     g
                 }
             };

@@ -22,13 +22,15 @@ use std::cell::RefCell;
 use super::claim::Claimer;
 use super::fetch::FetchQueue;
 use super::log_id::{log_id, LogId};
-use super::out_of_range::{decide, held_offset, log_ranges, Reset, Side, Start};
+use super::out_of_range::{decide, held_offset, log_ranges, LogRange, Reset, Side, Start};
 use super::SourceError;
 use crate::config::AutoOffsetReset;
 use crate::fence::{Claimed, Settled};
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
-use crate::types::{Ack, Coord};
+use std::collections::HashMap;
+
+use crate::types::{Ack, Coord, Part, Topic};
 
 /// The tracker, shared between the consumer loop and its callbacks. Both run
 /// on the consumer thread, so the mutex is never contended; it exists
@@ -69,7 +71,7 @@ pub(crate) struct SinkContext {
 
 /// Whether every offset of `parts` still in flight is one that is only held
 /// (read, never handed to a writer): then nothing of them is being written.
-pub(super) fn nothing_in_writers(t: &OffsetTracker, held: &[Coord], parts: &[i32]) -> bool {
+pub(super) fn nothing_in_writers(t: &OffsetTracker, held: &[Coord], parts: &[Part]) -> bool {
     parts.iter().all(|&p| {
         t.unfinished(p)
             .all(|o| held.binary_search(&Coord::new(p, o)).is_ok())
@@ -78,7 +80,7 @@ pub(super) fn nothing_in_writers(t: &OffsetTracker, held: &[Coord], parts: &[i32
 
 /// What to commit for partitions being revoked: their done prefix, where it
 /// is ahead of what Kafka last confirmed. Forgets the partitions.
-pub(super) fn release(t: &mut OffsetTracker, parts: &[i32]) -> Vec<Coord> {
+pub(super) fn release(t: &mut OffsetTracker, parts: &[Part]) -> Vec<Coord> {
     let mut out = Vec::new();
     for &p in parts {
         let committed = t.committed(p);
@@ -93,7 +95,7 @@ pub(super) fn release(t: &mut OffsetTracker, parts: &[i32]) -> Vec<Coord> {
 
 impl SinkContext {
     /// Waits (bounded) until the partitions have nothing in flight.
-    fn wait_idle(&self, parts: &[i32]) {
+    fn wait_idle(&self, parts: &[Part]) {
         if self.drained.load(Ordering::SeqCst) {
             return;
         }
@@ -135,7 +137,6 @@ impl SinkContext {
         tpl: &mut TopicPartitionList,
     ) -> Option<Commits> {
         let parts = partitions_of(tpl);
-        let topic = self.claimer.topic().to_owned();
         // What Kafka says, before the claim: the group's offsets and each
         // log's range. Either may be unknown (a lookup that failed): a
         // partition then starts at what the sink holds, and librdkafka
@@ -149,25 +150,39 @@ impl SinkContext {
         };
         // Per partition: `None` where unknown (the lookup failed, or its
         // entry carries an error), else the committed offset if any.
-        let kafka_lookup = |p: i32| -> Option<Option<i64>> {
-            let e = committed.as_ref()?.find_partition(&topic, p)?;
+        let kafka_lookup = |p: Part| -> Option<Option<i64>> {
+            let e = committed
+                .as_ref()?
+                .find_partition(p.topic.name(), p.partition)?;
             e.error().ok()?;
             Some(match e.offset() {
                 Offset::Offset(o) => Some(o),
                 _ => None,
             })
         };
-        let kafka_next = |p: i32| kafka_lookup(p).flatten();
-        let ranges = log_ranges(consumer, &topic, &parts);
-        let log = if self.claimer.marks() && !parts.is_empty() {
-            log_id(consumer, &topic, COMMITTED_LOOKUP)
-        } else {
-            LogId::default()
-        };
+        let kafka_next = |p: Part| kafka_lookup(p).flatten();
+        // Per topic of the assignment: its partitions' log ranges, and the
+        // ids of its log.
+        let mut ranges: HashMap<Part, LogRange> = HashMap::new();
+        let mut logs: HashMap<Topic, LogId> = HashMap::new();
+        for topic in topics_of(&parts) {
+            let numbers: Vec<i32> = parts
+                .iter()
+                .filter(|p| p.topic == topic)
+                .map(|p| p.partition)
+                .collect();
+            for (n, range) in log_ranges(consumer, topic.name(), &numbers) {
+                ranges.insert(Part::new(topic, n), range);
+            }
+            if self.claimer.marks() {
+                logs.insert(topic, log_id(consumer, topic.name(), COMMITTED_LOOKUP));
+            }
+        }
+        let no_log = LogId::default();
         let exactly_once = self.claimer.exactly_once();
         let starting = self.claimer.starting();
         // (partition, start, whether Kafka must confirm it before reading)
-        type Decided = (i32, Option<Start>, bool);
+        type Decided = (Part, Option<Start>, bool);
         let decided: RefCell<Vec<Decided>> = RefCell::new(Vec::new());
         // Decided under the claim's lock, from the rows it read: a reset is
         // written in the claim's transaction, and kept pending there until
@@ -178,23 +193,25 @@ impl SinkContext {
             // An earlier attempt of this claim whose commit reached MySQL
             // although its answer did not: its resets are the rows' pending
             // starts now, and must still be reported as resets.
-            let earlier: Vec<Reset> = d
+            let earlier: Vec<(Part, Reset)> = d
                 .drain(..)
-                .filter_map(|(_, start, _)| match start {
-                    Some(Start::Reset(r)) => Some(r),
+                .filter_map(|(p, start, _)| match start {
+                    Some(Start::Reset(r)) => Some((p, r)),
                     _ => None,
                 })
                 .collect();
             let mut settled = Settled::default();
             for c in claimed {
-                let p = c.standing.partition;
+                let p = c.standing.part;
+                let (topic, n) = (p.topic.name(), p.partition);
+                let log = logs.get(&p.topic).unwrap_or(&no_log);
                 let kafka = kafka_next(p);
                 let held = held_offset(exactly_once, kafka, c.standing.next_offset, c.reset_to);
                 let stored = c.log_id.as_deref().map(LogId::decode).unwrap_or_default();
-                let replaced = stored.differs(&log);
+                let replaced = stored.differs(log);
                 if stored.topic.is_some() && log.topic.is_none() {
                     log::warn!(
-                        "topic {topic} partition {p}: cannot learn the topic's id now, so a \
+                        "topic {topic} partition {n}: cannot learn the topic's id now, so a \
                          recreated topic is told from the old one only by the cluster id and \
                          the offsets' range this time"
                     );
@@ -211,7 +228,7 @@ impl SinkContext {
                     // or were deleted. Starting at the end passes over
                     // whatever came meanwhile.
                     log::warn!(
-                        "topic {topic} partition {p}: the group has no committed offset, though \
+                        "topic {topic} partition {n}: the group has no committed offset, though \
                          it read this partition before (expired or deleted offsets?); starting \
                          at the end as auto_offset_reset = \"latest\" says, past anything \
                          produced meanwhile"
@@ -222,8 +239,8 @@ impl SinkContext {
                     None
                 } else {
                     Some(decide(
-                        &topic,
-                        p,
+                        topic,
+                        n,
                         held,
                         ranges.get(&p).copied(),
                         replaced,
@@ -234,8 +251,8 @@ impl SinkContext {
                 let start = match start {
                     Some(Start::At(o)) if c.reset_to == Some(o) => earlier
                         .iter()
-                        .find(|r| r.partition == p && r.to == o)
-                        .map_or(Some(Start::At(o)), |r| Some(Start::Reset(*r))),
+                        .find(|(q, r)| *q == p && r.to == o)
+                        .map_or(Some(Start::At(o)), |(_, r)| Some(Start::Reset(*r))),
                     other => other,
                 };
                 let pending = match &start {
@@ -273,8 +290,9 @@ impl SinkContext {
         };
         self.claimer.claim(&parts, &self.metrics, &settle)?;
         let mut commits = Commits::default();
-        for (partition, start, confirm) in decided.take() {
-            let kafka = kafka_next(partition);
+        for (part, start, confirm) in decided.take() {
+            let kafka = kafka_next(part);
+            let (topic, partition) = (part.topic.name(), part.partition);
             let offset = match start {
                 None => continue,
                 Some(Start::Refuse(e)) => {
@@ -289,12 +307,12 @@ impl SinkContext {
                     // where the partition starts; a pending start must be
                     // confirmed there, even backwards.
                     if confirm {
-                        commits.add(&topic, partition, o);
-                        commits.resets.push(partition);
+                        commits.add(part, o);
+                        commits.resets.push(part);
                     } else if kafka.is_none_or(|k| k < o) {
-                        commits.add(&topic, partition, o);
+                        commits.add(part, o);
                     }
-                    self.claimer.started_at(partition, o);
+                    self.claimer.started_at(part, o);
                     Offset::Offset(o)
                 }
                 Some(Start::Reset(r)) => {
@@ -310,22 +328,22 @@ impl SinkContext {
                                 "of another log than the one Kafka has now \
                                                (its cluster or topic id changed)",
                         },
-                        ranges.get(&partition).map_or(-1, |g| g.low),
-                        ranges.get(&partition).map_or(-1, |g| g.high),
+                        ranges.get(&part).map_or(-1, |g| g.low),
+                        ranges.get(&part).map_or(-1, |g| g.high),
                         starting.on_out_of_range.as_str(),
                         r.to,
                         r.lost,
                     );
                     self.metrics.reset(r.side.label(), r.lost);
-                    commits.add(&topic, partition, r.to);
-                    commits.resets.push(partition);
-                    self.claimer.started_at(partition, r.to);
+                    commits.add(part, r.to);
+                    commits.resets.push(part);
+                    self.claimer.started_at(part, r.to);
                     Offset::Offset(r.to)
                 }
             };
-            if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+            if let Err(e) = tpl.set_partition_offset(topic, partition, offset) {
                 self.claimer.fail(SourceError::Claim(format!(
-                    "cannot start partition {partition} at {offset:?}: {e}"
+                    "cannot start partition {part} at {offset:?}: {e}"
                 )));
                 return None;
             }
@@ -335,7 +353,8 @@ impl SinkContext {
             for e in tpl.elements() {
                 if !queue.attach(e.topic(), e.partition()) {
                     log::warn!(
-                        "cannot route partition {} to the batch queue; reading it one message at a time",
+                        "cannot route partition {}/{} to the batch queue; reading it one message at a time",
+                        e.topic(),
                         e.partition()
                     );
                 }
@@ -354,15 +373,16 @@ impl SinkContext {
         self.metrics.assigned_partitions.dec_by(parts.len() as i64);
         self.metrics.forget_partitions(&parts);
         log::info!("partitions revoked: {parts:?}");
-        let Some(topic) = tpl.elements().first().map(|e| e.topic().to_owned()) else {
-            return;
-        };
         if released.is_empty() {
             return;
         }
         let mut commit = TopicPartitionList::new();
         for c in released {
-            let _ = commit.add_partition_offset(&topic, c.partition, Offset::Offset(c.offset));
+            let _ = commit.add_partition_offset(
+                c.part.topic.name(),
+                c.partition(),
+                Offset::Offset(c.offset),
+            );
         }
         match consumer.commit(&commit, CommitMode::Sync) {
             Ok(()) => Metrics::add(&self.metrics.commits, 1),
@@ -463,56 +483,77 @@ const COMMITTED_LOOKUP: Duration = Duration::from_secs(10);
 pub(super) struct Commits {
     list: TopicPartitionList,
     /// The partitions whose start is a reset: their commit must succeed.
-    resets: Vec<i32>,
+    resets: Vec<Part>,
 }
 
 impl Commits {
-    fn add(&mut self, topic: &str, partition: i32, offset: i64) {
-        let _ = self
-            .list
-            .add_partition_offset(topic, partition, Offset::Offset(offset));
+    fn add(&mut self, part: Part, offset: i64) {
+        let _ = self.list.add_partition_offset(
+            part.topic.name(),
+            part.partition,
+            Offset::Offset(offset),
+        );
     }
 }
 
-pub(super) fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
-    tpl.elements().iter().map(|e| e.partition()).collect()
+pub(super) fn partitions_of(tpl: &TopicPartitionList) -> Vec<Part> {
+    tpl.elements()
+        .iter()
+        .map(|e| Part::new(Topic::named(e.topic()), e.partition()))
+        .collect()
+}
+
+/// The distinct topics of `parts`, in order.
+pub(super) fn topics_of(parts: &[Part]) -> Vec<Topic> {
+    let mut topics: Vec<Topic> = parts.iter().map(|p| p.topic).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    topics
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn p(partition: i32) -> Part {
+        Part::new(Topic::named("t"), partition)
+    }
+
+    fn at(partition: i32, offset: i64) -> Coord {
+        Coord::new(p(partition), offset)
+    }
+
     #[test]
     fn a_revocation_waits_only_for_rows_that_writers_have() {
         let mut t = OffsetTracker::new();
         for o in 0..4 {
-            t.register(Coord::new(0, o));
+            t.register(at(0, o));
         }
-        t.register(Coord::new(1, 0));
+        t.register(at(1, 0));
         // Offsets 2 and 3 were read but never handed over.
-        let held = vec![Coord::new(0, 2), Coord::new(0, 3)];
-        assert!(!nothing_in_writers(&t, &held, &[0]));
-        t.complete(Coord::new(0, 0));
-        assert!(!nothing_in_writers(&t, &held, &[0]));
-        t.complete(Coord::new(0, 1));
-        assert!(nothing_in_writers(&t, &held, &[0]));
+        let held = vec![at(0, 2), at(0, 3)];
+        assert!(!nothing_in_writers(&t, &held, &[p(0)]));
+        t.complete(at(0, 0));
+        assert!(!nothing_in_writers(&t, &held, &[p(0)]));
+        t.complete(at(0, 1));
+        assert!(nothing_in_writers(&t, &held, &[p(0)]));
         // Partition 1 is not among the revoked ones.
-        assert!(!nothing_in_writers(&t, &held, &[0, 1]));
+        assert!(!nothing_in_writers(&t, &held, &[p(0), p(1)]));
     }
 
     #[test]
     fn releasing_commits_only_progress_past_the_confirmed_offset() {
         let mut t = OffsetTracker::new();
         for p in 0..3 {
-            t.register(Coord::new(p, 10));
-            t.register(Coord::new(p, 11));
+            t.register(at(p, 10));
+            t.register(at(p, 11));
         }
-        t.complete(Coord::new(0, 10));
-        t.complete(Coord::new(1, 10));
-        t.confirm_commit(1, 11);
+        t.complete(at(0, 10));
+        t.complete(at(1, 10));
+        t.confirm_commit(p(1), 11);
         // 0: done up to 11, unconfirmed; 1: already confirmed; 2: nothing done.
-        assert_eq!(release(&mut t, &[0, 1, 2]), vec![Coord::new(0, 11)]);
-        assert!(t.is_idle(0) && t.is_idle(1) && t.is_idle(2));
-        assert!(!t.complete(Coord::new(0, 11)), "forgotten after release");
+        assert_eq!(release(&mut t, &[p(0), p(1), p(2)]), vec![at(0, 11)]);
+        assert!(t.is_idle(p(0)) && t.is_idle(p(1)) && t.is_idle(p(2)));
+        assert!(!t.complete(at(0, 11)), "forgotten after release");
     }
 }

@@ -46,7 +46,6 @@ pub fn create_dlq_table(db: &str, table: &str) -> String {
 pub(crate) fn push_dead_letter_insert(
     buf: &mut String,
     table: &str,
-    source_topic: &str,
     letters: &[DeadLetter<'_>],
     budget: usize,
 ) -> usize {
@@ -63,7 +62,7 @@ pub(crate) fn push_dead_letter_insert(
         if taken > 0 {
             buf.push(',');
         }
-        push_letter(buf, source_topic, l, usize::MAX);
+        push_letter(buf, l, usize::MAX);
         if buf.len() <= budget {
             taken += 1;
             continue;
@@ -74,10 +73,10 @@ pub(crate) fn push_dead_letter_insert(
         }
         // Alone it does not fit: measure it without its payload, and give
         // the payload what is left.
-        push_letter(buf, source_topic, l, 0);
+        push_letter(buf, l, 0);
         let room = budget.saturating_sub(buf.len() + NOTE_SLACK) / 2;
         buf.truncate(mark);
-        push_letter(buf, source_topic, l, room);
+        push_letter(buf, l, room);
         taken = 1;
         break;
     }
@@ -85,7 +84,7 @@ pub(crate) fn push_dead_letter_insert(
 }
 
 /// One row of the insert, with at most `payload_limit` bytes of payload.
-fn push_letter(buf: &mut String, source_topic: &str, l: &DeadLetter<'_>, payload_limit: usize) {
+fn push_letter(buf: &mut String, l: &DeadLetter<'_>, payload_limit: usize) {
     let key = l.env.raw_key().map(|k| &k[..k.len().min(MAX_KEY_BYTES)]);
     let payload = l.env.raw_payload();
     let mut error = l.error.clone();
@@ -106,9 +105,9 @@ fn push_letter(buf: &mut String, source_topic: &str, l: &DeadLetter<'_>, payload
         &p[..payload_limit]
     });
     buf.push('(');
-    push_str_literal(buf, source_topic);
+    push_str_literal(buf, l.env.coord.part.topic.name());
     buf.push(',');
-    buf.push_str(itoa::Buffer::new().format(l.env.coord.partition));
+    buf.push_str(itoa::Buffer::new().format(l.env.coord.partition()));
     buf.push(',');
     buf.push_str(itoa::Buffer::new().format(l.env.coord.offset));
     buf.push(',');
@@ -127,7 +126,10 @@ mod tests {
 
     fn letter_env(offset: i64, payload: &[u8]) -> Envelope {
         Envelope {
-            coord: crate::types::Coord::new(0, offset),
+            coord: crate::types::Coord::new(
+                crate::types::Part::new(crate::types::Topic::named("topic"), 0),
+                offset,
+            ),
             generation: 0,
             timestamp_ms: crate::types::NO_TIMESTAMP,
             op: Op::Reject("not json".into()),
@@ -150,8 +152,7 @@ mod tests {
         let mut statements = 0;
         while start < letters.len() {
             let mut buf = String::new();
-            let n =
-                push_dead_letter_insert(&mut buf, "`d`.`t`", "topic", &letters[start..], budget);
+            let n = push_dead_letter_insert(&mut buf, "`d`.`t`", &letters[start..], budget);
             assert!(n >= 1);
             assert!(buf.len() <= budget, "{} > {budget}", buf.len());
             assert!(!buf.contains("truncated"));
@@ -173,7 +174,7 @@ mod tests {
         let mut buf = String::new();
         let budget = 8192;
         assert_eq!(
-            push_dead_letter_insert(&mut buf, "`d`.`t`", "topic", &letters, budget),
+            push_dead_letter_insert(&mut buf, "`d`.`t`", &letters, budget),
             1
         );
         assert!(buf.len() <= budget, "{} > {budget}", buf.len());

@@ -2,7 +2,7 @@
 //! and, in exactly-once mode, the next offset to read.
 
 use super::{push_str_literal, qualified};
-use crate::types::Coord;
+use crate::types::{Coord, Part};
 
 /// The offsets table: one row per group, topic and partition.
 pub(crate) fn create_offsets_table(db: &str, table: &str) -> String {
@@ -41,7 +41,6 @@ pub(crate) struct OffsetsRows<'a> {
     /// The table, quoted and qualified.
     pub(crate) table: &'a str,
     pub(crate) group: &'a str,
-    pub(crate) topic: &'a str,
 }
 
 impl OffsetsRows<'_> {
@@ -52,7 +51,7 @@ impl OffsetsRows<'_> {
     /// `first`, a number no earlier row of it can have had (the claim
     /// time), so that a row deleted and claimed again does not give old
     /// generations back.
-    pub(crate) fn claim(&self, partitions: &[i32], owner: &str, first: u64) -> String {
+    pub(crate) fn claim(&self, partitions: &[Part], owner: &str, first: u64) -> String {
         let mut buf = String::from("INSERT INTO ");
         buf.push_str(self.table);
         buf.push_str(" (`consumer_group`,`topic`,`kafka_partition`,`generation`,`owner`) VALUES ");
@@ -100,7 +99,7 @@ impl OffsetsRows<'_> {
             if i > 0 {
                 buf.push(',');
             }
-            self.push_row_head(&mut buf, c.partition);
+            self.push_row_head(&mut buf, c.part);
             buf.push_str(itoa::Buffer::new().format(c.offset));
             buf.push(',');
             buf.push_str(itoa::Buffer::new().format(first));
@@ -134,8 +133,9 @@ impl OffsetsRows<'_> {
     /// by its whole primary key (as [`Self::read`], so that under any
     /// isolation level it touches those rows alone). `partitions` is not
     /// empty.
-    pub(crate) fn marks(&self, partitions: &[i32]) -> String {
-        let mut buf = String::from("SELECT o.`kafka_partition`, o.`log_id`, o.`reset_to` FROM ");
+    pub(crate) fn marks(&self, partitions: &[Part]) -> String {
+        let mut buf =
+            String::from("SELECT o.`topic`, o.`kafka_partition`, o.`log_id`, o.`reset_to` FROM ");
         self.push_lookup(&mut buf, partitions);
         buf
     }
@@ -144,7 +144,7 @@ impl OffsetsRows<'_> {
     /// the log's ids its offsets now belong to (`None`: unknown, stored
     /// as NULL);
     /// one statement per partition, as [`Self::set_next`].
-    pub(crate) fn set_marks(&self, marks: &[(i32, Option<i64>, Option<&str>)]) -> String {
+    pub(crate) fn set_marks(&self, marks: &[(Part, Option<i64>, Option<&str>)]) -> String {
         self.updates(marks, |buf, (partition, reset_to, log_id)| {
             buf.push_str("`log_id` = ");
             match log_id {
@@ -161,7 +161,7 @@ impl OffsetsRows<'_> {
     }
 
     /// Clears the partitions' next offsets, one statement each.
-    pub(crate) fn clear_next(&self, partitions: &[i32]) -> String {
+    pub(crate) fn clear_next(&self, partitions: &[Part]) -> String {
         self.updates(partitions, |buf, p| {
             buf.push_str("`next_offset` = NULL");
             (*p, None)
@@ -170,17 +170,17 @@ impl OffsetsRows<'_> {
 
     /// Clears the pending starts of partitions still held at the given
     /// generations, once Kafka confirmed them.
-    pub(crate) fn clear_resets(&self, claims: &[(i32, u64)]) -> String {
+    pub(crate) fn clear_resets(&self, claims: &[(Part, u64)]) -> String {
         self.updates(claims, |buf, (partition, generation)| {
             buf.push_str("`reset_to` = NULL");
             (*partition, Some(*generation))
         })
     }
 
-    /// Every row of the group and topic, for people: partition, next
+    /// Every row of the group and `topic`, for people: partition, next
     /// offset, generation, owner, last change, and (with `marks`, the
     /// table's [`LATER_COLUMNS`]) the log's ids.
-    pub(crate) fn list(&self, marks: bool) -> String {
+    pub(crate) fn list(&self, topic: &str, marks: bool) -> String {
         let mut buf = String::from(
             "SELECT `kafka_partition`, `next_offset`, `generation`, `owner`, \
              CAST(`updated_at` AS CHAR), ",
@@ -195,54 +195,54 @@ impl OffsetsRows<'_> {
         buf.push_str(" WHERE `consumer_group` = ");
         push_str_literal(&mut buf, self.group);
         buf.push_str(" AND `topic` = ");
-        push_str_literal(&mut buf, self.topic);
+        push_str_literal(&mut buf, topic);
         buf.push_str(" ORDER BY `kafka_partition`");
         buf
     }
 
     /// `(group, topic, partition,`: the start of a row's VALUES.
-    fn push_row_head(&self, buf: &mut String, partition: i32) {
+    fn push_row_head(&self, buf: &mut String, part: Part) {
         buf.push('(');
         push_str_literal(buf, self.group);
         buf.push(',');
-        push_str_literal(buf, self.topic);
+        push_str_literal(buf, part.topic.name());
         buf.push(',');
-        buf.push_str(itoa::Buffer::new().format(partition));
+        buf.push_str(itoa::Buffer::new().format(part.partition));
         buf.push(',');
     }
 
     /// The condition naming one partition's row by its whole primary key.
-    fn push_key(&self, buf: &mut String, partition: i32) {
+    fn push_key(&self, buf: &mut String, part: Part) {
         buf.push_str(" WHERE `consumer_group` = ");
         push_str_literal(buf, self.group);
         buf.push_str(" AND `topic` = ");
-        push_str_literal(buf, self.topic);
+        push_str_literal(buf, part.topic.name());
         buf.push_str(" AND `kafka_partition` = ");
-        buf.push_str(itoa::Buffer::new().format(partition));
+        buf.push_str(itoa::Buffer::new().format(part.partition));
     }
 
-    /// `(SELECT 0 AS p UNION ALL ...) AS v STRAIGHT_JOIN <table> AS o ON
-    /// <o's primary key is the group's, the topic's and v.p>`: the table's
+    /// `(SELECT 't' AS t, 0 AS p UNION ALL ...) AS v STRAIGHT_JOIN <table>
+    /// AS o ON <o's primary key is the group's, v.t and v.p>`: the table's
     /// rows of the listed partitions, each found by a lookup of its whole
     /// primary key (`eq_ref`), so that a locking read locks those rows and
     /// no other.
-    fn push_lookup(&self, buf: &mut String, partitions: &[i32]) {
+    fn push_lookup(&self, buf: &mut String, partitions: &[Part]) {
         buf.push('(');
         for (i, p) in partitions.iter().enumerate() {
             if i > 0 {
                 buf.push_str(" UNION ALL ");
             }
             buf.push_str("SELECT ");
-            buf.push_str(itoa::Buffer::new().format(*p));
+            push_str_literal(buf, p.topic.name());
+            buf.push_str(" AS t, ");
+            buf.push_str(itoa::Buffer::new().format(p.partition));
             buf.push_str(" AS p");
         }
         buf.push_str(") AS v STRAIGHT_JOIN ");
         buf.push_str(self.table);
         buf.push_str(" AS o ON o.`consumer_group` = ");
         push_str_literal(buf, self.group);
-        buf.push_str(" AND o.`topic` = ");
-        push_str_literal(buf, self.topic);
-        buf.push_str(" AND o.`kafka_partition` = v.p");
+        buf.push_str(" AND o.`topic` = v.t AND o.`kafka_partition` = v.p");
     }
 
     /// Reads generation and next offset of the partitions, locking their
@@ -259,7 +259,7 @@ impl OffsetsRows<'_> {
     /// rows of many partitions). Up to [`LOOKUPS_PER_STATEMENT`]
     /// partitions go in one statement; more make several, one result set
     /// each.
-    pub(crate) fn read(&self, partitions: &[i32], exclusive: bool) -> String {
+    pub(crate) fn read(&self, partitions: &[Part], exclusive: bool) -> String {
         if partitions.is_empty() {
             return "DO 0".into();
         }
@@ -274,11 +274,15 @@ impl OffsetsRows<'_> {
                 buf.push_str("; ");
             }
             if let [p] = chunk {
-                buf.push_str("SELECT `kafka_partition`, `generation`, `next_offset` FROM ");
+                buf.push_str(
+                    "SELECT `topic`, `kafka_partition`, `generation`, `next_offset` FROM ",
+                );
                 buf.push_str(self.table);
                 self.push_key(&mut buf, *p);
             } else {
-                buf.push_str("SELECT o.`kafka_partition`, o.`generation`, o.`next_offset` FROM ");
+                buf.push_str(
+                    "SELECT o.`topic`, o.`kafka_partition`, o.`generation`, o.`next_offset` FROM ",
+                );
                 self.push_lookup(&mut buf, chunk);
             }
             buf.push_str(lock);
@@ -295,7 +299,7 @@ impl OffsetsRows<'_> {
         self.updates(next, |buf, c| {
             buf.push_str("`next_offset` = ");
             buf.push_str(itoa::Buffer::new().format(c.offset));
-            (c.partition, None)
+            (c.part, None)
         })
     }
 
@@ -306,7 +310,7 @@ impl OffsetsRows<'_> {
     fn updates<T>(
         &self,
         items: &[T],
-        mut set: impl FnMut(&mut String, &T) -> (i32, Option<u64>),
+        mut set: impl FnMut(&mut String, &T) -> (Part, Option<u64>),
     ) -> String {
         if items.is_empty() {
             return "DO 0".into();
@@ -338,56 +342,65 @@ const LOOKUPS_PER_STATEMENT: usize = 256;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Topic;
 
     fn rows() -> OffsetsRows<'static> {
         OffsetsRows {
             table: "`d`.`orders_offsets`",
             group: "g",
-            topic: "t",
         }
+    }
+
+    fn p(partition: i32) -> Part {
+        Part::new(Topic::named("t"), partition)
+    }
+
+    fn at(partition: i32, offset: i64) -> Coord {
+        Coord::new(p(partition), offset)
     }
 
     #[test]
     fn statements_name_their_rows() {
         assert_eq!(
-            rows().read(&[5], false),
-            "SELECT `kafka_partition`, `generation`, `next_offset` FROM `d`.`orders_offsets` \
+            rows().read(&[p(5)], false),
+            "SELECT `topic`, `kafka_partition`, `generation`, `next_offset` FROM `d`.`orders_offsets` \
              WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 5 \
              LOCK IN SHARE MODE"
         );
         assert_eq!(
-            rows().read(&[0, 3], true),
-            "SELECT o.`kafka_partition`, o.`generation`, o.`next_offset` FROM \
-             (SELECT 0 AS p UNION ALL SELECT 3 AS p) AS v STRAIGHT_JOIN `d`.`orders_offsets` AS o \
-             ON o.`consumer_group` = 'g' AND o.`topic` = 't' AND o.`kafka_partition` = v.p \
+            rows().read(&[p(0), p(3)], true),
+            "SELECT o.`topic`, o.`kafka_partition`, o.`generation`, o.`next_offset` FROM \
+             (SELECT 't' AS t, 0 AS p UNION ALL SELECT 't' AS t, 3 AS p) AS v \
+             STRAIGHT_JOIN `d`.`orders_offsets` AS o \
+             ON o.`consumer_group` = 'g' AND o.`topic` = v.t AND o.`kafka_partition` = v.p \
              FOR UPDATE"
         );
         assert_eq!(
-            rows().set_next(&[Coord::new(4, 9)]),
+            rows().set_next(&[at(4, 9)]),
             "UPDATE `d`.`orders_offsets` SET `next_offset` = 9 \
              WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 4"
         );
         assert_eq!(
-            rows().set_next(&[Coord::new(0, 10), Coord::new(3, 7)]),
+            rows().set_next(&[at(0, 10), at(3, 7)]),
             "UPDATE `d`.`orders_offsets` SET `next_offset` = 10 \
              WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 0; \
              UPDATE `d`.`orders_offsets` SET `next_offset` = 7 \
              WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 3"
         );
         // Many partitions: one statement per LOOKUPS_PER_STATEMENT.
-        let many: Vec<i32> = (0..600).collect();
+        let many: Vec<Part> = (0..600).map(p).collect();
         let text = rows().read(&many, true);
         assert_eq!(text.matches("FOR UPDATE").count(), 3);
         assert_eq!(text.matches(" AS p").count(), 600);
         assert_eq!(rows().read(&[], true), "DO 0");
         assert_eq!(rows().set_next(&[]), "DO 0");
-        let claim = rows().claim(&[2], "host:1", 1_700_000_000_000);
+        let claim = rows().claim(&[p(2)], "host:1", 1_700_000_000_000);
         assert!(
             claim.contains("('g','t',2,1700000000000,'host:1')"),
             "{claim}"
         );
         assert!(claim.ends_with("`generation` = `generation` + 1, `owner` = VALUES(`owner`)"));
-        let reset = rows().reset(&[Coord::new(1, 0), Coord::new(4, 17)], "op", 5, None);
+        let reset = rows().reset(&[at(1, 0), at(4, 17)], "op", 5, None);
         assert!(
             reset.contains("('g','t',1,0,5,'op'),('g','t',4,17,5,'op')"),
             "{reset}"
@@ -397,27 +410,27 @@ mod tests {
              `owner` = VALUES(`owner`)"
         ));
         assert_eq!(
-            rows().set_marks(&[(2, Some(40), Some("id+/")), (3, None, Some("id+/"))]),
+            rows().set_marks(&[(p(2), Some(40), Some("id+/")), (p(3), None, Some("id+/"))]),
             "UPDATE `d`.`orders_offsets` SET `log_id` = 'id+/', `reset_to` = 40 \
              WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 2; \
              UPDATE `d`.`orders_offsets` SET `log_id` = 'id+/', `reset_to` = NULL \
              WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 3"
         );
         assert!(rows()
-            .set_marks(&[(2, None, None)])
+            .set_marks(&[(p(2), None, None)])
             .contains("SET `log_id` = NULL, `reset_to` = NULL"));
         assert_eq!(
-            rows().clear_next(&[3]),
+            rows().clear_next(&[p(3)]),
             "UPDATE `d`.`orders_offsets` SET `next_offset` = NULL \
              WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 3"
         );
         assert!(rows()
-            .clear_resets(&[(1, 77)])
+            .clear_resets(&[(p(1), 77)])
             .ends_with("`kafka_partition` = 1 AND `generation` = 77"));
-        let marked = rows().reset(&[Coord::new(1, 9)], "op", 5, Some(Some("tid")));
+        let marked = rows().reset(&[at(1, 9)], "op", 5, Some(Some("tid")));
         assert!(marked.contains("('g','t',1,9,5,'op',9,'tid')"), "{marked}");
         assert!(marked.ends_with("`log_id` = COALESCE(VALUES(`log_id`), `log_id`)"));
-        assert!(rows().list(true).ends_with(
+        assert!(rows().list("t", true).ends_with(
             "WHERE `consumer_group` = 'g' AND `topic` = 't' ORDER BY `kafka_partition`"
         ));
     }

@@ -10,7 +10,7 @@ use super::retry::{classify, ErrorClass};
 use super::{BatchSink, Claim, Writer};
 use crate::fence::Standing;
 use crate::metrics::Metrics;
-use crate::types::{Coord, Envelope};
+use crate::types::{Coord, Envelope, Part};
 
 /// What a successful attempt did.
 pub(super) struct Outcome {
@@ -24,7 +24,7 @@ fn claims_of(batch: &[Envelope]) -> Vec<Claim> {
     let mut claims: Vec<Claim> = batch
         .iter()
         .map(|e| Claim {
-            partition: e.coord.partition,
+            part: e.coord.part,
             generation: e.generation,
         })
         .collect();
@@ -39,7 +39,7 @@ fn any_lost(claims: &[Claim], standing: &[Standing]) -> bool {
     claims.iter().any(|c| {
         !standing
             .iter()
-            .any(|s| s.partition == c.partition && s.generation == c.generation)
+            .any(|s| s.part == c.part && s.generation == c.generation)
     })
 }
 
@@ -50,14 +50,14 @@ fn any_written(batch: &[Envelope], standing: &[Standing]) -> bool {
     if standing.iter().all(|s| s.next_offset.is_none()) {
         return false;
     }
-    let mut lowest: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut lowest: BTreeMap<Part, i64> = BTreeMap::new();
     for e in batch {
-        let o = lowest.entry(e.coord.partition).or_insert(e.coord.offset);
+        let o = lowest.entry(e.coord.part).or_insert(e.coord.offset);
         *o = (*o).min(e.coord.offset);
     }
     standing.iter().any(|s| {
         s.next_offset
-            .zip(lowest.get(&s.partition))
+            .zip(lowest.get(&s.part))
             .is_some_and(|(n, &low)| low < n)
     })
 }
@@ -67,22 +67,22 @@ fn any_written(batch: &[Envelope], standing: &[Standing]) -> bool {
 fn owned(env: &Envelope, standing: &[Standing]) -> bool {
     standing
         .iter()
-        .any(|s| s.partition == env.coord.partition && s.generation == env.generation)
+        .any(|s| s.part == env.coord.part && s.generation == env.generation)
 }
 
 /// Whether an exactly-once transaction already wrote `env` (its commit
 /// reached MySQL although its answer did not reach us).
 fn already_written(env: &Envelope, standing: &[Standing]) -> bool {
-    standing.iter().any(|s| {
-        s.partition == env.coord.partition && s.next_offset.is_some_and(|n| env.coord.offset < n)
-    })
+    standing
+        .iter()
+        .any(|s| s.part == env.coord.part && s.next_offset.is_some_and(|n| env.coord.offset < n))
 }
 
 /// Each partition's next offset after `batch`.
 fn next_offsets(batch: &[Envelope]) -> Vec<Coord> {
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut next: BTreeMap<Part, i64> = BTreeMap::new();
     for e in batch {
-        let n = next.entry(e.coord.partition).or_insert(e.coord.offset + 1);
+        let n = next.entry(e.coord.part).or_insert(e.coord.offset + 1);
         *n = (*n).max(e.coord.offset + 1);
     }
     next.into_iter().map(|(p, o)| Coord::new(p, o)).collect()
@@ -153,7 +153,7 @@ impl<S: BatchSink> Writer<S> {
             let keep = owned(e, standing);
             if !keep {
                 let c = Claim {
-                    partition: e.coord.partition,
+                    part: e.coord.part,
                     generation: e.generation,
                 };
                 if !lost.contains(&c) {
@@ -167,11 +167,12 @@ impl<S: BatchSink> Writer<S> {
             if self.fenced.insert(c) {
                 log::warn!(
                     table = self.settings.table.as_str(),
-                    partition = c.partition;
+                    topic = c.part.topic.name(),
+                    partition = c.part.partition;
                     "writer {}: partition {} was claimed again since generation {}; \
                      its rows read under that claim are dropped (the current owner reads them again)",
                     self.id,
-                    c.partition,
+                    c.part,
                     c.generation
                 );
             }
@@ -195,6 +196,10 @@ mod tests {
     use super::*;
     use crate::decode::{Num, Row};
 
+    fn p(partition: i32) -> Part {
+        Part::new(crate::types::Topic::named(""), partition)
+    }
+
     fn env(partition: i32, offset: i64, generation: u64) -> Envelope {
         let mut e = Envelope::upsert(
             partition,
@@ -210,7 +215,7 @@ mod tests {
         let batch = [env(1, 5, 2), env(0, 3, 1), env(1, 6, 2), env(1, 7, 3)];
         let got: Vec<(i32, u64)> = claims_of(&batch)
             .iter()
-            .map(|c| (c.partition, c.generation))
+            .map(|c| (c.part.partition, c.generation))
             .collect();
         assert_eq!(got, vec![(0, 1), (1, 2), (1, 3)]);
     }
@@ -218,7 +223,7 @@ mod tests {
     #[test]
     fn rows_are_owned_only_at_their_generation_and_settled_below_the_next_offset() {
         let standing = [Standing {
-            partition: 1,
+            part: p(1),
             generation: 2,
             next_offset: Some(6),
         }];
@@ -233,8 +238,8 @@ mod tests {
     fn the_cheap_checks_agree_with_the_row_by_row_ones() {
         let batch = [env(1, 5, 2), env(0, 3, 1), env(1, 6, 2)];
         let claims = claims_of(&batch);
-        let held = |p: i32, g: u64, next: Option<i64>| Standing {
-            partition: p,
+        let held = |q: i32, g: u64, next: Option<i64>| Standing {
+            part: p(q),
             generation: g,
             next_offset: next,
         };
@@ -263,7 +268,7 @@ mod tests {
         let batch = [env(1, 5, 1), env(0, 9, 1), env(1, 7, 1), env(1, 6, 1)];
         assert_eq!(
             next_offsets(&batch),
-            vec![Coord::new(0, 10), Coord::new(1, 8)]
+            vec![Coord::new(p(0), 10), Coord::new(p(1), 8)]
         );
     }
 }

@@ -74,7 +74,6 @@ const MESSAGE_OVERHEAD: usize = 64 * 1024;
 /// Publishes dead letters to a Kafka topic and waits until they are acked.
 pub struct TopicDlq {
     pub topic: String,
-    source_topic: String,
     timeout: Duration,
     // Writers dead-letter rarely; one producer behind a lock is plenty, and
     // the lock makes "these letters were all delivered" easy to tell.
@@ -113,7 +112,6 @@ impl TopicDlq {
             .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
         Ok(TopicDlq {
             topic: topic.to_string(),
-            source_topic: kafka.topic.clone(),
             timeout,
             producer: Mutex::new(producer),
         })
@@ -123,7 +121,7 @@ impl TopicDlq {
         let producer = self.producer.lock().unwrap_or_else(|p| p.into_inner());
         let before = producer.context().failed.load(Ordering::SeqCst);
         for l in letters {
-            let partition = l.env.coord.partition.to_string();
+            let partition = l.env.coord.partition().to_string();
             let offset = l.env.coord.offset.to_string();
             let headers = OwnedHeaders::new()
                 .insert(Header {
@@ -132,7 +130,7 @@ impl TopicDlq {
                 })
                 .insert(Header {
                     key: "dlq.source.topic",
-                    value: Some(self.source_topic.as_str()),
+                    value: Some(l.env.coord.part.topic.name()),
                 })
                 .insert(Header {
                     key: "dlq.source.partition",

@@ -20,5 +20,8 @@ pub enum WriteError {
         "partition {partition} has no row in {table}: it was removed while the sink held the \
          partition; restart the sink so that it claims the partition again"
     )]
-    OwnershipMissing { partition: i32, table: String },
+    OwnershipMissing {
+        partition: crate::types::Part,
+        table: String,
+    },
 }

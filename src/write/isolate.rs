@@ -142,7 +142,8 @@ impl<S: BatchSink> Writer<S> {
                 // is left than the log, which keeps every coordinate.
                 for l in &letters {
                     log::error!(
-                        partition = l.env.coord.partition,
+                        topic = l.env.coord.part.topic.name(),
+                        partition = l.env.coord.partition(),
                         offset = l.env.coord.offset;
                         "dead letter {} could not be stored ({e}); it was: {}",
                         l.env.coord,

@@ -202,7 +202,7 @@ impl<S: BatchSink> Writer<S> {
                     // Rows an earlier attempt committed were durable before.
                     self.metrics.record_durable(
                         now_ms(),
-                        batch.iter().map(|e| (e.coord.partition, e.timestamp_ms)),
+                        batch.iter().map(|e| (e.coord.part, e.timestamp_ms)),
                     );
                     settled.extend(batch.iter().map(|e| e.coord));
                     // The consumer outlives the writers; if it is gone the
@@ -278,6 +278,12 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::{Part, Topic};
+
+    /// A partition of the topic `Envelope::upsert` puts rows in.
+    fn p(partition: i32) -> Part {
+        Part::new(Topic::named(""), partition)
+    }
     use crate::decode::{Num, Row};
     use crate::fence::Standing;
     use crate::route;
@@ -299,8 +305,8 @@ mod tests {
         dead: Arc<Mutex<Vec<(i64, String)>>>,
         bad: Arc<HashSet<i64>>,
         signal: Arc<HashSet<i64>>,
-        lost: Arc<HashSet<i32>>,
-        next: Arc<Vec<(i32, i64)>>,
+        lost: Arc<HashSet<Part>>,
+        next: Arc<Vec<(Part, i64)>>,
         transient: Arc<Mutex<u32>>,
         calls: Arc<Mutex<u32>>,
         commits: Arc<Mutex<Vec<Vec<Coord>>>>,
@@ -330,14 +336,14 @@ mod tests {
         fn begin(&mut self, claims: &[Claim]) -> Result<Vec<Standing>, WriteError> {
             Ok(claims
                 .iter()
-                .filter(|c| !self.lost.contains(&c.partition))
+                .filter(|c| !self.lost.contains(&c.part))
                 .map(|c| Standing {
-                    partition: c.partition,
+                    part: c.part,
                     generation: c.generation,
                     next_offset: self
                         .next
                         .iter()
-                        .find(|(p, _)| *p == c.partition)
+                        .find(|(q, _)| *q == c.part)
                         .map(|(_, n)| *n),
                 })
                 .collect())
@@ -462,7 +468,7 @@ mod tests {
         tx.send(vec![env(2)]).unwrap();
         // The channel stays open: only the interval can flush this batch.
         let ack = ack_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-        assert_eq!(ack, vec![Coord::new(0, 1), Coord::new(0, 2)]);
+        assert_eq!(ack, vec![Coord::new(p(0), 1), Coord::new(p(0), 2)]);
         drop(tx);
         h.join().unwrap();
     }
@@ -476,7 +482,7 @@ mod tests {
         tx.send(vec![env(1), env(2)]).unwrap();
         tx.send(Vec::new()).unwrap();
         let ack = ack_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-        assert_eq!(ack, vec![Coord::new(0, 1), Coord::new(0, 2)]);
+        assert_eq!(ack, vec![Coord::new(p(0), 1), Coord::new(p(0), 2)]);
         // Rows after it batch as before; an empty chunk with none held
         // writes nothing.
         tx.send(Vec::new()).unwrap();
@@ -484,7 +490,7 @@ mod tests {
         drop(tx);
         h.join().unwrap();
         let acks: Vec<Ack> = ack_rx.try_iter().collect();
-        assert_eq!(acks, vec![vec![Coord::new(0, 3)]]);
+        assert_eq!(acks, vec![vec![Coord::new(p(0), 3)]]);
     }
 
     #[test]
@@ -514,7 +520,7 @@ mod tests {
         *rec.transient.lock().unwrap() = 3;
         let (acks, m) = run(rec.clone(), settings(2, 600_000), vec![env(0), env(1)]);
         assert_eq!(*rec.written.lock().unwrap(), vec![0, 1]);
-        assert_eq!(acks, vec![vec![Coord::new(0, 0), Coord::new(0, 1)]]);
+        assert_eq!(acks, vec![vec![Coord::new(p(0), 0), Coord::new(p(0), 1)]]);
         assert_eq!(m.snapshot().retries, 3);
         assert!(rec.dead.lock().unwrap().is_empty());
     }
@@ -567,7 +573,7 @@ mod tests {
 
     fn env_in(partition: i32, offset: i64) -> Envelope {
         let mut e = env(offset);
-        e.coord.partition = partition;
+        e.coord.part = p(partition);
         e.generation = 1;
         e
     }
@@ -575,7 +581,7 @@ mod tests {
     #[test]
     fn rows_of_a_partition_claimed_elsewhere_are_dropped_and_never_acked() {
         let rec = Recorder {
-            lost: Arc::new([1].into_iter().collect()),
+            lost: Arc::new([p(1)].into_iter().collect()),
             ..Default::default()
         };
         let items: Vec<Envelope> = (0..20).map(|o| env_in((o % 2) as i32, o)).collect();
@@ -583,17 +589,20 @@ mod tests {
         let evens: Vec<i64> = (0..20).filter(|o| o % 2 == 0).collect();
         assert_eq!(*rec.written.lock().unwrap(), evens);
         let acked: Vec<Coord> = acks.into_iter().flatten().collect();
-        assert!(acked.iter().all(|c| c.partition == 0), "{acked:?}");
+        assert!(acked.iter().all(|c| c.partition() == 0), "{acked:?}");
         assert_eq!(acked.len(), 10);
         assert_eq!(m.snapshot().fenced_rows, 10);
         // Only partition 0's next offset is recorded.
-        assert_eq!(*rec.commits.lock().unwrap(), vec![vec![Coord::new(0, 19)]]);
+        assert_eq!(
+            *rec.commits.lock().unwrap(),
+            vec![vec![Coord::new(p(0), 19)]]
+        );
     }
 
     #[test]
     fn rows_an_earlier_commit_wrote_are_acked_without_being_written_again() {
         let rec = Recorder {
-            next: Arc::new(vec![(0, 5)]),
+            next: Arc::new(vec![(p(0), 5)]),
             ..Default::default()
         };
         let items: Vec<Envelope> = (0..10).map(|o| env_in(0, o)).collect();

@@ -11,12 +11,12 @@ use super::retry::is_packet_too_large;
 use crate::db::{self, Pool, PooledConn};
 use crate::fence::{self, FenceSpec, Standing};
 use crate::sql::{self, AsRow, UpsertBuilder};
-use crate::types::{Coord, DeadLetter, Envelope, Op};
+use crate::types::{Coord, DeadLetter, Envelope, Op, Part};
 
 /// A partition of a batch, with the generation its rows were read under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Claim {
-    pub partition: i32,
+    pub part: Part,
     pub generation: u64,
 }
 
@@ -34,7 +34,7 @@ pub trait BatchSink: Send {
         Ok(claims
             .iter()
             .map(|c| Standing {
-                partition: c.partition,
+                part: c.part,
                 generation: c.generation,
                 next_offset: None,
             })
@@ -95,7 +95,6 @@ pub struct MysqlSink {
     builder: UpsertBuilder,
     table: String,
     budget: usize,
-    topic: String,
     dlq: DlqTarget,
     /// Partition ownership; `None` only where no consumer claims partitions
     /// (tests and benchmarks that drive writers directly).
@@ -113,7 +112,6 @@ impl MysqlSink {
         builder: UpsertBuilder,
         table: String,
         statement_budget: usize,
-        topic: String,
         dlq: DlqTarget,
     ) -> MysqlSink {
         MysqlSink {
@@ -123,7 +121,6 @@ impl MysqlSink {
             builder,
             table,
             budget: statement_budget,
-            topic,
             dlq,
             fence: None,
             side: None,
@@ -318,13 +315,13 @@ impl BatchSink for MysqlSink {
             return Ok(claims
                 .iter()
                 .map(|c| Standing {
-                    partition: c.partition,
+                    part: c.part,
                     generation: c.generation,
                     next_offset: None,
                 })
                 .collect());
         };
-        let mut partitions: Vec<i32> = claims.iter().map(|c| c.partition).collect();
+        let mut partitions: Vec<Part> = claims.iter().map(|c| c.part).collect();
         partitions.dedup();
         let rows = spec.rows();
         // One round trip, none of it writing: the transaction, the
@@ -349,7 +346,7 @@ impl BatchSink for MysqlSink {
         // removed it. Nothing of it may be written, nor dropped as fenced.
         if let Some(missing) = partitions
             .iter()
-            .find(|p| !standing.iter().any(|s| s.partition == **p))
+            .find(|p| !standing.iter().any(|s| s.part == **p))
         {
             self.rollback();
             return Err(WriteError::OwnershipMissing {
@@ -389,12 +386,7 @@ impl BatchSink for MysqlSink {
         let table = match &self.dlq {
             DlqTarget::Skip => {
                 for l in letters {
-                    log::warn!(
-                        "skipping message {}/{}: {}",
-                        self.topic,
-                        l.env.coord,
-                        l.error
-                    );
+                    log::warn!("skipping message {}: {}", l.env.coord, l.error);
                 }
                 return Ok(());
             }
@@ -408,7 +400,6 @@ impl BatchSink for MysqlSink {
                 start += sql::push_dead_letter_insert(
                     &mut this.buf,
                     &table,
-                    &this.topic,
                     &letters[start..],
                     this.budget,
                 );
