@@ -74,6 +74,9 @@ enum OffsetsCommand {
         /// TOML settings file; environment variables override it.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// The topic, where `[[routes]]` read several.
+        #[arg(long)]
+        topic: Option<String>,
     },
     /// Move the group's partitions to an offset in both stores (a replay, or
     /// going on after a recreated topic); refused while another member of
@@ -90,6 +93,9 @@ enum OffsetsCommand {
         /// Only this partition (repeatable); every partition by default.
         #[arg(long)]
         partition: Vec<i32>,
+        /// The topic, where `[[routes]]` read several.
+        #[arg(long)]
+        topic: Option<String>,
         /// Reset even partitions held by another member, or to an offset
         /// outside the log.
         #[arg(long)]
@@ -144,17 +150,20 @@ fn main() -> ExitCode {
 fn offsets(command: OffsetsCommand) -> ExitCode {
     let mut out = std::io::stdout();
     let result = match command {
-        OffsetsCommand::Show { config } => match load(config) {
-            Ok(c) => offsets_command::show(&c, &mut out),
+        OffsetsCommand::Show { config, topic } => match load(config) {
+            Ok(c) => offsets_command::for_topic(&c, topic.as_deref())
+                .and_then(|c| offsets_command::show(&c, &mut out)),
             Err(code) => return code,
         },
         OffsetsCommand::Reset {
             config,
             to,
             partition,
+            topic,
             force,
         } => match load(config) {
-            Ok(c) => offsets_command::reset(&c, to, &partition, force, &mut out),
+            Ok(c) => offsets_command::for_topic(&c, topic.as_deref())
+                .and_then(|c| offsets_command::reset(&c, to, &partition, force, &mut out)),
             Err(code) => return code,
         },
     };

@@ -63,6 +63,45 @@ pub enum OffsetsError {
         low: i64,
         high: i64,
     },
+    #[error("{0}")]
+    Topic(String),
+}
+
+/// `config` for the commands about `topic`: the default route's topic
+/// without `[[routes]]`; with them, the one topic they name, or else the
+/// one `--topic` names among theirs (a topic a pattern matches is taken as
+/// named).
+pub fn for_topic(config: &Config, topic: Option<&str>) -> Result<Config, OffsetsError> {
+    let named: Vec<&str> = config
+        .routes
+        .iter()
+        .flat_map(|r| r.topics.iter().map(String::as_str))
+        .collect();
+    let patterns = config.routes.iter().any(|r| r.topic_pattern.is_some());
+    let chosen = match (topic, named.as_slice()) {
+        (Some(t), _) if config.routes.is_empty() || patterns || named.contains(&t) => t,
+        (Some(t), _) => {
+            return Err(OffsetsError::Topic(format!(
+                "no route reads topic {t}; the routes read {}",
+                named.join(", ")
+            )))
+        }
+        (None, _) if config.routes.is_empty() => return Ok(config.clone()),
+        (None, [only]) if !patterns => only,
+        (None, _) => {
+            return Err(OffsetsError::Topic(format!(
+                "the routes read several topics ({}); name one with --topic",
+                if patterns {
+                    "by a pattern".to_owned()
+                } else {
+                    named.join(", ")
+                }
+            )))
+        }
+    };
+    let mut c = config.clone();
+    c.kafka.topic = chosen.to_owned();
+    Ok(c)
 }
 
 /// Bound on one Kafka round trip.
