@@ -16,6 +16,7 @@ const PAYMENTS: &str = "shop-payments";
 /// which triggers fill in the writers' own transactions: a version applied
 /// twice is there twice.
 fn create_tables(conn: &mut mysql::Conn, db: &str) {
+    conn.query_drop(format!("CREATE DATABASE `{db}`")).unwrap();
     for ddl in [
         format!(
             "CREATE TABLE `{db}`.`customers` (tenant_id INT NOT NULL, id VARCHAR(64) NOT NULL, \
