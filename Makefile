@@ -4,7 +4,7 @@ CARGO ?= cargo
 MARIADB := scripts/mariadb-local.sh
 IMAGE ?= kafka-mysql-sink:latest
 
-.PHONY: help build test demo run bench bench-e2e bench-instructions lint lint-deploy test-alerts fmt mysql-start mysql-stop docker-build up down clean
+.PHONY: help build test demo run bench bench-e2e bench-wide bench-instructions lint lint-deploy test-alerts fmt mysql-start mysql-stop docker-build up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-19s %s\n", $$1, $$2}'
@@ -32,10 +32,16 @@ run: build ## run the sink with config/sink.toml (environment variables override
 bench: ## criterion benchmarks (decode, statement build, offset tracker, pipeline)
 	$(CARGO) bench --bench sink
 
-bench-e2e: ## end to end: ceiling vs the sink over BENCH_ORDERS (default 1000000) orders
+bench-e2e: ## end to end: ceiling vs the sink over BENCH_ORDERS (default 1000000) orders, then bench-wide
 	$(MARIADB) start
-	$(CARGO) build --release --bin kafka-mysql-sink --example bench_e2e
+	$(CARGO) build --release --bin kafka-mysql-sink --example bench_e2e --example bench_wide
 	./target/release/examples/bench_e2e
+	./target/release/examples/bench_wide
+
+bench-wide: ## end to end: a 30-column route vs pre-built upserts of its rows (BENCH_WIDE_MESSAGES, default 1000000)
+	$(MARIADB) start
+	$(CARGO) build --release --bin kafka-mysql-sink --example bench_wide
+	./target/release/examples/bench_wide
 
 bench-instructions: ## the sink's instructions per message under callgrind (repeatable where CPU seconds are not)
 	$(MARIADB) start
