@@ -376,7 +376,25 @@ pub(crate) fn ensure_dlq_table(conn: &mut Conn, db: &str, table: &str) -> Result
     // Looked up first, as for the offsets table: a pre-created table is
     // how a user without the CREATE privilege runs.
     if table_exists(conn, db, table)? {
-        return probe_dlq_writes(conn, &sql::qualified(db, table)).map_err(query_err(
+        let quoted = sql::qualified(db, table);
+        let collation: Option<String> = conn
+            .exec_first(
+                "SELECT COLLATION_NAME FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = 'topic'",
+                (db, table),
+            )
+            .map_err(query_err("reading the dead-letter table's topic column"))?;
+        if collation.is_some_and(|c| !c.ends_with("_bin")) {
+            if let Err(e) = conn.query_drop(sql::dlq_topic_binary(&quoted)) {
+                log::warn!(
+                    "cannot make {quoted}'s topic column compare byte for byte ({e}): dead \
+                     letters of topics whose names differ only in case would collide there; \
+                     run `{}` as a user who may",
+                    sql::dlq_topic_binary(&quoted)
+                );
+            }
+        }
+        return probe_dlq_writes(conn, &quoted).map_err(query_err(
             "checking that the dead-letter table takes inserts",
         ));
     }

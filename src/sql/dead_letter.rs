@@ -23,11 +23,13 @@ const NOTE_SLACK: usize = 32;
 
 /// The dead-letter table: one row per message that could not be written,
 /// unique on its Kafka coordinates so a redelivered message is stored once.
+/// The topic compares byte for byte, as Kafka's names do (`Orders` and
+/// `orders` are two topics, whose letters must not collide).
 pub fn create_dlq_table(db: &str, table: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (
     `dlq_id` BIGINT AUTO_INCREMENT PRIMARY KEY,
-    `topic` VARCHAR(249) NOT NULL,
+    `topic` VARCHAR(249) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     `kafka_partition` INT NOT NULL,
     `kafka_offset` BIGINT NOT NULL,
     `message_key` VARBINARY(1024) NULL,
@@ -37,6 +39,16 @@ pub fn create_dlq_table(db: &str, table: &str) -> String {
     UNIQUE KEY `uq_source` (`topic`, `kafka_partition`, `kafka_offset`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
         qualified(db, table)
+    )
+}
+
+/// A dead-letter table made before its topic compared byte for byte:
+/// made to, so that letters of topics whose names differ only in case do
+/// not collide on its unique key.
+pub(crate) fn dlq_topic_binary(table: &str) -> String {
+    format!(
+        "ALTER TABLE {table} MODIFY `topic` VARCHAR(249) CHARACTER SET utf8mb4 \
+         COLLATE utf8mb4_bin NOT NULL"
     )
 }
 

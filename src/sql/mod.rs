@@ -20,7 +20,7 @@ mod session;
 
 pub use by_plan::{AsPlanRow, PlanBuildError, PlanShape, PlanStatements, WriteMode};
 pub use dead_letter::create_dlq_table;
-pub(crate) use dead_letter::push_dead_letter_insert;
+pub(crate) use dead_letter::{dlq_topic_binary, push_dead_letter_insert};
 pub(crate) use offsets::*;
 pub(crate) use session::*;
 

@@ -134,8 +134,7 @@ impl OffsetsRows<'_> {
     /// isolation level it touches those rows alone). `partitions` is not
     /// empty.
     pub(crate) fn marks(&self, partitions: &[Part]) -> String {
-        let mut buf =
-            String::from("SELECT o.`topic`, o.`kafka_partition`, o.`log_id`, o.`reset_to` FROM ");
+        let mut buf = String::from("SELECT v.t, v.p, o.`log_id`, o.`reset_to` FROM ");
         self.push_lookup(&mut buf, partitions);
         buf
     }
@@ -273,16 +272,20 @@ impl OffsetsRows<'_> {
             if i > 0 {
                 buf.push_str("; ");
             }
+            // Each row answers with the topic and partition it was asked
+            // for, not those MySQL stores: the same under the table's own
+            // collation, yet only the asked-for name is the one the
+            // caller compares with.
             if let [p] = chunk {
-                buf.push_str(
-                    "SELECT `topic`, `kafka_partition`, `generation`, `next_offset` FROM ",
-                );
+                buf.push_str("SELECT ");
+                push_str_literal(&mut buf, p.topic.name());
+                buf.push(',');
+                buf.push_str(itoa::Buffer::new().format(p.partition));
+                buf.push_str(", `generation`, `next_offset` FROM ");
                 buf.push_str(self.table);
                 self.push_key(&mut buf, *p);
             } else {
-                buf.push_str(
-                    "SELECT o.`topic`, o.`kafka_partition`, o.`generation`, o.`next_offset` FROM ",
-                );
+                buf.push_str("SELECT v.t, v.p, o.`generation`, o.`next_offset` FROM ");
                 self.push_lookup(&mut buf, chunk);
             }
             buf.push_str(lock);
@@ -363,13 +366,13 @@ mod tests {
     fn statements_name_their_rows() {
         assert_eq!(
             rows().read(&[p(5)], false),
-            "SELECT `topic`, `kafka_partition`, `generation`, `next_offset` FROM `d`.`orders_offsets` \
+            "SELECT 't',5, `generation`, `next_offset` FROM `d`.`orders_offsets` \
              WHERE `consumer_group` = 'g' AND `topic` = 't' AND `kafka_partition` = 5 \
              LOCK IN SHARE MODE"
         );
         assert_eq!(
             rows().read(&[p(0), p(3)], true),
-            "SELECT o.`topic`, o.`kafka_partition`, o.`generation`, o.`next_offset` FROM \
+            "SELECT v.t, v.p, o.`generation`, o.`next_offset` FROM \
              (SELECT 't' AS t, 0 AS p UNION ALL SELECT 't' AS t, 3 AS p) AS v \
              STRAIGHT_JOIN `d`.`orders_offsets` AS o \
              ON o.`consumer_group` = 'g' AND o.`topic` = v.t AND o.`kafka_partition` = v.p \
