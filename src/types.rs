@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::decode::Row;
+use crate::decode::{PlanRow, Row};
 
 /// Where a message sits in the topic: its partition and offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -39,6 +39,11 @@ pub enum Op {
     /// The message is not an order; it goes to the dead-letter destination
     /// with this reason.
     Reject(String),
+    /// A route's row, written as its target's mode says (upsert, insert or
+    /// update).
+    Plan(PlanRow),
+    /// A route's tombstone: delete the row whose key cells these are.
+    PlanDelete(PlanRow),
 }
 
 /// A message's key and payload as they arrived, kept for the dead-letter
@@ -86,6 +91,9 @@ pub struct Envelope {
     /// [`NO_TIMESTAMP`]: carried to the writer, which measures how far
     /// behind the message is once it is durable.
     pub timestamp_ms: i64,
+    /// The route target (`crate::target::Targets`) the message belongs to;
+    /// 0 and unused on the orders path.
+    pub target: u16,
     pub op: Op,
     pub raw: Raw,
 }
@@ -100,6 +108,7 @@ impl Envelope {
             coord: Coord::new(partition, offset),
             generation: 0,
             timestamp_ms: NO_TIMESTAMP,
+            target: 0,
             op: Op::Upsert(row),
             raw: Raw::default(),
         }
@@ -110,6 +119,7 @@ impl Envelope {
     pub fn raw_key(&self) -> Option<&[u8]> {
         match &self.op {
             Op::Upsert(row) if row.raw_payload().is_some() => row.raw_key(),
+            Op::Plan(row) if row.raw_payload().is_some() => row.raw_key(),
             _ => self.raw.key(),
         }
     }
@@ -118,6 +128,7 @@ impl Envelope {
     pub fn raw_payload(&self) -> Option<&[u8]> {
         match &self.op {
             Op::Upsert(row) if row.raw_payload().is_some() => row.raw_payload(),
+            Op::Plan(row) if row.raw_payload().is_some() => row.raw_payload(),
             _ => self.raw.payload(),
         }
     }

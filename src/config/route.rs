@@ -283,18 +283,38 @@ impl Config {
         }
     }
 
-    /// Refuses `[[routes]]` for `run`: they are checked, not yet written,
-    /// and must never be silently ignored.
+    /// Refuses what `run` cannot write yet, rather than ignore it: routes
+    /// run one topic at a time for now (their topics and patterns are all
+    /// valid for `check`), and Kafka headers are not read by the consumer.
     pub fn refuse_routes_for_run(&self) -> Result<(), ConfigError> {
-        if self.routes.is_empty() {
-            return Ok(());
-        }
-        Err(ConfigError::Invalid {
+        let refuse = |reason: String| Err(ConfigError::Invalid {
             key: "routes",
-            reason: "[[routes]] are validated by `check` but not yet written by `run`; remove \
-                     them to run the default orders route"
-                .into(),
-        })
+            reason,
+        });
+        if let Some(i) = self.routes.iter().position(|r| r.topic_pattern.is_some()) {
+            return refuse(format!(
+                "routes[{i}] has a topic_pattern, which `check` plans but `run` does not \
+                 subscribe to yet; list its topic in `topics` instead"
+            ));
+        }
+        let topics: usize = self.routes.iter().map(|r| r.topics.len()).sum();
+        if topics > 1 {
+            return refuse(format!(
+                "the routes name {topics} topics; `run` reads one topic per run for now, so \
+                 keep one route with one topic (run one sink per topic)"
+            ));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if let Some((column, _)) = r.columns.iter().find(|(_, e)| {
+                matches!(Source::parse(&e.from), Ok(Source::Header(_)))
+            }) {
+                return refuse(format!(
+                    "routes[{i}]: column `{column}` is fed from a Kafka header, which `run` \
+                     does not read yet; map it from the payload or leave it out"
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn validate_routes(&self) -> Result<(), ConfigError> {
@@ -510,14 +530,32 @@ mod tests {
     }
 
     #[test]
-    fn run_refuses_routes_until_it_writes_them() {
-        let c = parsed("[[routes]]\ntopics = [\"a\"]\ntable = \"t\"").unwrap();
-        c.validate().unwrap();
-        let msg = c.refuse_routes_for_run().unwrap_err().to_string();
-        assert!(
-            msg.contains("validated by `check` but not yet written by `run`"),
-            "{msg}"
-        );
+    fn run_takes_one_topic_and_refuses_more_patterns_and_headers() {
+        let ok = parsed("[[routes]]\ntopics = [\"a\"]\ntable = \"t\"").unwrap();
+        ok.validate().unwrap();
+        assert!(ok.refuse_routes_for_run().is_ok());
+        for (text, names) in [
+            ("[[routes]]\ntopics = [\"a\", \"b\"]\ntable = \"t\"", "2 topics"),
+            (
+                "[[routes]]\ntopics = [\"a\"]\ntable = \"t\"\n[[routes]]\ntopics = [\"b\"]\ntable = \"u\"",
+                "2 topics",
+            ),
+            ("[[routes]]\ntopic_pattern = \"a.*\"\ntable = \"t\"", "routes[0]"),
+            (
+                "[[routes]]\ntopics = [\"a\"]\ntable = \"t\"\ncolumns = { h = \"@header.x\" }",
+                "`h`",
+            ),
+        ] {
+            let c = parsed(text).unwrap();
+            c.validate().unwrap();
+            match c.refuse_routes_for_run() {
+                Err(ConfigError::Invalid { key, reason }) => {
+                    assert_eq!(key, "routes");
+                    assert!(reason.contains(names), "{reason}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 
 use super::fetch::Fetched;
 use super::{Source, SourceSettings};
-use crate::decode::Decoder;
+use crate::decode::{Decoder, Meta, PlanDecoder};
+use crate::targets::RouteTargets;
 use crate::types::{Coord, Op};
 
 /// The parts of a Kafka message the sink uses.
@@ -52,11 +53,7 @@ pub(super) fn to_op(
         };
     };
     if payload.len() > settings.max_payload_bytes {
-        return Op::Reject(format!(
-            "payload of {} bytes exceeds sink.max_payload_bytes ({}); stored truncated",
-            payload.len(),
-            settings.max_payload_bytes
-        ));
+        return oversized(payload, settings);
     }
     let row = if settings.keep_raw {
         decoder.decode_keeping(key, payload)
@@ -69,7 +66,87 @@ pub(super) fn to_op(
     }
 }
 
+/// The consumer's decoders of the route targets' plans, by target; none
+/// on the orders path.
+pub(super) struct PlanDecoders {
+    decoders: Vec<PlanDecoder>,
+    deletes: Vec<bool>,
+    topics: Vec<String>,
+}
+
+impl PlanDecoders {
+    pub(super) fn new(targets: &RouteTargets) -> PlanDecoders {
+        PlanDecoders {
+            decoders: targets.iter().map(|t| PlanDecoder::new(&t.plan)).collect(),
+            deletes: targets.iter().map(|t| t.delete_on_tombstone).collect(),
+            topics: targets.iter().map(|t| t.topic.clone()).collect(),
+        }
+    }
+
+    /// The target of `topic`'s messages; `None` on the orders path.
+    pub(super) fn target_of(&self, topic: &str) -> Option<u16> {
+        self.topics
+            .iter()
+            .position(|t| t == topic)
+            .and_then(|i| u16::try_from(i).ok())
+    }
+
+    /// Whether target `t`'s tombstones delete.
+    pub(super) fn deletes(&self, t: u16) -> bool {
+        self.deletes.get(usize::from(t)).copied().unwrap_or(false)
+    }
+
+    /// What a message of target `t` asks for: a row, a delete by key
+    /// (tombstone), or a reject naming field, column, value and what the
+    /// column takes.
+    pub(super) fn to_op(
+        &mut self,
+        settings: &SourceSettings,
+        t: u16,
+        m: &Msg<'_>,
+    ) -> Op {
+        let Some(decoder) = self.decoders.get_mut(usize::from(t)) else {
+            return Op::Reject(format!("no route takes topic {}", settings.topic));
+        };
+        let meta = Meta {
+            topic: &settings.topic,
+            partition: m.coord.partition,
+            offset: m.coord.offset,
+            timestamp: (m.timestamp_ms >= 0).then_some(m.timestamp_ms),
+            key: m.key,
+            headers: &[],
+        };
+        let Some(payload) = m.payload else {
+            return match decoder.tombstone(&meta) {
+                Ok(row) => Op::PlanDelete(row),
+                Err(e) => Op::Reject(e.to_string()),
+            };
+        };
+        if payload.len() > settings.max_payload_bytes {
+            return oversized(payload, settings);
+        }
+        match decoder.decode(payload, &meta, settings.keep_raw) {
+            Ok(row) => Op::Plan(row),
+            Err(e) => Op::Reject(e.to_string()),
+        }
+    }
+}
+
+fn oversized(payload: &[u8], settings: &SourceSettings) -> Op {
+    Op::Reject(format!(
+        "payload of {} bytes exceeds sink.max_payload_bytes ({}); stored truncated",
+        payload.len(),
+        settings.max_payload_bytes
+    ))
+}
+
 impl Source {
+    /// Decodes messages by these route targets' plans instead of as orders.
+    pub(crate) fn with_routes(mut self, routes: RouteTargets) -> Source {
+        self.routes = routes;
+        self
+    }
+
     /// A fetched message, or `None` (after a warning) for the fetch errors
     /// librdkafka reports in place of one, whose offsets are noted (they
     /// move the partition's position; see `FetchErrors`).

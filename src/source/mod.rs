@@ -41,7 +41,7 @@ use crate::types::{Ack, Envelope, Op, Raw};
 use claim::{Claimer, Starting};
 use fetch::FetchQueue;
 use lag::{FetchErrors, Target};
-use message::Msg;
+use message::{Msg, PlanDecoders};
 use rebalance::{lock, Held, SinkContext, Tracker};
 
 pub(crate) use backpressure::{max_poll_interval, pause_after};
@@ -134,6 +134,7 @@ const READ_BATCH: usize = 256;
 /// What the hand-over of a batch needs besides the source itself.
 struct Handover<'r> {
     decoder: Decoder,
+    plans: PlanDecoders,
     stats: Reporter,
     last_commit: Instant,
     router: &'r mut Router,
@@ -169,6 +170,8 @@ pub(crate) struct Source {
     claimer: Arc<Claimer>,
     /// A partition whose offset fell out of the log while it was read.
     out_of_range: Option<SourceError>,
+    /// The route targets whose plans decode messages (none: orders).
+    routes: crate::targets::RouteTargets,
 }
 
 impl Source {
@@ -253,6 +256,7 @@ impl Source {
             unbatched: HashSet::new(),
             claimer,
             out_of_range: None,
+            routes: Default::default(),
         })
     }
 
@@ -292,6 +296,7 @@ impl Source {
         let resume_below = router.capacity() / 2;
         let mut cx = Handover {
             decoder: Decoder::new(),
+            plans: PlanDecoders::new(&self.routes),
             stats: Reporter::new(self.settings.stats_interval, self.bar.take()),
             last_commit: Instant::now(),
             router,
@@ -406,6 +411,8 @@ impl Source {
         // The generation of the partition of the message before; messages
         // of a read come in runs of one partition.
         let mut claimed: Option<(i32, u64)> = None;
+        let target = cx.plans.target_of(&self.settings.topic);
+        let deletes = target.map_or(self.settings.delete_on_tombstone, |t| cx.plans.deletes(t));
         // The broker thread wrote the payloads on another core; their loads
         // are started a few messages ahead (see decode::prefetch).
         const AHEAD: usize = 4;
@@ -421,9 +428,12 @@ impl Source {
                 continue;
             }
             let tombstone = m.payload.is_none();
-            let op = message::to_op(&self.settings, &mut cx.decoder, m.key, m.payload);
+            let op = match target {
+                Some(t) => cx.plans.to_op(&self.settings, t, m),
+                None => message::to_op(&self.settings, &mut cx.decoder, m.key, m.payload),
+            };
             let skip = match &op {
-                _ if tombstone && !self.settings.delete_on_tombstone => {
+                _ if tombstone && !deletes => {
                     log::debug!("skipping tombstone at {}/{coord}", self.settings.topic);
                     true
                 }
@@ -445,7 +455,7 @@ impl Source {
                 continue;
             }
             // An upsert's row keeps its message itself (see decode::Row).
-            let raw = if self.settings.keep_raw && !matches!(op, Op::Upsert(_)) {
+            let raw = if self.settings.keep_raw && !matches!(op, Op::Upsert(_) | Op::Plan(_)) {
                 let limit = self.settings.max_payload_bytes;
                 // An oversized payload is kept only up to the limit.
                 Raw::new(m.key, m.payload.map(|p| &p[..p.len().min(limit)]))
@@ -464,6 +474,7 @@ impl Source {
                 coord,
                 generation,
                 timestamp_ms: m.timestamp_ms,
+                target: target.unwrap_or(0),
                 op,
                 raw,
             };

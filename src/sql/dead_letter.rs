@@ -130,6 +130,7 @@ mod tests {
             coord: crate::types::Coord::new(0, offset),
             generation: 0,
             timestamp_ms: crate::types::NO_TIMESTAMP,
+            target: 0,
             op: Op::Reject("not json".into()),
             raw: Raw::new(Some(b"k"), Some(payload)),
         }

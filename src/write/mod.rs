@@ -28,12 +28,14 @@ use crate::types::{Ack, Chunk, Coord, Envelope};
 use retry::{Backoff, UNKNOWN_ERROR_ATTEMPTS};
 
 mod attempt;
+mod by_plan;
 pub(crate) mod dlq;
 mod error;
 mod isolate;
 mod mysql_sink;
 mod retry;
 
+pub(crate) use self::by_plan::TargetSink;
 pub use self::dlq::DlqTarget;
 pub(crate) use self::dlq::TopicDlq;
 pub use self::error::WriteError;
@@ -193,7 +195,15 @@ impl<S: BatchSink> Writer<S> {
             let unknown_is_data = unknown_failures >= UNKNOWN_ERROR_ATTEMPTS;
             match self.attempt(batch, &mut settled, unknown_is_data, &mut dead) {
                 Ok(outcome) => {
-                    Metrics::add(&self.metrics.rows_written, outcome.applied.upserts);
+                    let mut not_found = 0;
+                    for (table, n) in self.sink.take_not_found() {
+                        self.metrics.rows_not_found(&table, n);
+                        not_found += n;
+                    }
+                    Metrics::add(
+                        &self.metrics.rows_written,
+                        outcome.applied.upserts.saturating_sub(not_found),
+                    );
                     Metrics::add(&self.metrics.rows_deleted, outcome.applied.deletes);
                     Metrics::add(&self.metrics.dead_lettered, outcome.dead as u64);
                     self.metrics
