@@ -2,7 +2,7 @@
 
 use super::fetch::Fetched;
 use super::{Source, SourceSettings};
-use crate::decode::{Decoder, Meta, PlanDecoder};
+use crate::decode::{DecodeError, Decoder, Meta, PlanDecoder, RowError};
 use crate::targets::RouteTargets;
 use crate::types::{Coord, Op};
 
@@ -127,6 +127,10 @@ impl PlanDecoders {
         }
         match decoder.decode(payload, &meta, settings.keep_raw) {
             Ok(row) => Op::Plan(row),
+            // Not "not a valid order": a route's messages are no orders.
+            Err(RowError::Payload(DecodeError::Invalid(e))) => {
+                Op::Reject(format!("not valid JSON: {e}"))
+            }
             Err(e) => Op::Reject(e.to_string()),
         }
     }
