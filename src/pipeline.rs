@@ -273,7 +273,10 @@ pub fn spawn_writers(
 
 /// Each route target's dead-letter destination, by target; the tables were
 /// created with the targets.
-fn dead_letter_targets(config: &Config, routes: &RouteTargets) -> Result<Vec<DlqTarget>, SinkError> {
+fn dead_letter_targets(
+    config: &Config,
+    routes: &RouteTargets,
+) -> Result<Vec<DlqTarget>, SinkError> {
     let mut topics: Vec<(String, DlqTarget)> = Vec::new();
     let mut out = Vec::new();
     for t in routes.iter() {

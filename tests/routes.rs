@@ -149,10 +149,22 @@ fn every_kind_of_value_lands_exactly_and_every_bad_message_is_dead_lettered() {
                 .into(),
             None,
         ),
-        (r#"{"tenant":3,"id":"c","amount":"abc","happened":0}"#.into(), Some("amount")),
-        (r#"{"tenant":3,"id":"c","amount":"1e20","happened":0}"#.into(), Some("amount")),
-        (r#"{"tenant":3,"id":"c","amount":1,"happened":"soon"}"#.into(), Some("happened")),
-        (r#"{"tenant":1.5,"id":"c","amount":1,"happened":0}"#.into(), Some("tenant")),
+        (
+            r#"{"tenant":3,"id":"c","amount":"abc","happened":0}"#.into(),
+            Some("amount"),
+        ),
+        (
+            r#"{"tenant":3,"id":"c","amount":"1e20","happened":0}"#.into(),
+            Some("amount"),
+        ),
+        (
+            r#"{"tenant":3,"id":"c","amount":1,"happened":"soon"}"#.into(),
+            Some("happened"),
+        ),
+        (
+            r#"{"tenant":1.5,"id":"c","amount":1,"happened":0}"#.into(),
+            Some("tenant"),
+        ),
         (
             r#"{"tenant":3,"id":"c","amount":1,"happened":0,"raw":"!!!"}"#.into(),
             Some("raw"),
@@ -169,8 +181,14 @@ fn every_kind_of_value_lands_exactly_and_every_bad_message_is_dead_lettered() {
             r#"{"tenant":3,"id":"c","amount":1,"happened":0,"flag":"maybe"}"#.into(),
             Some("flag"),
         ),
-        (r#"{"id":"c","amount":1,"happened":0}"#.into(), Some("tenant")),
-        (r#"{"tenant":3,"id":null,"amount":1,"happened":0}"#.into(), Some("id")),
+        (
+            r#"{"id":"c","amount":1,"happened":0}"#.into(),
+            Some("tenant"),
+        ),
+        (
+            r#"{"tenant":3,"id":null,"amount":1,"happened":0}"#.into(),
+            Some("id"),
+        ),
         ("{".into(), Some("JSON")),
         // Refused by the server, not the conversion: its column is named.
         (
@@ -178,8 +196,7 @@ fn every_kind_of_value_lands_exactly_and_every_bad_message_is_dead_lettered() {
             Some("id"),
         ),
         (
-            r#"{"tenant":3,"id":"c","amount":1,"happened":0,"seen":"2040-01-01T00:00:00Z"}"#
-                .into(),
+            r#"{"tenant":3,"id":"c","amount":1,"happened":0,"seen":"2040-01-01T00:00:00Z"}"#.into(),
             Some("seen_at"),
         ),
         // A later version of (1, "a"): fewer fields, so the rest take
@@ -221,18 +238,58 @@ fn every_kind_of_value_lands_exactly_and_every_bad_message_is_dead_lettered() {
         rows,
         vec![
             row(&[
-                "1", "a", "7.000000", "2024-05-01 12:00:00.250000", "NULL", "NULL", "0",
-                "NULL", "NULL", "new", "none", "14.000000", "new@x.io", "events_in", "0", "15"
+                "1",
+                "a",
+                "7.000000",
+                "2024-05-01 12:00:00.250000",
+                "NULL",
+                "NULL",
+                "0",
+                "NULL",
+                "NULL",
+                "new",
+                "none",
+                "14.000000",
+                "new@x.io",
+                "events_in",
+                "0",
+                "15"
             ]),
             row(&[
-                "2", "b", "-123456789012.123456", "2024-02-29 18:00:00.123457", "NULL",
-                "NULL", "0", "NULL", "NULL", "new", "none", "-246913578024.246912", "NULL",
-                "events_in", "0", "1"
+                "2",
+                "b",
+                "-123456789012.123456",
+                "2024-02-29 18:00:00.123457",
+                "NULL",
+                "NULL",
+                "0",
+                "NULL",
+                "NULL",
+                "new",
+                "none",
+                "-246913578024.246912",
+                "NULL",
+                "events_in",
+                "0",
+                "1"
             ]),
             row(&[
-                "4", "d", "0.100000", "1969-12-31 23:59:58.500000", "2024-01-01 00:00:00.999",
-                "2024-01-31", "1", "\"text\"", "0001", "new", "none", "0.200000", "NULL",
-                "events_in", "0", "16"
+                "4",
+                "d",
+                "0.100000",
+                "1969-12-31 23:59:58.500000",
+                "2024-01-01 00:00:00.999",
+                "2024-01-31",
+                "1",
+                "\"text\"",
+                "0001",
+                "new",
+                "none",
+                "0.200000",
+                "NULL",
+                "events_in",
+                "0",
+                "16"
             ]),
         ]
     );
@@ -243,7 +300,10 @@ fn every_kind_of_value_lands_exactly_and_every_bad_message_is_dead_lettered() {
     assert_eq!(dead.keys().copied().collect::<Vec<_>>(), bad, "{dead:?}");
     for (offset, error) in &dead {
         let name = messages[*offset as usize].1.unwrap_or_default();
-        assert!(error.contains(name), "offset {offset}: {error:?} names no {name}");
+        assert!(
+            error.contains(name),
+            "offset {offset}: {error:?} names no {name}"
+        );
     }
     // Exactly-once: MySQL's next offset is past every message.
     let next: Option<i64> = conn
@@ -326,18 +386,16 @@ fn partial_upserts_leave_absent_columns_untouched() {
         r#"{"id":1,"city":null}"#,
         r#"{"id":3,"score":10}"#,
     ];
-    produce_payloads(
-        &t.brokers,
-        &t.topic,
-        0,
-        &payloads.map(str::as_bytes),
-    );
+    produce_payloads(&t.brokers, &t.topic, 0, &payloads.map(str::as_bytes));
     let routes = "[[routes]]\ntopics = [\"profiles_in\"]\ntable = \"profiles\"\npartial = true\n";
     let (code, log) = drain(&t, "rt_partial", &config_text("", routes), &[]);
     assert_eq!(code, Some(0), "{log}");
     let rows = text_rows(
         &mut conn,
-        &format!("SELECT id, name, city, score FROM `{}`.`profiles` ORDER BY id", t.db),
+        &format!(
+            "SELECT id, name, city, score FROM `{}`.`profiles` ORDER BY id",
+            t.db
+        ),
     );
     let want: Vec<Vec<String>> = [
         ["1", "A", "NULL", "2"],
@@ -385,7 +443,11 @@ fn insert_mode_dead_letters_duplicates_and_writes_the_rest() {
         .collect();
     assert_eq!(rows, want);
     let dead = dead_letters(&mut conn, &t.db, "ledger_dlq");
-    assert_eq!(dead.keys().copied().collect::<Vec<_>>(), vec![0, 2], "{dead:?}");
+    assert_eq!(
+        dead.keys().copied().collect::<Vec<_>>(),
+        vec![0, 2],
+        "{dead:?}"
+    );
     drop_db(&mut conn, &t.db);
 }
 
@@ -443,8 +505,10 @@ fn at_least_once_versions_of_a_composite_key_arrive_in_order() {
         "rt_alo",
         "versions_in",
         2,
-        &["CREATE TABLE `{db}`.`versions` (tenant_id INT, id VARCHAR(64), v INT, \
-           PRIMARY KEY (tenant_id, id)) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"],
+        &[
+            "CREATE TABLE `{db}`.`versions` (tenant_id INT, id VARCHAR(64), v INT, \
+           PRIMARY KEY (tenant_id, id)) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+        ],
     );
     let (keys, versions) = (300u64, 6u64);
     // Versions of a key alternate the spelling of its id (one row under
@@ -474,12 +538,69 @@ fn at_least_once_versions_of_a_composite_key_arrive_in_order() {
     assert_eq!(code, Some(0), "{log}");
     let rows = text_rows(
         &mut conn,
-        &format!("SELECT tenant_id, LOWER(TRIM(id)), v FROM `{}`.`versions`", t.db),
+        &format!(
+            "SELECT tenant_id, LOWER(TRIM(id)), v FROM `{}`.`versions`",
+            t.db
+        ),
     );
     assert_eq!(rows.len() as u64, keys);
     for r in rows {
         assert_eq!(r[2], (versions - 1).to_string(), "{r:?}");
     }
+    drop_db(&mut conn, &t.db);
+}
+
+#[test]
+fn tombstones_delete_by_a_composite_kafka_key_and_bad_ones_are_dead_lettered() {
+    let mut conn = mysql();
+    let (_cluster, t) = setup(
+        &mut conn,
+        "rt_tomb",
+        "accounts_in",
+        1,
+        &[
+            "CREATE TABLE `{db}`.`accounts` (tenant_id INT, id VARCHAR(64), v INT, \
+           PRIMARY KEY (tenant_id, id)) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+        ],
+    );
+    let row = |p: &str| (0, Some(b"k".to_vec()), Some(p.as_bytes().to_vec()));
+    let tombstone = |k: Option<&str>| (0, k.map(|k| k.as_bytes().to_vec()), None);
+    let records = vec![
+        row(r#"{"tenant_id":1,"id":"a","v":1}"#),
+        row(r#"{"tenant_id":1,"id":"b","v":1}"#),
+        row(r#"{"tenant_id":2,"id":"a","v":1}"#),
+        // The key as the column compares it: (1, "a").
+        tombstone(Some(r#"{"tenant_id":"1","id":"A"}"#)),
+        tombstone(Some("not json")),
+        tombstone(None),
+        tombstone(Some(r#"{"tenant_id":1}"#)),
+        tombstone(Some(r#"{"tenant_id":9,"id":"nobody"}"#)),
+        row(r#"{"tenant_id":2,"id":"a","v":2}"#),
+    ];
+    produce_raw(&t.brokers, &t.topic, records);
+    let routes =
+        "[[routes]]\ntopics = [\"accounts_in\"]\ntable = \"accounts\"\ndelete_on_tombstone = true\n";
+    let (code, log) = drain(&t, "rt_tomb", &config_text("", routes), &[]);
+    assert_eq!(code, Some(0), "{log}");
+    let rows = text_rows(
+        &mut conn,
+        &format!(
+            "SELECT tenant_id, id, v FROM `{}`.`accounts` ORDER BY tenant_id, id",
+            t.db
+        ),
+    );
+    let want: Vec<Vec<String>> = [["1", "b", "1"], ["2", "a", "2"]]
+        .iter()
+        .map(|r| r.map(String::from).to_vec())
+        .collect();
+    assert_eq!(rows, want);
+    let dead = dead_letters(&mut conn, &t.db, "accounts_dlq");
+    assert_eq!(
+        dead.keys().copied().collect::<Vec<_>>(),
+        vec![4, 5, 6],
+        "{dead:?}"
+    );
+    assert!(dead[&6].contains("id"), "{dead:?}");
     drop_db(&mut conn, &t.db);
 }
 

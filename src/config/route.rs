@@ -287,10 +287,12 @@ impl Config {
     /// run one topic at a time for now (their topics and patterns are all
     /// valid for `check`), and Kafka headers are not read by the consumer.
     pub fn refuse_routes_for_run(&self) -> Result<(), ConfigError> {
-        let refuse = |reason: String| Err(ConfigError::Invalid {
-            key: "routes",
-            reason,
-        });
+        let refuse = |reason: String| {
+            Err(ConfigError::Invalid {
+                key: "routes",
+                reason,
+            })
+        };
         if let Some(i) = self.routes.iter().position(|r| r.topic_pattern.is_some()) {
             return refuse(format!(
                 "routes[{i}] has a topic_pattern, which `check` plans but `run` does not \
@@ -305,9 +307,11 @@ impl Config {
             ));
         }
         for (i, r) in self.routes.iter().enumerate() {
-            if let Some((column, _)) = r.columns.iter().find(|(_, e)| {
-                matches!(Source::parse(&e.from), Ok(Source::Header(_)))
-            }) {
+            if let Some((column, _)) = r
+                .columns
+                .iter()
+                .find(|(_, e)| matches!(Source::parse(&e.from), Ok(Source::Header(_))))
+            {
                 return refuse(format!(
                     "routes[{i}]: column `{column}` is fed from a Kafka header, which `run` \
                      does not read yet; map it from the payload or leave it out"

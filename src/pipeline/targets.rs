@@ -35,16 +35,22 @@ pub(super) fn route_targets(
             let table = route.table_for(topic).ok_or_else(|| {
                 invalid("table", format!("cannot be expanded for topic {topic:?}"))
             })?;
-            crate::sql::check_identifier(&table)
-                .map_err(|e| invalid("table", format!("for topic {topic:?} is {table:?}, which {e}")))?;
-            let desc = describe_table(conn, &m.database, &table, &info.version)?.ok_or_else(|| {
-                SinkError::RouteTableMissing {
-                    route: format!("routes[{index}]"),
-                    topic: topic.clone(),
-                    table: crate::sql::qualified(&m.database, &table),
-                }
+            crate::sql::check_identifier(&table).map_err(|e| {
+                invalid(
+                    "table",
+                    format!("for topic {topic:?} is {table:?}, which {e}"),
+                )
             })?;
-            let plan = plan::compile(route, index, &desc).map_err(|e| SinkError::Plan(e.to_string()))?;
+            let desc =
+                describe_table(conn, &m.database, &table, &info.version)?.ok_or_else(|| {
+                    SinkError::RouteTableMissing {
+                        route: format!("routes[{index}]"),
+                        topic: topic.clone(),
+                        table: crate::sql::qualified(&m.database, &table),
+                    }
+                })?;
+            let plan =
+                plan::compile(route, index, &desc).map_err(|e| SinkError::Plan(e.to_string()))?;
             let shape = PlanDecoder::new(&plan).shape().clone();
             let mut key_collations = Vec::with_capacity(shape.key.len());
             for &k in &shape.key {
@@ -58,8 +64,8 @@ pub(super) fn route_targets(
                     None => None,
                 });
             }
-            let dead_letters = dead_letters(config, &table, topic)
-                .map_err(|e| invalid("table", e))?;
+            let dead_letters =
+                dead_letters(config, &table, topic).map_err(|e| invalid("table", e))?;
             log::info!(
                 table = table.as_str();
                 "routes[{index}]: topic {topic} into {} by ({}), {} mode",

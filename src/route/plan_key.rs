@@ -80,7 +80,10 @@ fn text_of_literal(v: &str) -> Option<Cow<'_, str>> {
     {
         let bytes: Option<Vec<u8>> = (0..hex.len())
             .step_by(2)
-            .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|b| u8::from_str_radix(b, 16).ok())
+            })
             .collect();
         return String::from_utf8(bytes?).ok().map(Cow::Owned);
     }
@@ -96,7 +99,10 @@ mod tests {
     #[test]
     fn literals_give_back_their_strings() {
         assert_eq!(text_of_literal("'42'").as_deref(), Some("42"));
-        assert_eq!(text_of_literal("_utf8mb4 X'612762'").as_deref(), Some("a'b"));
+        assert_eq!(
+            text_of_literal("_utf8mb4 X'612762'").as_deref(),
+            Some("a'b")
+        );
         assert_eq!(text_of_literal("42"), None);
         assert_eq!(text_of_literal("NULL"), None);
     }

@@ -99,12 +99,7 @@ impl PlanDecoders {
     /// What a message of target `t` asks for: a row, a delete by key
     /// (tombstone), or a reject naming field, column, value and what the
     /// column takes.
-    pub(super) fn to_op(
-        &mut self,
-        settings: &SourceSettings,
-        t: u16,
-        m: &Msg<'_>,
-    ) -> Op {
+    pub(super) fn op_of(&mut self, settings: &SourceSettings, t: u16, m: &Msg<'_>) -> Op {
         let Some(decoder) = self.decoders.get_mut(usize::from(t)) else {
             return Op::Reject(format!("no route takes topic {}", settings.topic));
         };

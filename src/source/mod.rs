@@ -429,7 +429,7 @@ impl Source {
             }
             let tombstone = m.payload.is_none();
             let op = match target {
-                Some(t) => cx.plans.to_op(&self.settings, t, m),
+                Some(t) => cx.plans.op_of(&self.settings, t, m),
                 None => message::to_op(&self.settings, &mut cx.decoder, m.key, m.payload),
             };
             let skip = match &op {

@@ -23,7 +23,12 @@ pub(crate) struct TargetSink {
 }
 
 impl TargetSink {
-    pub(crate) fn new(statements: PlanStatements, dlq: DlqTarget, topic: String, table: String) -> TargetSink {
+    pub(crate) fn new(
+        statements: PlanStatements,
+        dlq: DlqTarget,
+        topic: String,
+        table: String,
+    ) -> TargetSink {
         TargetSink {
             statements,
             dlq,
