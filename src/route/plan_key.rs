@@ -95,6 +95,33 @@ fn text_of_literal(v: &str) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collation::tests::unicode_ci;
+    use crate::decode::PlanRowBuilder;
+
+    /// A row of (tenant, id, v): `tenant` and `v` literals, `id` a text
+    /// cell (`text`) or the literal a number fed to a text column makes.
+    fn row(tenant: &str, id: &str, text: bool, v: &str) -> PlanRow {
+        let mut b = PlanRowBuilder::default();
+        b.text().push_str(tenant);
+        b.end_value();
+        if text {
+            b.text().push_str(id);
+            b.end_text();
+        } else {
+            crate::sql::push_str_literal(b.text(), id);
+            b.end_value();
+        }
+        b.text().push_str(v);
+        b.end_value();
+        b.finish(&[], None)
+    }
+
+    fn keys() -> PlanKeys {
+        PlanKeys(vec![TargetKey {
+            cells: vec![0, 1],
+            hashers: vec![None, Some(KeyHasher::new(unicode_ci()))],
+        }])
+    }
 
     #[test]
     fn literals_give_back_their_strings() {
@@ -105,5 +132,26 @@ mod tests {
         );
         assert_eq!(text_of_literal("42"), None);
         assert_eq!(text_of_literal("NULL"), None);
+    }
+
+    #[test]
+    fn versions_of_a_composite_key_hash_alike_and_other_keys_apart() {
+        let mut k = keys();
+        let h = k.hash(0, &row("1", "Key-7", true, "1"));
+        // Same key as the table compares it; other cells do not count.
+        assert_eq!(h, k.hash(0, &row("1", "key-7 ", true, "2")));
+        assert_eq!(h, k.hash(0, &row("1", "KEY-7", false, "3")));
+        // Either key cell differing is another key.
+        assert_ne!(h, k.hash(0, &row("2", "Key-7", true, "1")));
+        assert_ne!(h, k.hash(0, &row("1", "Key-8", true, "1")));
+        // Cells swapped are another key.
+        let swapped = k.hash(0, &row("7", "1", false, "1"));
+        assert_ne!(k.hash(0, &row("1", "7", false, "1")), swapped);
+        // Keys spread over writers.
+        let mut counts = [0usize; 4];
+        for i in 0..4000 {
+            counts[k.writer(0, &row(&(i % 5).to_string(), &format!("id-{i}"), true, "0"), 4)] += 1;
+        }
+        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
     }
 }

@@ -315,6 +315,8 @@ mod tests {
         calls: Arc<Mutex<u32>>,
         commits: Arc<Mutex<Vec<Vec<Coord>>>>,
         rollbacks: Arc<Mutex<u32>>,
+        /// Per write: the targets of its items.
+        targets: Arc<Mutex<Vec<Vec<u16>>>>,
     }
 
     fn data_error() -> WriteError {
@@ -354,6 +356,10 @@ mod tests {
         }
         fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError> {
             *self.calls.lock().unwrap() += 1;
+            self.targets
+                .lock()
+                .unwrap()
+                .push(items.iter().map(|e| e.target).collect());
             let mut t = self.transient.lock().unwrap();
             if *t > 0 {
                 *t -= 1;
@@ -573,6 +579,26 @@ mod tests {
         dead.sort();
         assert_eq!(dead, vec![0, 5, 6, 50, 99]);
         assert_eq!(m.snapshot().dead_lettered, 5);
+    }
+
+    #[test]
+    fn each_write_holds_rows_of_one_target() {
+        let rec = Recorder::default();
+        let items: Vec<Envelope> = [0u16, 0, 1, 1, 1, 0, 2]
+            .iter()
+            .enumerate()
+            .map(|(o, &t)| {
+                let mut e = env(o as i64);
+                e.target = t;
+                e
+            })
+            .collect();
+        run(rec.clone(), settings(100, 600_000), items);
+        assert_eq!(
+            *rec.targets.lock().unwrap(),
+            vec![vec![0, 0], vec![1, 1, 1], vec![0], vec![2]]
+        );
+        assert_eq!(*rec.written.lock().unwrap(), (0..7).collect::<Vec<_>>());
     }
 
     fn env_in(partition: i32, offset: i64) -> Envelope {
