@@ -106,23 +106,26 @@ pub fn run(
         info.dialect,
         info.max_allowed_packet
     );
-    let routes = if config.routes.is_empty() {
-        RouteTargets::default()
+    let (routes, zone) = if config.routes.is_empty() {
+        (RouteTargets::default(), None)
     } else {
         targets::route_targets(config, &mut conn, &info)?
     };
     // A run with routes reads its route's one topic: the consumer, its
-    // offsets rows and the dead letters' source follow `kafka.topic`.
+    // offsets rows and the dead letters' source follow `kafka.topic`; its
+    // sessions run in the zone its TIMESTAMP literals are written in.
     let routed;
     let config = match routes.get(0) {
         Some(t) => {
             let mut c = config.clone();
             c.kafka.topic = t.topic.clone();
+            c.mysql.init_sql.extend(zone);
             routed = c;
             &routed
         }
         None => config,
     };
+    let m = &config.mysql;
     let (table, collation) = match routes.get(0) {
         Some(t) => (t.table.clone(), KeyCollation::binary()),
         None => {

@@ -604,6 +604,51 @@ fn tombstones_delete_by_a_composite_kafka_key_and_bad_ones_are_dead_lettered() {
     drop_db(&mut conn, &t.db);
 }
 
+#[test]
+fn timestamps_land_at_their_instant_whatever_the_route_time_zone() {
+    // The route writes local times in +05:30; a TIMESTAMP holds the
+    // instant, read back here in UTC, a DATETIME the local time.
+    let mut conn = mysql();
+    let (_cluster, t) = setup(
+        &mut conn,
+        "rt_zone",
+        "zone_in",
+        1,
+        &[
+            "CREATE TABLE `{db}`.`moments` (id INT PRIMARY KEY, at TIMESTAMP(3) NULL, \
+           local DATETIME(3))",
+        ],
+    );
+    let payloads = [
+        r#"{"id":1,"at":"2024-01-01T00:00:00Z","local":"2024-01-01T00:00:00Z"}"#,
+        r#"{"id":2,"at":1704067200500,"local":1704067200500}"#,
+        r#"{"id":3,"at":"2024-06-01 10:00:00","local":"2024-06-01 10:00:00"}"#,
+    ];
+    produce_payloads(&t.brokers, &t.topic, 0, &payloads.map(str::as_bytes));
+    let routes =
+        "[[routes]]\ntopics = [\"zone_in\"]\ntable = \"moments\"\ntime_zone = \"+05:30\"\n";
+    let (code, log) = drain(&t, "rt_zone", &config_text("", routes), &[]);
+    assert_eq!(code, Some(0), "{log}");
+    conn.query_drop("SET time_zone = '+00:00'").unwrap();
+    let rows = text_rows(
+        &mut conn,
+        &format!(
+            "SELECT id, CAST(at AS CHAR), CAST(local AS CHAR) FROM `{}`.`moments` ORDER BY id",
+            t.db
+        ),
+    );
+    let want: Vec<Vec<String>> = [
+        ["1", "2024-01-01 00:00:00.000", "2024-01-01 05:30:00.000"],
+        ["2", "2024-01-01 00:00:00.500", "2024-01-01 05:30:00.500"],
+        ["3", "2024-06-01 04:30:00.000", "2024-06-01 10:00:00.000"],
+    ]
+    .iter()
+    .map(|r| r.map(String::from).to_vec())
+    .collect();
+    assert_eq!(rows, want);
+    drop_db(&mut conn, &t.db);
+}
+
 /// Start-up of `routes` against `ddl`: the exit code and what stderr said.
 fn refused(tag: &str, ddl: &[&str], routes: &str) -> (Option<i32>, String) {
     let mut conn = mysql();

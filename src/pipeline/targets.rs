@@ -2,26 +2,29 @@
 //! its plan compiled, per topic, into the registry of targets; their
 //! dead-letter tables created.
 
+use mysql::prelude::Queryable;
 use mysql::Conn;
 
 use super::SinkError;
 use crate::collation::KeyCollation;
-use crate::config::{Config, ConfigError, DlqMode};
+use crate::config::{Config, ConfigError, DlqMode, RouteConfig};
+use crate::convert::{Conversion, TemporalKind};
 use crate::db::{self, ServerInfo};
 use crate::decode::PlanDecoder;
 use crate::describe::describe_table;
-use crate::plan;
+use crate::plan::{self, Feed, Plan};
 use crate::table::TypeClass;
 use crate::targets::{DeadLetters, RouteTarget, RouteTargets};
 
-/// The targets of `config.routes`, one per route and topic, in order.
-/// A route's table must exist (routes never create tables), and its plan
-/// must fit it.
+/// The targets of `config.routes`, one per route and topic, in order, and
+/// the `time_zone` the writers' sessions must run in, if any. A route's
+/// table must exist (routes never create tables), and its plan must fit it.
 pub(super) fn route_targets(
     config: &Config,
     conn: &mut Conn,
     info: &ServerInfo,
-) -> Result<RouteTargets, SinkError> {
+) -> Result<(RouteTargets, Option<String>), SinkError> {
+    let mut zone = None;
     let m = &config.mysql;
     let mut targets = Vec::new();
     for (index, route) in config.routes.iter().enumerate() {
@@ -51,6 +54,9 @@ pub(super) fn route_targets(
                 })?;
             let plan =
                 plan::compile(route, index, &desc).map_err(|e| SinkError::Plan(e.to_string()))?;
+            if zone.is_none() && writes_timestamps(&plan) {
+                zone = Some(session_zone(conn, index, route)?);
+            }
             let shape = PlanDecoder::new(&plan).shape().clone();
             let mut key_collations = Vec::with_capacity(shape.key.len());
             for &k in &shape.key {
@@ -89,7 +95,47 @@ pub(super) fn route_targets(
             db::ensure_dlq_table(conn, &m.database, dlq)?;
         }
     }
-    Ok(RouteTargets(targets))
+    Ok((RouteTargets(targets), zone))
+}
+
+fn writes_timestamps(plan: &Plan) -> bool {
+    plan.columns.iter().any(|c| {
+        matches!(
+            &c.feed,
+            Feed::From { conversion: Conversion::Temporal(t), .. } if t.kind == TemporalKind::Timestamp
+        )
+    })
+}
+
+/// The session `time_zone` of a route that writes TIMESTAMP columns: the
+/// server reads their literals in the session's zone, and the conversion
+/// wrote them in the route's, so the two must be one. Tried on the start-up
+/// session, so that a zone the server does not know stops start-up here
+/// rather than every writer's session later.
+fn session_zone(conn: &mut Conn, index: usize, route: &RouteConfig) -> Result<String, SinkError> {
+    let zone = match route.time_zone.as_str() {
+        "UTC" | "Z" => "+00:00",
+        z => z,
+    };
+    // parse_time_zone accepted it; names are letters, digits and `/_+-`.
+    if !zone
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/_+-:".contains(c))
+    {
+        return Err(SinkError::Plan(format!(
+            "routes[{index}]: time_zone {zone:?} cannot be set on MySQL sessions; use an offset \
+             such as \"+01:00\""
+        )));
+    }
+    let set = format!("SET SESSION time_zone = '{zone}'");
+    conn.query_drop(&set).map_err(|e| {
+        SinkError::Plan(format!(
+            "routes[{index}]: its TIMESTAMP columns are written in time_zone {zone:?}, which \
+             the server does not know ({e}); load the server's time zone tables \
+             (mysql_tzinfo_to_sql) or use an offset such as \"+01:00\""
+        ))
+    })?;
+    Ok(set)
 }
 
 /// A target's dead-letter destination: `dead_letter.table` or `.topic`

@@ -150,8 +150,15 @@ mod tests {
         // Keys spread over writers.
         let mut counts = [0usize; 4];
         for i in 0..4000 {
-            counts[k.writer(0, &row(&(i % 5).to_string(), &format!("id-{i}"), true, "0"), 4)] += 1;
+            counts[k.writer(
+                0,
+                &row(&(i % 5).to_string(), &format!("id-{i}"), true, "0"),
+                4,
+            )] += 1;
         }
-        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
     }
 }
