@@ -144,8 +144,9 @@ fn main() -> ExitCode {
 fn offsets(command: OffsetsCommand) -> ExitCode {
     let mut out = std::io::stdout();
     let result = match command {
+        // The offsets of the topic `run` reads.
         OffsetsCommand::Show { config } => match load(config) {
-            Ok(c) => offsets_command::show(&c, &mut out),
+            Ok(c) => offsets_command::show(&c.with_route_topic(), &mut out),
             Err(code) => return code,
         },
         OffsetsCommand::Reset {
@@ -154,7 +155,7 @@ fn offsets(command: OffsetsCommand) -> ExitCode {
             partition,
             force,
         } => match load(config) {
-            Ok(c) => offsets_command::reset(&c, to, &partition, force, &mut out),
+            Ok(c) => offsets_command::reset(&c.with_route_topic(), to, &partition, force, &mut out),
             Err(code) => return code,
         },
     };

@@ -115,15 +115,13 @@ pub fn run(
     // offsets rows and the dead letters' source follow `kafka.topic`; its
     // sessions run in the zone its TIMESTAMP literals are written in.
     let routed;
-    let config = match routes.get(0) {
-        Some(t) => {
-            let mut c = config.clone();
-            c.kafka.topic = t.topic.clone();
-            c.mysql.init_sql.extend(zone);
-            routed = c;
-            &routed
-        }
-        None => config,
+    let config = if routes.is_empty() {
+        config
+    } else {
+        let mut c = config.with_route_topic();
+        c.mysql.init_sql.extend(zone);
+        routed = c;
+        &routed
     };
     let m = &config.mysql;
     let (table, collation) = match routes.get(0) {

@@ -283,6 +283,20 @@ impl Config {
         }
     }
 
+    /// The configuration with `kafka.topic` the routes' one topic, when
+    /// they name exactly one: what `run`'s consumer reads, its offsets rows
+    /// record and `offsets` looks at. Unchanged otherwise.
+    pub fn with_route_topic(&self) -> Config {
+        let mut c = self.clone();
+        let mut topics = self.routes.iter().flat_map(|r| r.topics.iter());
+        if let (Some(t), None) = (topics.next(), topics.next()) {
+            if self.routes.iter().all(|r| r.topic_pattern.is_none()) {
+                c.kafka.topic = t.clone();
+            }
+        }
+        c
+    }
+
     /// Refuses what `run` cannot write yet, rather than ignore it: routes
     /// run one topic at a time for now (their topics and patterns are all
     /// valid for `check`), and Kafka headers are not read by the consumer.
@@ -538,6 +552,10 @@ mod tests {
         let ok = parsed("[[routes]]\ntopics = [\"a\"]\ntable = \"t\"").unwrap();
         ok.validate().unwrap();
         assert!(ok.refuse_routes_for_run().is_ok());
+        assert_eq!(ok.with_route_topic().kafka.topic, "a");
+        let two = parsed("[[routes]]\ntopics = [\"a\", \"b\"]\ntable = \"t\"").unwrap();
+        assert_eq!(two.with_route_topic(), two);
+        assert_eq!(Config::default().with_route_topic(), Config::default());
         for (text, names) in [
             ("[[routes]]\ntopics = [\"a\", \"b\"]\ntable = \"t\"", "2 topics"),
             (
