@@ -91,7 +91,7 @@ pub struct Envelope {
     /// [`NO_TIMESTAMP`]: carried to the writer, which measures how far
     /// behind the message is once it is durable.
     pub timestamp_ms: i64,
-    /// The route target (`crate::target::Targets`) the message belongs to;
+    /// The route target (index into `crate::targets::RouteTargets`) of the message;
     /// 0 and unused on the orders path.
     pub target: u16,
     pub op: Op,
