@@ -358,12 +358,10 @@ fn run_sink(
     n: u64,
 ) -> Result<SinkRun, BoxError> {
     // The shipped settings, with one route for the table: every column from
-    // the field of its name, event_ms in epoch milliseconds.
+    // the field of its name (event_ms an epoch in milliseconds).
     let base = std::fs::read_to_string(config_path)?;
-    let route = format!(
-        "\n[[routes]]\ntopics = [\"{TOPIC}\"]\ntable = \"{TABLE}\"\n\
-         [routes.columns]\nevent_ms = {{ from = \"event_ms\", epoch_unit = \"ms\" }}\n"
-    );
+    let route =
+        format!("\n[[routes]]\ntopics = [\"{TOPIC}\"]\ntable = \"{TABLE}\"\nepoch_unit = \"ms\"\n");
     let path = dir.join("wide.toml");
     std::fs::write(&path, base + &route)?;
     let log_path = dir.join(format!("sink-{round}.log"));

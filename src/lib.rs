@@ -39,6 +39,7 @@ mod route;
 mod source;
 mod sql;
 mod table;
+mod targets;
 mod types;
 mod write;
 

@@ -230,7 +230,12 @@ fn run(config: Config, until_caught_up: bool, bars: MultiProgress) -> ExitCode {
         Err(e) => {
             log::error!("{e}");
             eprintln!("kafka-mysql-sink: {e}");
-            ExitCode::FAILURE
+            match e {
+                // A route whose settings only the tables could judge (a
+                // table name that fails the identifier check).
+                pipeline::SinkError::Config(_) => ExitCode::from(EXIT_CONFIG),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -15,9 +15,12 @@ use crate::metrics::{Metrics, Snapshot};
 use crate::route::{Router, Routing};
 use crate::shutdown::Shutdown;
 use crate::source::{Source, SourceError};
-use crate::sql::UpsertBuilder;
+use crate::sql::{PlanStatements, UpsertBuilder};
+use crate::targets::{DeadLetters, RouteTargets};
 use crate::write::{DlqTarget, TopicDlq};
-use crate::write::{MysqlSink, Writer, WriterSettings};
+use crate::write::{MysqlSink, TargetSink, Writer, WriterSettings};
+
+mod targets;
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,18 @@ pub enum SinkError {
     Http(#[from] http::HttpError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(
+        "{route}: table {table} (for topic {topic}) does not exist; routes never create \
+         tables: create it with the columns the route writes, then start again"
+    )]
+    RouteTableMissing {
+        route: String,
+        topic: String,
+        table: String,
+    },
+    /// A route's plan does not fit its table (names route and column).
+    #[error("{0}")]
+    Plan(String),
 }
 
 /// How a run should go.
@@ -91,11 +106,36 @@ pub fn run(
         info.dialect,
         info.max_allowed_packet
     );
-    db::ensure_table(&mut conn, &m.database, &m.table)?;
-    let collation = KeyCollation::read(&mut conn, db::opts(m).into(), &m.database, &m.table)?;
-    log::info!("ids compare by the id column's collation, {collation}");
+    let (routes, zone) = if config.routes.is_empty() {
+        (RouteTargets::default(), None)
+    } else {
+        targets::route_targets(config, &mut conn, &info)?
+    };
+    // A run with routes reads its route's one topic: the consumer, its
+    // offsets rows and the dead letters' source follow `kafka.topic`; its
+    // sessions run in the zone its TIMESTAMP literals are written in.
+    let routed;
+    let config = if routes.is_empty() {
+        config
+    } else {
+        let mut c = config.with_route_topic();
+        c.mysql.init_sql.extend(zone);
+        routed = c;
+        &routed
+    };
+    let m = &config.mysql;
+    let (table, collation) = match routes.get(0) {
+        Some(t) => (t.table.clone(), KeyCollation::binary()),
+        None => {
+            db::ensure_table(&mut conn, &m.database, &m.table)?;
+            let c = KeyCollation::read(&mut conn, db::opts(m).into(), &m.database, &m.table)?;
+            log::info!("ids compare by the id column's collation, {c}");
+            (m.table.clone(), c)
+        }
+    };
     let marks = db::ensure_offsets_table(&mut conn, &m.database, &config.offsets_table())?;
     let dlq = match (config.dlq_table(), config.dlq_topic()) {
+        _ if !routes.is_empty() => DlqTarget::Skip,
         (Some(t), _) => {
             db::ensure_dlq_table(&mut conn, &m.database, &t)?;
             DlqTarget::Table(crate::sql::qualified(&m.database, &t))
@@ -105,9 +145,20 @@ pub fn run(
         )),
         _ => DlqTarget::Skip,
     };
+    let target_dlqs = dead_letter_targets(config, &routes)?;
     drop(conn);
     let pool = db::pool(m);
 
+    // Every route target's topic, each once; the default route's without.
+    let mut topics: Vec<String> = Vec::new();
+    for t in routes.iter() {
+        if !topics.contains(&t.topic) {
+            topics.push(t.topic.clone());
+        }
+    }
+    if routes.is_empty() {
+        topics.push(config.kafka.topic.clone());
+    }
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
     let mut source = Source::new(
         config,
@@ -116,19 +167,21 @@ pub fn run(
         options.until_caught_up,
         options.progress.clone(),
         marks,
-        std::slice::from_ref(&config.kafka.topic),
-    )?;
+        &topics,
+    )?
+    .with_routes(routes.clone());
 
-    let (router, writers) = spawn_writers(
+    let (router, writers) = spawn(
         config,
         &WriterTarget {
             pool: &pool,
             info: &info,
-            table: &m.table,
+            table: &table,
             dlq: &dlq,
             fenced: true,
             collation: &collation,
         },
+        (&routes, &target_dlqs),
         ack_tx,
         shutdown,
         &metrics,
@@ -226,6 +279,49 @@ pub fn spawn_writers(
     shutdown: &Shutdown,
     metrics: &Arc<Metrics>,
 ) -> Result<(Router, Writers), SinkError> {
+    let none = RouteTargets::default();
+    spawn(config, target, (&none, &[]), acks, shutdown, metrics)
+}
+
+/// Each route target's dead-letter destination, by target; the tables were
+/// created with the targets.
+fn dead_letter_targets(
+    config: &Config,
+    routes: &RouteTargets,
+) -> Result<Vec<DlqTarget>, SinkError> {
+    let mut topics: Vec<(String, DlqTarget)> = Vec::new();
+    let mut out = Vec::new();
+    for t in routes.iter() {
+        out.push(match &t.dead_letters {
+            DeadLetters::Skip => DlqTarget::Skip,
+            DeadLetters::Table(name) => {
+                DlqTarget::Table(crate::sql::qualified(&config.mysql.database, name))
+            }
+            DeadLetters::Topic(name) => match topics.iter().find(|(n, _)| n == name) {
+                Some((_, d)) => d.clone(),
+                None => {
+                    let d = DlqTarget::Topic(Arc::new(
+                        TopicDlq::new(config, name).map_err(SinkError::Dlq)?,
+                    ));
+                    topics.push((name.clone(), d.clone()));
+                    d
+                }
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// [`spawn_writers`], with the route targets the writers also write (and
+/// each one's dead-letter destination).
+fn spawn(
+    config: &Config,
+    target: &WriterTarget<'_>,
+    (routes, dlqs): (&RouteTargets, &[DlqTarget]),
+    acks: crossbeam_channel::Sender<crate::types::Ack>,
+    shutdown: &Shutdown,
+    metrics: &Arc<Metrics>,
+) -> Result<(Router, Writers), SinkError> {
     let (s, m) = (&config.sink, &config.mysql);
     let settings = WriterSettings {
         table: target.table.to_owned(),
@@ -241,12 +337,13 @@ pub fn spawn_writers(
         Delivery::ExactlyOnce => Routing::ByPartition,
         Delivery::AtLeastOnce => Routing::ByKey,
     };
-    let (router, inboxes) = Router::new(
+    let (mut router, inboxes) = Router::new(
         s.writers,
         s.channel_capacity,
         routing,
         target.collation.clone(),
     );
+    router.route_targets(routes);
     metrics.writers.set(s.writers as i64);
     let mut handles = Vec::with_capacity(s.writers);
     for (id, rx) in inboxes.into_iter().enumerate() {
@@ -257,7 +354,17 @@ pub fn spawn_writers(
             target.info.statement_budget(),
             target.dlq.clone(),
         )
-        .with_side_connection(mysql::Opts::from(db::opts(m)));
+        .with_side_connection(mysql::Opts::from(db::opts(m)))
+        .with_targets(
+            routes
+                .iter()
+                .zip(dlqs)
+                .map(|(t, d)| {
+                    let statements = PlanStatements::new(&t.shape, target.info.dialect);
+                    TargetSink::new(statements, d.clone(), t.table.clone())
+                })
+                .collect(),
+        );
         if target.fenced {
             sink = sink.fenced(FenceSpec::new(config));
         }

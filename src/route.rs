@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 
 use crate::collation::{KeyCollation, KeyHasher};
+use crate::targets::RouteTargets;
 use crate::types::{Chunk, Envelope, Op, Part};
+use plan_key::PlanKeys;
+
+mod plan_key;
 
 /// How messages are spread over writers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,12 +50,14 @@ fn partition_writer(part: Part, writers: usize) -> usize {
 }
 
 /// The writer a message belongs to. By key: by `id` for upserts and
-/// deletes, by position for rejects, which have no usable key.
+/// deletes, by every key cell for route rows and their deletes, by
+/// position for rejects, which have no usable key.
 pub(crate) fn writer_of(
     env: &Envelope,
     writers: usize,
     routing: Routing,
     keys: &mut KeyHasher,
+    plan_keys: &mut PlanKeys,
 ) -> usize {
     if routing == Routing::ByPartition {
         return partition_writer(env.coord.part, writers);
@@ -59,6 +65,7 @@ pub(crate) fn writer_of(
     match &env.op {
         Op::Upsert(row) => keys.writer(row.id(), writers),
         Op::Delete(id) => keys.writer(id, writers),
+        Op::Plan(row) | Op::PlanDelete(row) => plan_keys.writer(env.target, row, writers),
         Op::Reject(_) => (env.coord.offset.unsigned_abs() % writers as u64) as usize,
     }
 }
@@ -92,6 +99,8 @@ pub struct Router {
     routing: Routing,
     /// How keys compare, for routing by key.
     keys: KeyHasher,
+    /// How route targets' keys compare, likewise.
+    plan_keys: PlanKeys,
     /// Rows sent and not yet taken by a writer, over all writers.
     queued: Arc<AtomicUsize>,
 }
@@ -127,15 +136,27 @@ impl Router {
             chunk,
             routing,
             keys: KeyHasher::new(collation),
+            plan_keys: PlanKeys::default(),
             queued,
         };
         (router, inboxes)
     }
 
+    /// Routes rows of `targets` by their keys as their tables compare them.
+    pub(crate) fn route_targets(&mut self, targets: &RouteTargets) {
+        self.plan_keys = PlanKeys::new(targets);
+    }
+
     /// Stages `env` for its writer. Returns the writer if that writer's
     /// chunk is now full and must be sent before more rows are staged for it.
     pub fn stage(&mut self, env: Envelope) -> Option<usize> {
-        let w = writer_of(&env, self.senders.len(), self.routing, &mut self.keys);
+        let w = writer_of(
+            &env,
+            self.senders.len(),
+            self.routing,
+            &mut self.keys,
+            &mut self.plan_keys,
+        );
         let staged = &mut self.staged[w];
         if staged.capacity() == 0 {
             staged.reserve_exact(self.chunk);
@@ -364,6 +385,7 @@ mod tests {
             coord: Coord::new(part(0), offset),
             generation: 0,
             timestamp_ms: crate::types::NO_TIMESTAMP,
+            target: 0,
             op: Op::Delete(id.to_string()),
             raw: Raw::default(),
         }

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::decode::Row;
+use crate::decode::{PlanRow, Row};
 
 /// A topic, by a number that stands for its name.
 ///
@@ -140,6 +140,11 @@ pub enum Op {
     /// The message is not an order; it goes to the dead-letter destination
     /// with this reason.
     Reject(String),
+    /// A route's row, written as its target's mode says (upsert, insert or
+    /// update).
+    Plan(PlanRow),
+    /// A route's tombstone: delete the row whose key cells these are.
+    PlanDelete(PlanRow),
 }
 
 /// A message's key and payload as they arrived, kept for the dead-letter
@@ -187,6 +192,9 @@ pub struct Envelope {
     /// [`NO_TIMESTAMP`]: carried to the writer, which measures how far
     /// behind the message is once it is durable.
     pub timestamp_ms: i64,
+    /// The route target (index into `crate::targets::RouteTargets`) of the message;
+    /// 0 and unused on the orders path.
+    pub target: u16,
     pub op: Op,
     pub raw: Raw,
 }
@@ -203,6 +211,7 @@ impl Envelope {
             coord: Coord::new(Part::new(Topic::named(""), partition), offset),
             generation: 0,
             timestamp_ms: NO_TIMESTAMP,
+            target: 0,
             op: Op::Upsert(row),
             raw: Raw::default(),
         }
@@ -213,6 +222,7 @@ impl Envelope {
     pub fn raw_key(&self) -> Option<&[u8]> {
         match &self.op {
             Op::Upsert(row) if row.raw_payload().is_some() => row.raw_key(),
+            Op::Plan(row) if row.raw_payload().is_some() => row.raw_key(),
             _ => self.raw.key(),
         }
     }
@@ -221,6 +231,7 @@ impl Envelope {
     pub fn raw_payload(&self) -> Option<&[u8]> {
         match &self.op {
             Op::Upsert(row) if row.raw_payload().is_some() => row.raw_payload(),
+            Op::Plan(row) if row.raw_payload().is_some() => row.raw_payload(),
             _ => self.raw.payload(),
         }
     }

@@ -1,5 +1,6 @@
 //! Several topics in one run, with the real binary: two topics into two
-//! tables, exactly-once, killed twice and restarted.
+//! tables (one with a column fed from a Kafka header), exactly-once, killed
+//! twice and restarted.
 
 mod common;
 
@@ -24,7 +25,7 @@ fn create_tables(conn: &mut mysql::Conn, db: &str) {
         ),
         format!(
             "CREATE TABLE `{db}`.`payments` (id BIGINT NOT NULL PRIMARY KEY, \
-             amount DECIMAL(12,2) NOT NULL, version INT NOT NULL)"
+             amount DECIMAL(12,2) NOT NULL, version INT NOT NULL, trace VARCHAR(40) NULL)"
         ),
         format!(
             "CREATE TABLE `{db}`.`applied` (tbl VARCHAR(16) NOT NULL, k VARCHAR(80) NOT NULL, \
@@ -74,7 +75,33 @@ fn produce_versions(brokers: &str, parts: i32) {
         }
     }
     produce(brokers, CUSTOMERS, customers);
-    produce(brokers, PAYMENTS, payments);
+    produce_traced(brokers, PAYMENTS, payments);
+}
+
+/// As `produce`, each record with a `trace` header naming its key.
+fn produce_traced(brokers: &str, topic: &str, records: Vec<(i32, Vec<u8>, Vec<u8>)>) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for (partition, key, payload) in records {
+        let trace = format!("trace-{}", String::from_utf8_lossy(&key));
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "trace",
+            value: Some(trace.as_str()),
+        });
+        let record = BaseRecord::to(topic)
+            .partition(partition)
+            .key(&key)
+            .payload(&payload)
+            .headers(headers);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
 }
 
 const CONFIG: &str = r#"
@@ -96,6 +123,11 @@ table = "customers"
 [[routes]]
 topics = ["shop-payments"]
 table = "payments"
+[routes.columns]
+id = "id"
+amount = "amount"
+version = "version"
+trace = "@header.trace"
 "#;
 
 #[test]
@@ -157,13 +189,20 @@ fn two_topics_into_two_tables_exactly_once_through_two_kills() {
         .collect();
     want.sort();
     assert_eq!(customers, want);
-    let payments: Vec<(u64, String, u64)> = conn
+    let payments: Vec<(u64, String, u64, String)> = conn
         .query(format!(
-            "SELECT id, CAST(amount AS CHAR), version FROM `{db}`.`payments` ORDER BY id"
+            "SELECT id, CAST(amount AS CHAR), version, trace FROM `{db}`.`payments` ORDER BY id"
         ))
         .unwrap();
-    let want: Vec<(u64, String, u64)> = (0..KEYS)
-        .map(|k| (k, format!("{k}.{:02}", VERSIONS - 1), VERSIONS - 1))
+    let want: Vec<(u64, String, u64, String)> = (0..KEYS)
+        .map(|k| {
+            (
+                k,
+                format!("{k}.{:02}", VERSIONS - 1),
+                VERSIONS - 1,
+                format!("trace-{k}"),
+            )
+        })
         .collect();
     assert_eq!(payments, want);
 

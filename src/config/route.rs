@@ -283,18 +283,36 @@ impl Config {
         }
     }
 
-    /// Refuses `[[routes]]` for `run`: they are checked, not yet written,
-    /// and must never be silently ignored.
-    pub fn refuse_routes_for_run(&self) -> Result<(), ConfigError> {
-        if self.routes.is_empty() {
-            return Ok(());
+    /// The configuration with `kafka.topic` the routes' one topic, when
+    /// they name exactly one: what `run`'s consumer reads, its offsets rows
+    /// record and `offsets` looks at. Unchanged otherwise.
+    pub fn with_route_topic(&self) -> Config {
+        let mut c = self.clone();
+        let mut topics = self.routes.iter().flat_map(|r| r.topics.iter());
+        if let (Some(t), None) = (topics.next(), topics.next()) {
+            if self.routes.iter().all(|r| r.topic_pattern.is_none()) {
+                c.kafka.topic = t.clone();
+            }
         }
-        Err(ConfigError::Invalid {
-            key: "routes",
-            reason: "[[routes]] are validated by `check` but not yet written by `run`; remove \
-                     them to run the default orders route"
-                .into(),
-        })
+        c
+    }
+
+    /// Refuses what `run` cannot write yet, rather than ignore it: a
+    /// `topic_pattern` (valid for `check`, not subscribed to by `run`).
+    pub fn refuse_routes_for_run(&self) -> Result<(), ConfigError> {
+        let refuse = |reason: String| {
+            Err(ConfigError::Invalid {
+                key: "routes",
+                reason,
+            })
+        };
+        if let Some(i) = self.routes.iter().position(|r| r.topic_pattern.is_some()) {
+            return refuse(format!(
+                "routes[{i}] has a topic_pattern, which `check` plans but `run` does not \
+                 subscribe to yet; list its topic in `topics` instead"
+            ));
+        }
+        Ok(())
     }
 
     pub(super) fn validate_routes(&self) -> Result<(), ConfigError> {
@@ -510,14 +528,36 @@ mod tests {
     }
 
     #[test]
-    fn run_refuses_routes_until_it_writes_them() {
-        let c = parsed("[[routes]]\ntopics = [\"a\"]\ntable = \"t\"").unwrap();
-        c.validate().unwrap();
-        let msg = c.refuse_routes_for_run().unwrap_err().to_string();
-        assert!(
-            msg.contains("validated by `check` but not yet written by `run`"),
-            "{msg}"
-        );
+    fn run_takes_one_topic_and_refuses_more_patterns_and_headers() {
+        let ok = parsed("[[routes]]\ntopics = [\"a\"]\ntable = \"t\"").unwrap();
+        ok.validate().unwrap();
+        assert!(ok.refuse_routes_for_run().is_ok());
+        assert_eq!(ok.with_route_topic().kafka.topic, "a");
+        let two = parsed("[[routes]]\ntopics = [\"a\", \"b\"]\ntable = \"t\"").unwrap();
+        assert_eq!(two.with_route_topic(), two);
+        assert_eq!(Config::default().with_route_topic(), Config::default());
+        for (text, names) in [
+            ("[[routes]]\ntopics = [\"a\", \"b\"]\ntable = \"t\"", "2 topics"),
+            (
+                "[[routes]]\ntopics = [\"a\"]\ntable = \"t\"\n[[routes]]\ntopics = [\"b\"]\ntable = \"u\"",
+                "2 topics",
+            ),
+            ("[[routes]]\ntopic_pattern = \"a.*\"\ntable = \"t\"", "routes[0]"),
+            (
+                "[[routes]]\ntopics = [\"a\"]\ntable = \"t\"\ncolumns = { h = \"@header.x\" }",
+                "`h`",
+            ),
+        ] {
+            let c = parsed(text).unwrap();
+            c.validate().unwrap();
+            match c.refuse_routes_for_run() {
+                Err(ConfigError::Invalid { key, reason }) => {
+                    assert_eq!(key, "routes");
+                    assert!(reason.contains(names), "{reason}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

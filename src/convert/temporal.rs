@@ -13,9 +13,10 @@
 //!
 //! TIMESTAMP literals are local times that the server reads in the
 //! session's `time_zone`, so the sessions that write a route must run in the
-//! route's zone (for a named zone the server needs its time zone tables),
-//! or else TIMESTAMP values should be written in UTC under `+00:00`; today's
-//! sessions set no zone, which is right only for servers running in UTC.
+//! route's zone (for a named zone the server needs its time zone tables):
+//! `run` sets it on the writers' sessions of a route with TIMESTAMP columns.
+//! Several routes in one run will need TIMESTAMP values written in UTC
+//! under `+00:00` instead.
 
 use std::fmt;
 

@@ -58,6 +58,12 @@ pub struct WriteLabel {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabel {
+    /// A route's target table.
+    pub table: String,
+}
+
 /// A batch transaction that committed.
 pub const COMMITTED: &str = "committed";
 /// A batch transaction that failed and was rolled back (it is retried).
@@ -83,6 +89,8 @@ pub struct Metrics {
     pub statements: Counter,
     /// Rows deleted by tombstones.
     pub rows_deleted: Counter,
+    /// Update-mode rows whose key matched no row of their table.
+    pub rows_not_found: Family<TableLabel, Counter>,
     /// Messages stored in (or, in skip mode, logged to) the dead-letter destination.
     pub dead_lettered: Counter,
     /// Messages passed over without a write: undecodable ones in skip mode,
@@ -169,6 +177,7 @@ impl Default for Metrics {
             batches: Counter::default(),
             statements: Counter::default(),
             rows_deleted: Counter::default(),
+            rows_not_found: Family::default(),
             dead_lettered: Counter::default(),
             skipped: Counter::default(),
             retries: Family::default(),
@@ -215,6 +224,15 @@ impl Default for Metrics {
 impl Metrics {
     pub fn add(counter: &Counter, n: u64) {
         counter.inc_by(n);
+    }
+
+    /// Counts `n` update-mode rows of `table` that found no row.
+    pub fn rows_not_found(&self, table: &str, n: u64) {
+        self.rows_not_found
+            .get_or_create(&TableLabel {
+                table: table.to_owned(),
+            })
+            .inc_by(n);
     }
 
     pub fn retry(&self, class: &'static str) {

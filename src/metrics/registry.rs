@@ -37,6 +37,11 @@ impl Metrics {
             "Rows deleted by tombstones",
             self.rows_deleted.clone(),
         );
+        r.register(
+            "rows_not_found",
+            "Update-mode rows whose key matched no row, by table",
+            self.rows_not_found.clone(),
+        );
         r.register("batches", "Statements that succeeded", self.batches.clone());
         r.register(
             "statements",

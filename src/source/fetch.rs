@@ -251,6 +251,41 @@ impl<'a> Fetched<'a> {
             .then(|| unsafe { std::slice::from_raw_parts(self.0.key as *const u8, self.0.key_len) })
     }
 
+    /// Appends the message's headers to `out`, in order: name (headers
+    /// whose name is not UTF-8 are left out) and value (`None` for a null
+    /// one).
+    pub(crate) fn headers(&self, out: &mut Vec<(&'a str, Option<&'a [u8]>)>) {
+        let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+        // SAFETY: the message is live (see `Batch::get`); librdkafka parses
+        // its headers into a list the message owns, alive as long as it.
+        let err = unsafe { rd::rd_kafka_message_headers(self.0, &mut hdrs) };
+        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
+            return;
+        }
+        for idx in 0.. {
+            let mut name: *const std::ffi::c_char = std::ptr::null();
+            let mut value: *const std::ffi::c_void = std::ptr::null();
+            let mut size = 0usize;
+            // SAFETY: `hdrs` is the message's list; the out-pointers are
+            // writable. On success `name` is a NUL-terminated string and
+            // `value` (when not null) `size` bytes, both owned by the list.
+            let err =
+                unsafe { rd::rd_kafka_header_get_all(hdrs, idx, &mut name, &mut value, &mut size) };
+            if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+                return;
+            }
+            // SAFETY: as above.
+            let name = unsafe { std::ffi::CStr::from_ptr(name) };
+            let Ok(name) = std::str::from_utf8(name.to_bytes()) else {
+                continue;
+            };
+            let value = (!value.is_null())
+                // SAFETY: as above.
+                .then(|| unsafe { std::slice::from_raw_parts(value as *const u8, size) });
+            out.push((name, value));
+        }
+    }
+
     pub(crate) fn payload(&self) -> Option<&'a [u8]> {
         // SAFETY: as for `key`.
         (!self.0.payload.is_null())

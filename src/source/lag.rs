@@ -452,6 +452,7 @@ mod tests {
                 key: None,
                 payload: None,
                 timestamp_ms: crate::types::NO_TIMESTAMP,
+                headers: super::super::message::Headers::Owned(&[]),
             })
             .collect();
         let kept = |msgs: &[Msg<'_>]| -> Vec<(i32, i64)> {
@@ -466,6 +467,7 @@ mod tests {
                 key: None,
                 payload: None,
                 timestamp_ms: crate::types::NO_TIMESTAMP,
+                headers: super::super::message::Headers::Owned(&[]),
             })
             .collect();
         drop_past_targets(&targets, |_| false, &mut msgs);

@@ -2,7 +2,10 @@
 
 use super::fetch::Fetched;
 use super::{Source, SourceSettings};
-use crate::decode::Decoder;
+use crate::config::Source as FieldSource;
+use crate::decode::{DecodeError, Decoder, Meta, PlanDecoder, RowError};
+use crate::plan::Feed;
+use crate::targets::RouteTargets;
 use crate::types::{Coord, Op, Part, Topic};
 
 /// The parts of a Kafka message the sink uses.
@@ -12,6 +15,26 @@ pub(super) struct Msg<'a> {
     pub(super) payload: Option<&'a [u8]>,
     /// See `Envelope::timestamp_ms`.
     pub(super) timestamp_ms: i64,
+    pub(super) headers: Headers<'a>,
+}
+
+/// Where a message's Kafka headers are, read only for routes that map one.
+#[derive(Clone, Copy)]
+pub(super) enum Headers<'a> {
+    /// In librdkafka's message, parsed when asked for.
+    Fetched(Fetched<'a>),
+    /// Copied out of `poll`.
+    Owned(&'a [(String, Option<Vec<u8>>)]),
+}
+
+impl<'a> Headers<'a> {
+    /// Appends the headers, in order, to `out`.
+    pub(super) fn read(self, out: &mut Vec<(&'a str, Option<&'a [u8]>)>) {
+        match self {
+            Headers::Fetched(m) => m.headers(out),
+            Headers::Owned(h) => out.extend(h.iter().map(|(n, v)| (n.as_str(), v.as_deref()))),
+        }
+    }
 }
 
 /// The topic of the messages read last, so that a run of one topic's
@@ -35,6 +58,7 @@ pub(super) struct OwnedMsg {
     key: Option<Vec<u8>>,
     payload: Option<Vec<u8>>,
     timestamp_ms: i64,
+    headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl OwnedMsg {
@@ -44,6 +68,7 @@ impl OwnedMsg {
             key: self.key.as_deref(),
             payload: self.payload.as_deref(),
             timestamp_ms: self.timestamp_ms,
+            headers: Headers::Owned(&self.headers),
         }
     }
 
@@ -66,11 +91,7 @@ pub(super) fn to_op(
         };
     };
     if payload.len() > settings.max_payload_bytes {
-        return Op::Reject(format!(
-            "payload of {} bytes exceeds sink.max_payload_bytes ({}); stored truncated",
-            payload.len(),
-            settings.max_payload_bytes
-        ));
+        return oversized(payload, settings);
     }
     let row = if settings.keep_raw {
         decoder.decode_keeping(key, payload)
@@ -83,7 +104,113 @@ pub(super) fn to_op(
     }
 }
 
+/// The consumer's decoders of the route targets' plans, by target; none
+/// on the orders path.
+pub(super) struct PlanDecoders {
+    decoders: Vec<PlanDecoder>,
+    deletes: Vec<bool>,
+    /// Per target, whether its plan feeds a column from a Kafka header.
+    headers: Vec<bool>,
+    topics: Vec<String>,
+}
+
+impl PlanDecoders {
+    pub(super) fn new(targets: &RouteTargets) -> PlanDecoders {
+        PlanDecoders {
+            decoders: targets.iter().map(|t| PlanDecoder::new(&t.plan)).collect(),
+            deletes: targets.iter().map(|t| t.delete_on_tombstone).collect(),
+            headers: targets
+                .iter()
+                .map(|t| {
+                    t.plan.columns.iter().any(|c| {
+                        matches!(
+                            &c.feed,
+                            Feed::From {
+                                source: FieldSource::Header(_),
+                                ..
+                            }
+                        )
+                    })
+                })
+                .collect(),
+            topics: targets.iter().map(|t| t.topic.clone()).collect(),
+        }
+    }
+
+    /// The target of `topic`'s messages; `None` on the orders path.
+    pub(super) fn target_of(&self, topic: &str) -> Option<u16> {
+        self.topics
+            .iter()
+            .position(|t| t == topic)
+            .and_then(|i| u16::try_from(i).ok())
+    }
+
+    /// Whether the run has routes (then a topic none of them takes is no
+    /// order topic either).
+    pub(super) fn routed(&self) -> bool {
+        !self.decoders.is_empty()
+    }
+
+    /// Whether target `t`'s tombstones delete.
+    pub(super) fn deletes(&self, t: u16) -> bool {
+        self.deletes.get(usize::from(t)).copied().unwrap_or(false)
+    }
+
+    /// What a message of target `t` asks for: a row, a delete by key
+    /// (tombstone), or a reject naming field, column, value and what the
+    /// column takes.
+    pub(super) fn op_of(&mut self, settings: &SourceSettings, t: u16, m: &Msg<'_>) -> Op {
+        let Some(decoder) = self.decoders.get_mut(usize::from(t)) else {
+            return Op::Reject(format!("no route takes topic {}", m.coord.part.topic));
+        };
+        // Parsed only for a plan that reads them.
+        let mut headers = Vec::new();
+        if self.headers.get(usize::from(t)).copied().unwrap_or(false) {
+            m.headers.read(&mut headers);
+        }
+        let meta = Meta {
+            topic: m.coord.part.topic.name(),
+            partition: m.coord.partition(),
+            offset: m.coord.offset,
+            timestamp: (m.timestamp_ms >= 0).then_some(m.timestamp_ms),
+            key: m.key,
+            headers: &headers,
+        };
+        let Some(payload) = m.payload else {
+            return match decoder.tombstone(&meta) {
+                Ok(row) => Op::PlanDelete(row),
+                Err(e) => Op::Reject(e.to_string()),
+            };
+        };
+        if payload.len() > settings.max_payload_bytes {
+            return oversized(payload, settings);
+        }
+        match decoder.decode(payload, &meta, settings.keep_raw) {
+            Ok(row) => Op::Plan(row),
+            // Not "not a valid order": a route's messages are no orders.
+            Err(RowError::Payload(DecodeError::Invalid(e))) => {
+                Op::Reject(format!("not valid JSON: {e}"))
+            }
+            Err(e) => Op::Reject(e.to_string()),
+        }
+    }
+}
+
+fn oversized(payload: &[u8], settings: &SourceSettings) -> Op {
+    Op::Reject(format!(
+        "payload of {} bytes exceeds sink.max_payload_bytes ({}); stored truncated",
+        payload.len(),
+        settings.max_payload_bytes
+    ))
+}
+
 impl Source {
+    /// Decodes messages by these route targets' plans instead of as orders.
+    pub(crate) fn with_routes(mut self, routes: RouteTargets) -> Source {
+        self.routes = routes;
+        self
+    }
+
     /// A fetched message, or `None` (after a warning) for the fetch errors
     /// librdkafka reports in place of one, whose offsets are noted (they
     /// move the partition's position; see `FetchErrors`).
@@ -113,6 +240,7 @@ impl Source {
             key: m.key(),
             payload: m.payload(),
             timestamp_ms: m.timestamp_ms(),
+            headers: Headers::Fetched(m),
         })
     }
 
@@ -151,7 +279,17 @@ impl Source {
                          reading it one message at a time"
                     );
                 }
+                use rdkafka::message::Headers as _;
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 Some(OwnedMsg {
+                    headers,
                     coord: Coord::new(part, m.offset()),
                     key: m.key().map(<[u8]>::to_vec),
                     payload: m.payload().map(<[u8]>::to_vec),

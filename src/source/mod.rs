@@ -37,11 +37,11 @@ use crate::offsets::OffsetTracker;
 use crate::progress::Reporter;
 use crate::route::{RouteError, Router};
 use crate::shutdown::Shutdown;
-use crate::types::{Ack, Envelope, Op, Part, Raw};
+use crate::types::{Ack, Envelope, Op, Part, Raw, Topic};
 use claim::{Claimer, Starting};
 use fetch::FetchQueue;
 use lag::{FetchErrors, Target};
-use message::{Msg, TopicCache};
+use message::{Msg, PlanDecoders, TopicCache};
 use rebalance::{lock, Held, SinkContext, Tracker};
 
 pub(crate) use backpressure::{max_poll_interval, pause_after};
@@ -133,6 +133,7 @@ const READ_BATCH: usize = 256;
 /// What the hand-over of a batch needs besides the source itself.
 struct Handover<'r> {
     decoder: Decoder,
+    plans: PlanDecoders,
     stats: Reporter,
     last_commit: Instant,
     router: &'r mut Router,
@@ -170,6 +171,8 @@ pub(crate) struct Source {
     claimer: Arc<Claimer>,
     /// A partition whose offset fell out of the log while it was read.
     out_of_range: Option<SourceError>,
+    /// The route targets whose plans decode messages (none: orders).
+    routes: crate::targets::RouteTargets,
 }
 
 impl Source {
@@ -256,6 +259,7 @@ impl Source {
             topics: TopicCache::default(),
             claimer,
             out_of_range: None,
+            routes: Default::default(),
         })
     }
 
@@ -295,6 +299,7 @@ impl Source {
         let resume_below = router.capacity() / 2;
         let mut cx = Handover {
             decoder: Decoder::new(),
+            plans: PlanDecoders::new(&self.routes),
             stats: Reporter::new(self.settings.stats_interval, self.bar.take()),
             last_commit: Instant::now(),
             router,
@@ -409,6 +414,9 @@ impl Source {
         // The generation of the partition of the message before; messages
         // of a read come in runs of one partition.
         let mut claimed: Option<(Part, u64)> = None;
+        // The target of the topic of the message before, for the same
+        // reason: `None` on the orders path.
+        let mut routed: Option<(Topic, Option<u16>)> = None;
         // The broker thread wrote the payloads on another core; their loads
         // are started a few messages ahead (see decode::prefetch).
         const AHEAD: usize = 4;
@@ -424,9 +432,24 @@ impl Source {
                 continue;
             }
             let tombstone = m.payload.is_none();
-            let op = message::to_op(&self.settings, &mut cx.decoder, m.key, m.payload);
+            let topic = coord.part.topic;
+            let target = match routed {
+                Some((t, target)) if t == topic => target,
+                _ => {
+                    let target = cx.plans.target_of(topic.name());
+                    routed = Some((topic, target));
+                    target
+                }
+            };
+            let deletes = target.map_or(self.settings.delete_on_tombstone, |t| cx.plans.deletes(t));
+            let op = match target {
+                Some(t) => cx.plans.op_of(&self.settings, t, m),
+                // Routes read it, yet none takes it: never the orders path.
+                None if cx.plans.routed() => Op::Reject(format!("no route takes topic {topic}")),
+                None => message::to_op(&self.settings, &mut cx.decoder, m.key, m.payload),
+            };
             let skip = match &op {
-                _ if tombstone && !self.settings.delete_on_tombstone => {
+                _ if tombstone && !deletes => {
                     log::debug!("skipping tombstone at {coord}");
                     true
                 }
@@ -447,7 +470,7 @@ impl Source {
                 continue;
             }
             // An upsert's row keeps its message itself (see decode::Row).
-            let raw = if self.settings.keep_raw && !matches!(op, Op::Upsert(_)) {
+            let raw = if self.settings.keep_raw && !matches!(op, Op::Upsert(_) | Op::Plan(_)) {
                 let limit = self.settings.max_payload_bytes;
                 // An oversized payload is kept only up to the limit.
                 Raw::new(m.key, m.payload.map(|p| &p[..p.len().min(limit)]))
@@ -466,6 +489,7 @@ impl Source {
                 coord,
                 generation,
                 timestamp_ms: m.timestamp_ms,
+                target: target.unwrap_or(0),
                 op,
                 raw,
             };

@@ -11,6 +11,7 @@
 
 use super::{push_str_literal, quote_ident, tuple_fits, BuildError, Dialect};
 use crate::decode::{Cell, PlanRow};
+use crate::types::{Envelope, Op};
 
 /// How a plan's rows are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,15 @@ pub trait AsPlanRow {
 impl AsPlanRow for PlanRow {
     fn as_plan_row(&self) -> Option<&PlanRow> {
         Some(self)
+    }
+}
+
+impl AsPlanRow for Envelope {
+    fn as_plan_row(&self) -> Option<&PlanRow> {
+        match &self.op {
+            Op::Plan(row) | Op::PlanDelete(row) => Some(row),
+            _ => None,
+        }
     }
 }
 

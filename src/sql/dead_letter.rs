@@ -144,6 +144,7 @@ mod tests {
             ),
             generation: 0,
             timestamp_ms: crate::types::NO_TIMESTAMP,
+            target: 0,
             op: Op::Reject("not json".into()),
             raw: Raw::new(Some(b"k"), Some(payload)),
         }

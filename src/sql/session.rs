@@ -25,3 +25,9 @@ pub(crate) const MAX_ALLOWED_PACKET: &str = "SELECT @@max_allowed_packet";
 pub(crate) fn kill_connection(id: u32) -> String {
     format!("KILL CONNECTION {id}")
 }
+
+/// Set before a write that takes several statements and must not be
+/// applied in part (plain inserts: a retry of the part would be refused as
+/// duplicates of itself).
+pub(crate) const SAVE_WRITE: &str = "SAVEPOINT `kms_write`";
+pub(crate) const UNDO_WRITE: &str = "ROLLBACK TO SAVEPOINT `kms_write`";

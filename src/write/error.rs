@@ -1,6 +1,6 @@
 //! Why a write did not happen, as the writer's parts report it.
 
-use crate::sql::BuildError;
+use crate::sql::{BuildError, PlanBuildError};
 
 /// Why a write did not happen. [`super::retry::classify`] decides what each
 /// one means for the batch.
@@ -12,6 +12,10 @@ pub enum WriteError {
     Mysql(#[from] mysql::Error),
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// A route row's statement could not be built (too large, or a key
+    /// cell missing): the row's fault, never the server's.
+    #[error(transparent)]
+    PlanBuild(#[from] PlanBuildError),
     #[error("Kafka: {0}")]
     Kafka(String),
     #[error("the batch's transaction was lost ({0}); it is retried whole")]

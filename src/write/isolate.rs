@@ -55,10 +55,12 @@ impl<S: BatchSink> Writer<S> {
         let mut applied = Applied::default();
         let mut i = 0;
         while i < batch.len() {
-            let kind = std::mem::discriminant(&batch[i].op);
+            // A run is one kind of op of one route target: one target's
+            // statements write it.
+            let (kind, target) = (std::mem::discriminant(&batch[i].op), batch[i].target);
             let j = i + batch[i..]
                 .iter()
-                .take_while(|e| std::mem::discriminant(&e.op) == kind)
+                .take_while(|e| std::mem::discriminant(&e.op) == kind && e.target == target)
                 .count();
             match &batch[i].op {
                 Op::Reject(reason) => {
@@ -70,12 +72,12 @@ impl<S: BatchSink> Writer<S> {
                         dead.push((i + k, reason));
                     }
                 }
-                Op::Upsert(_) => {
+                Op::Upsert(_) | Op::Plan(_) => {
                     let before = dead.len();
                     self.isolate(&batch[i..j], i, unknown_is_data, dead)?;
                     applied.upserts += (j - i - (dead.len() - before)) as u64;
                 }
-                Op::Delete(_) => {
+                Op::Delete(_) | Op::PlanDelete(_) => {
                     let before = dead.len();
                     self.isolate(&batch[i..j], i, unknown_is_data, dead)?;
                     applied.deletes += (j - i - (dead.len() - before)) as u64;

@@ -28,12 +28,14 @@ use crate::types::{Ack, Chunk, Coord, Envelope};
 use retry::{Backoff, UNKNOWN_ERROR_ATTEMPTS};
 
 mod attempt;
+mod by_plan;
 pub(crate) mod dlq;
 mod error;
 mod isolate;
 mod mysql_sink;
 mod retry;
 
+pub(crate) use self::by_plan::TargetSink;
 pub use self::dlq::DlqTarget;
 pub(crate) use self::dlq::TopicDlq;
 pub use self::error::WriteError;
@@ -193,7 +195,15 @@ impl<S: BatchSink> Writer<S> {
             let unknown_is_data = unknown_failures >= UNKNOWN_ERROR_ATTEMPTS;
             match self.attempt(batch, &mut settled, unknown_is_data, &mut dead) {
                 Ok(outcome) => {
-                    Metrics::add(&self.metrics.rows_written, outcome.applied.upserts);
+                    let mut not_found = 0;
+                    for (table, n) in self.sink.take_not_found() {
+                        self.metrics.rows_not_found(&table, n);
+                        not_found += n;
+                    }
+                    Metrics::add(
+                        &self.metrics.rows_written,
+                        outcome.applied.upserts.saturating_sub(not_found),
+                    );
                     Metrics::add(&self.metrics.rows_deleted, outcome.applied.deletes);
                     Metrics::add(&self.metrics.dead_lettered, outcome.dead as u64);
                     self.metrics
@@ -311,6 +321,8 @@ mod tests {
         calls: Arc<Mutex<u32>>,
         commits: Arc<Mutex<Vec<Vec<Coord>>>>,
         rollbacks: Arc<Mutex<u32>>,
+        /// Per write: the targets of its items.
+        targets: Arc<Mutex<Vec<Vec<u16>>>>,
     }
 
     fn data_error() -> WriteError {
@@ -350,6 +362,10 @@ mod tests {
         }
         fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError> {
             *self.calls.lock().unwrap() += 1;
+            self.targets
+                .lock()
+                .unwrap()
+                .push(items.iter().map(|e| e.target).collect());
             let mut t = self.transient.lock().unwrap();
             if *t > 0 {
                 *t -= 1;
@@ -569,6 +585,26 @@ mod tests {
         dead.sort();
         assert_eq!(dead, vec![0, 5, 6, 50, 99]);
         assert_eq!(m.snapshot().dead_lettered, 5);
+    }
+
+    #[test]
+    fn each_write_holds_rows_of_one_target() {
+        let rec = Recorder::default();
+        let items: Vec<Envelope> = [0u16, 0, 1, 1, 1, 0, 2]
+            .iter()
+            .enumerate()
+            .map(|(o, &t)| {
+                let mut e = env(o as i64);
+                e.target = t;
+                e
+            })
+            .collect();
+        run(rec.clone(), settings(100, 600_000), items);
+        assert_eq!(
+            *rec.targets.lock().unwrap(),
+            vec![vec![0, 0], vec![1, 1, 1], vec![0], vec![2]]
+        );
+        assert_eq!(*rec.written.lock().unwrap(), (0..7).collect::<Vec<_>>());
     }
 
     fn env_in(partition: i32, offset: i64) -> Envelope {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 
+use super::by_plan::TargetSink;
 use super::dlq::DlqTarget;
 use super::error::WriteError;
 use super::retry::is_packet_too_large;
@@ -40,7 +41,8 @@ pub trait BatchSink: Send {
             })
             .collect())
     }
-    /// Applies `items`, which are all upserts or all deletes, in order.
+    /// Applies `items`, which are all of one kind (upserts, deletes, or a
+    /// route target's rows or deletes), in order.
     fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError>;
     /// Stores messages that cannot be written. Must be idempotent.
     fn dead_letter(&mut self, letters: &[DeadLetter<'_>]) -> Result<(), WriteError>;
@@ -51,6 +53,11 @@ pub trait BatchSink: Send {
     }
     /// Abandons the attempt.
     fn rollback(&mut self) {}
+    /// After a commit: rows that update-mode writes of the attempt did not
+    /// find, by table.
+    fn take_not_found(&mut self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 /// How long a writer keeps an idle connection before handing it back, well
@@ -94,15 +101,17 @@ pub struct MysqlSink {
     idle_limit: Duration,
     builder: UpsertBuilder,
     table: String,
-    budget: usize,
-    dlq: DlqTarget,
+    pub(super) budget: usize,
+    pub(super) dlq: DlqTarget,
+    /// Route targets by `Envelope::target`; empty on the orders path.
+    pub(super) targets: Vec<TargetSink>,
     /// Partition ownership; `None` only where no consumer claims partitions
     /// (tests and benchmarks that drive writers directly).
     fence: Option<FenceSpec>,
     /// How to reach the server on a side connection, to stop a statement
     /// left running by a session given up on.
     side: Option<mysql::Opts>,
-    in_tx: bool,
+    pub(super) in_tx: bool,
     buf: String,
 }
 
@@ -122,6 +131,7 @@ impl MysqlSink {
             table,
             budget: statement_budget,
             dlq,
+            targets: Vec::new(),
             fence: None,
             side: None,
             in_tx: false,
@@ -142,6 +152,12 @@ impl MysqlSink {
         self
     }
 
+    /// Writes route rows too, by these targets' statements.
+    pub(crate) fn with_targets(mut self, targets: Vec<TargetSink>) -> MysqlSink {
+        self.targets = targets;
+        self
+    }
+
     /// Kills what a session given up on left running, over a side
     /// connection made with `opts`.
     pub(crate) fn with_side_connection(mut self, opts: mysql::Opts) -> MysqlSink {
@@ -151,7 +167,7 @@ impl MysqlSink {
 
     /// Runs `statements` on the writer's connection, checking one out first
     /// if it has none (or let its connection idle too long).
-    fn with_conn<T>(
+    pub(super) fn with_conn<T>(
         &mut self,
         statements: impl FnOnce(&mut Self, &mut PooledConn) -> Result<T, WriteError>,
     ) -> Result<T, WriteError> {
@@ -177,6 +193,7 @@ impl MysqlSink {
             // statement, or a packet the client will not send): the session
             // and its transaction are as they were.
             WriteError::Build(_)
+            | WriteError::PlanBuild(_)
             | WriteError::Mysql(mysql::Error::DriverError(mysql::DriverError::PacketTooLarge)) => {
                 self.conn = Some((conn, Instant::now()));
                 if is_packet_too_large(&e) {
@@ -307,6 +324,38 @@ impl MysqlSink {
             Ok(())
         })
     }
+
+    /// Stores `letters` at `dlq`, each under the topic it came from.
+    pub(super) fn store_letters(
+        &mut self,
+        dlq: &DlqTarget,
+        letters: &[DeadLetter<'_>],
+    ) -> Result<(), WriteError> {
+        let table = match dlq {
+            DlqTarget::Skip => {
+                for l in letters {
+                    log::warn!("skipping message {}: {}", l.env.coord, l.error);
+                }
+                return Ok(());
+            }
+            DlqTarget::Table(t) => t.clone(),
+            DlqTarget::Topic(t) => return t.send(letters),
+        };
+        self.with_conn(|this, conn| {
+            let mut start = 0;
+            while start < letters.len() {
+                this.buf.clear();
+                start += sql::push_dead_letter_insert(
+                    &mut this.buf,
+                    &table,
+                    &letters[start..],
+                    this.budget,
+                );
+                conn.query_drop(&this.buf)?;
+            }
+            Ok(())
+        })
+    }
 }
 
 impl BatchSink for MysqlSink {
@@ -358,6 +407,9 @@ impl BatchSink for MysqlSink {
     }
 
     fn write(&mut self, items: &[Envelope]) -> Result<(), WriteError> {
+        if let Some(Op::Plan(_) | Op::PlanDelete(_)) = items.first().map(|e| &e.op) {
+            return self.write_plan(items);
+        }
         if items.iter().all(|e| e.as_row().is_none()) {
             let ids: Vec<&str> = items
                 .iter()
@@ -383,30 +435,11 @@ impl BatchSink for MysqlSink {
     }
 
     fn dead_letter(&mut self, letters: &[DeadLetter<'_>]) -> Result<(), WriteError> {
-        let table = match &self.dlq {
-            DlqTarget::Skip => {
-                for l in letters {
-                    log::warn!("skipping message {}: {}", l.env.coord, l.error);
-                }
-                return Ok(());
-            }
-            DlqTarget::Table(t) => t.clone(),
-            DlqTarget::Topic(t) => return t.send(letters),
-        };
-        self.with_conn(|this, conn| {
-            let mut start = 0;
-            while start < letters.len() {
-                this.buf.clear();
-                start += sql::push_dead_letter_insert(
-                    &mut this.buf,
-                    &table,
-                    &letters[start..],
-                    this.budget,
-                );
-                conn.query_drop(&this.buf)?;
-            }
-            Ok(())
-        })
+        if !self.targets.is_empty() {
+            return self.dead_letter_by_target(letters);
+        }
+        let dlq = self.dlq.clone();
+        self.store_letters(&dlq, letters)
     }
 
     fn commit(&mut self, next: &[Coord]) -> Result<(), WriteError> {
@@ -429,7 +462,12 @@ impl BatchSink for MysqlSink {
         })
     }
 
+    fn take_not_found(&mut self) -> Vec<(String, u64)> {
+        self.take_targets_not_found()
+    }
+
     fn rollback(&mut self) {
+        self.forget_not_found();
         if !std::mem::take(&mut self.in_tx) {
             return;
         }

@@ -131,6 +131,7 @@ pub(crate) fn classify(err: &WriteError) -> ErrorClass {
         WriteError::Kafka(_) => ErrorClass::Transient,
         // One row alone does not fit in a statement: it never will.
         WriteError::Build(BuildError::RowTooLarge { .. }) => ErrorClass::Data,
+        WriteError::PlanBuild(_) => ErrorClass::Data,
     }
 }
 
