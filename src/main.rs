@@ -123,13 +123,7 @@ fn main() -> ExitCode {
             config,
             until_caught_up,
         } => match load(config) {
-            Ok(c) => match c.refuse_routes_for_run() {
-                Ok(()) => run(c, until_caught_up, bars),
-                Err(e) => {
-                    eprintln!("kafka-mysql-sink: {e}");
-                    ExitCode::from(EXIT_CONFIG)
-                }
-            },
+            Ok(c) => run(c, until_caught_up, bars),
             Err(code) => code,
         },
         Command::Check { config } => match load(config) {

@@ -14,7 +14,7 @@ use crate::http::{self, Readiness};
 use crate::metrics::{Metrics, Snapshot};
 use crate::route::{Router, Routing};
 use crate::shutdown::Shutdown;
-use crate::source::{Source, SourceError};
+use crate::source::{Source, SourceError, TopicWatch};
 use crate::sql::{PlanStatements, UpsertBuilder};
 use crate::targets::{DeadLetters, RouteTargets};
 use crate::write::{DlqTarget, TopicDlq};
@@ -88,15 +88,39 @@ impl Summary {
 }
 
 /// Runs the sink until `shutdown` is requested (or the backlog is done, with
-/// `until_caught_up`), then drains and commits.
+/// `until_caught_up`), then drains and commits. A new topic a route's
+/// pattern takes ends a round the same way, and the next round reads it
+/// too (see `source::TopicWatch`).
 pub fn run(
     config: &Config,
     options: RunOptions,
     shutdown: &Shutdown,
     metrics: Arc<Metrics>,
 ) -> Result<Summary, SinkError> {
-    config.refuse_routes_for_run()?;
     let started = Instant::now();
+    let mut active = Duration::ZERO;
+    loop {
+        let round = shutdown.round();
+        let (took, again) = run_round(config, &options, &round, &metrics)?;
+        active += took;
+        if !again || shutdown.is_requested() {
+            return Ok(Summary {
+                counters: metrics.snapshot(),
+                elapsed: started.elapsed(),
+                active,
+            });
+        }
+    }
+}
+
+/// One round of [`run`]: how long rows were moving, and whether it stopped
+/// for new topics.
+fn run_round(
+    config: &Config,
+    options: &RunOptions,
+    shutdown: &Shutdown,
+    metrics: &Arc<Metrics>,
+) -> Result<(Duration, bool), SinkError> {
     let m = &config.mysql;
     let mut conn = db::connect_with_retry(m)?;
     let info = db::server_info(&mut conn)?;
@@ -106,11 +130,21 @@ pub fn run(
         info.dialect,
         info.max_allowed_packet
     );
-    let (routes, zone) = if config.routes.is_empty() {
-        (RouteTargets::default(), None)
+    let built = if config.routes.is_empty() {
+        targets::Built::default()
     } else {
-        targets::route_targets(config, &mut conn, &info)?
+        let cluster = cluster_topics(config)?;
+        targets::route_targets(config, &mut conn, &info, &cluster)?
     };
+    let watch = TopicWatch::new(
+        config,
+        built
+            .targets
+            .iter()
+            .map(|t| t.topic.clone())
+            .chain(built.refused.iter().cloned()),
+    );
+    let (routes, zone) = (RouteTargets(built.targets), built.zone);
     // A run with routes reads its route's one topic: the consumer, its
     // offsets rows and the dead letters' source follow `kafka.topic`; its
     // sessions run in the zone its TIMESTAMP literals are written in.
@@ -169,7 +203,8 @@ pub fn run(
         marks,
         &topics,
     )?
-    .with_routes(routes.clone());
+    .with_routes(routes.clone())
+    .with_topic_watch(watch);
 
     let (router, writers) = spawn(
         config,
@@ -184,7 +219,7 @@ pub fn run(
         (&routes, &target_dlqs),
         ack_tx,
         shutdown,
-        &metrics,
+        metrics,
     )?;
 
     let running = Arc::new(AtomicBool::new(false));
@@ -204,13 +239,30 @@ pub fn run(
     // behind, and the process does not wait for them.
     writers.join_until(Instant::now() + WRITER_EXIT_GRACE);
     // Leave the group before reporting, so a restart gets a clean assignment.
+    let again = source.stopped_for_new_topics();
     drop(source);
-    let active = result?;
-    Ok(Summary {
-        counters: metrics.snapshot(),
-        elapsed: started.elapsed(),
-        active,
-    })
+    Ok((result?, again))
+}
+
+/// The cluster's topics, for the routes' patterns.
+fn cluster_topics(config: &Config) -> Result<Vec<String>, SinkError> {
+    if config.routes.iter().all(|r| r.topic_pattern.is_none()) {
+        return Ok(Vec::new());
+    }
+    let consumer: rdkafka::consumer::BaseConsumer = crate::source::client_config(&config.kafka)
+        .create()
+        .map_err(SourceError::Create)?;
+    let metadata =
+        rdkafka::consumer::Consumer::fetch_metadata(&consumer, None, Duration::from_secs(10))
+            .map_err(|source| SourceError::Subscribe {
+                topic: "the topics the routes' patterns match".into(),
+                source,
+            })?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .collect())
 }
 
 /// Where the writers write.

@@ -60,6 +60,19 @@ impl Shutdown {
         self.inner.requested.load(Ordering::SeqCst) || self.inner.signalled.load(Ordering::SeqCst)
     }
 
+    /// A handle for one round of a run that may be followed by another:
+    /// signals reach it, but what the program requests of it, and its
+    /// drain, are its own.
+    pub fn round(&self) -> Shutdown {
+        Shutdown {
+            inner: Arc::new(Inner {
+                signalled: self.inner.signalled.clone(),
+                requested: AtomicBool::new(false),
+                drain_started: OnceLock::new(),
+            }),
+        }
+    }
+
     /// Marks the start of the drain; the first call wins.
     pub fn start_drain(&self) {
         let _ = self.inner.drain_started.set(Instant::now());

@@ -264,7 +264,7 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!((a.name(), b.name()), ("orders-a", "orders-b"));
         assert!(a < b, "by name, not by the order they were met");
-        let mut coords = vec![
+        let mut coords = [
             Coord::new(Part::new(b, 0), 1),
             Coord::new(Part::new(a, 3), 9),
             Coord::new(Part::new(a, 1), 2),

@@ -325,13 +325,8 @@ fn check_prints_the_default_plan_and_each_routes() {
 }
 
 #[test]
-fn run_refuses_routes_it_does_not_write_yet() {
-    // Patterns are not subscribed to yet (tests/routes.rs runs topics).
+fn run_refuses_a_route_that_is_wrong_on_its_face_as_configuration() {
     let dir = scratch_dir("runroutes");
-    let config = write_config(&dir, "[[routes]]\ntopic_pattern = \"a.*\"\ntable = \"t\"\n");
-    let (code, text) = sink(&["run", "--config", config.to_str().unwrap()], &[]);
-    assert_eq!(code, Some(2), "{text}");
-    assert!(text.contains("`routes`"), "{text}");
     let bad = write_config(
         &dir,
         "[[routes]]\ntopics = [\"a\"]\ntable = \"t\"\nmode = \"upsert\"\nkey = [\"x\", \"x\"]\n",

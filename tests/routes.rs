@@ -729,11 +729,3 @@ fn a_route_that_does_not_fit_its_table_stops_start_up_naming_route_and_column() 
         }
     });
 }
-
-#[test]
-fn a_pattern_is_refused_as_configuration_for_now() {
-    let routes = "[[routes]]\ntopic_pattern = \"shop[.].+\"\ntable = \"t\"\n";
-    let (code, log) = refused("rt_pattern", &[], routes);
-    assert_eq!(code, Some(2), "{log}");
-    assert!(log.contains("routes[0]"), "{log}");
-}

@@ -231,3 +231,87 @@ fn two_topics_into_two_tables_exactly_once_through_two_kills() {
     }
     drop_db(&mut conn, &db);
 }
+
+#[test]
+fn a_topic_created_after_start_that_a_pattern_takes_is_read_into_its_table() {
+    let mut conn = mysql();
+    let db = fresh_db(&mut conn, "pattern");
+    conn.query_drop(format!("CREATE DATABASE `{db}`")).unwrap();
+    for table in ["ev_clicks", "ev_views"] {
+        conn.query_drop(format!(
+            "CREATE TABLE `{db}`.`{table}` (id BIGINT NOT NULL PRIMARY KEY, v INT NOT NULL)"
+        ))
+        .unwrap();
+    }
+    let cluster = mock_cluster("ev.clicks", 2);
+    // Its table would be `ev_x.y`, not a name the sink writes: refused,
+    // never read, and the run goes on.
+    cluster.create_topic("ev.x.y", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let events = |topic: &str, n: u64| {
+        let records = (0..n).map(|i| {
+            (
+                (i % 2) as i32,
+                i.to_string().into_bytes(),
+                format!(r#"{{"id":{i},"v":{}}}"#, i * 10).into_bytes(),
+            )
+        });
+        produce(&brokers, topic, records.collect::<Vec<_>>());
+    };
+    events("ev.clicks", 50);
+    produce(&brokers, "ev.x.y", vec![(0, b"1".to_vec(), b"{}".to_vec())]);
+    let t = Target {
+        brokers: brokers.clone(),
+        topic: "ev.clicks".into(),
+        group: "pattern-group".into(),
+        db: db.clone(),
+    };
+    let dir = scratch_dir("pattern");
+    let config = write_config(
+        &dir,
+        "[kafka]\ncommit_interval_ms = 100\ntopic_refresh_ms = 300\n\
+         [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
+         [sink]\nflush_interval_ms = 20\n\
+         [[routes]]\ntopic_pattern = \"ev[.](.+)\"\ntable = \"ev_{1}\"\n",
+    );
+    let rows = |conn: &mut mysql::Conn, table: &str| -> u64 {
+        conn.query_first(format!("SELECT COUNT(*) FROM `{db}`.`{table}`"))
+            .unwrap()
+            .unwrap_or(0)
+    };
+    let mut sink = spawn_sink(&t, &config, dir.join("sink.log"), &[], &[]);
+    assert!(
+        wait_for(Duration::from_secs(60), || rows(&mut conn, "ev_clicks")
+            == 50),
+        "{}",
+        sink.log_text()
+    );
+    cluster.create_topic("ev.views", 2, 1).unwrap();
+    events("ev.views", 30);
+    events("ev.clicks", 60);
+    assert!(
+        wait_for(Duration::from_secs(90), || rows(&mut conn, "ev_views")
+            == 30
+            && rows(&mut conn, "ev_clicks") == 60),
+        "{}",
+        sink.log_text()
+    );
+    let want: Vec<(u64, u64)> = (0..30).map(|i| (i, i * 10)).collect();
+    let got: Vec<(u64, u64)> = conn
+        .query(format!("SELECT id, v FROM `{db}`.`ev_views` ORDER BY id"))
+        .unwrap();
+    assert_eq!(got, want);
+    sink.signal("TERM");
+    let status = sink.wait(Duration::from_secs(60));
+    assert!(status.success(), "{}", sink.log_text());
+    for topic in ["ev.clicks", "ev.views"] {
+        assert_eq!(
+            committed(&brokers, &t.group, topic, 2),
+            end_offsets(&brokers, topic, 2),
+            "{topic}"
+        );
+    }
+    // The refused topic was never read: nothing of it is committed.
+    assert_eq!(committed(&brokers, &t.group, "ev.x.y", 1), vec![-1]);
+    drop_db(&mut conn, &db);
+}

@@ -167,6 +167,10 @@ pub struct KafkaConfig {
     /// flight before committing and letting them go.
     #[serde(rename = "revoke_timeout_ms", with = "millis")]
     pub revoke_timeout: Duration,
+    /// How often the cluster's topics are listed for new ones that a
+    /// route's `topic_pattern` matches.
+    #[serde(rename = "topic_refresh_ms", with = "millis")]
+    pub topic_refresh: Duration,
     /// Passed verbatim to librdkafka (SASL, SSL, timeouts...). Values are
     /// strings, as librdkafka takes them.
     pub properties: BTreeMap<String, String>,
@@ -349,6 +353,7 @@ impl Default for KafkaConfig {
             on_out_of_range: OnOutOfRange::Fail,
             commit_interval: Duration::from_millis(1000),
             revoke_timeout: Duration::from_millis(10_000),
+            topic_refresh: Duration::from_millis(30_000),
             properties: BTreeMap::new(),
         }
     }
@@ -425,6 +430,7 @@ impl fmt::Debug for KafkaConfig {
             .field("on_out_of_range", &self.on_out_of_range)
             .field("commit_interval", &self.commit_interval)
             .field("revoke_timeout", &self.revoke_timeout)
+            .field("topic_refresh", &self.topic_refresh)
             .field("properties", &redacted_properties(&self.properties))
             .finish()
     }

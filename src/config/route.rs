@@ -297,22 +297,17 @@ impl Config {
         c
     }
 
-    /// Refuses what `run` cannot write yet, rather than ignore it: a
-    /// `topic_pattern` (valid for `check`, not subscribed to by `run`).
-    pub fn refuse_routes_for_run(&self) -> Result<(), ConfigError> {
-        let refuse = |reason: String| {
-            Err(ConfigError::Invalid {
-                key: "routes",
-                reason,
-            })
-        };
-        if let Some(i) = self.routes.iter().position(|r| r.topic_pattern.is_some()) {
-            return refuse(format!(
-                "routes[{i}] has a topic_pattern, which `check` plans but `run` does not \
-                 subscribe to yet; list its topic in `topics` instead"
-            ));
-        }
-        Ok(())
+    /// Whether `route`'s `topic_pattern` takes `topic`: it matches, and the
+    /// topic is neither Kafka's own (`__consumer_offsets`...) nor a
+    /// dead-letter topic, whose messages a pattern such as `shop.*` would
+    /// otherwise feed back in.
+    pub fn pattern_takes(&self, route: &RouteConfig, topic: &str) -> bool {
+        let dead_letters = topic.ends_with("_dlq")
+            || (!self.dead_letter.topic.is_empty() && topic == self.dead_letter.topic);
+        route.topic_pattern.is_some()
+            && !topic.starts_with("__")
+            && !dead_letters
+            && route.table_for(topic).is_some()
     }
 
     pub(super) fn validate_routes(&self) -> Result<(), ConfigError> {
@@ -511,7 +506,6 @@ mod tests {
             c.routes[1].table_for("shop.clicks").as_deref(),
             Some("shop_events")
         );
-        assert!(c.refuse_routes_for_run().is_err());
     }
 
     #[test]
@@ -519,7 +513,6 @@ mod tests {
         let c = parsed("").unwrap();
         assert!(c.routes.is_empty());
         assert_eq!(c, Config::default());
-        assert!(c.refuse_routes_for_run().is_ok());
         let d = c.default_route();
         assert_eq!(d.topics, ["enriched_orders"]);
         assert_eq!(d.table, "orders");
@@ -528,36 +521,20 @@ mod tests {
     }
 
     #[test]
-    fn run_takes_one_topic_and_refuses_more_patterns_and_headers() {
+    fn one_topic_routes_name_the_commands_topic_and_patterns_skip_kafkas_and_dead_letters() {
         let ok = parsed("[[routes]]\ntopics = [\"a\"]\ntable = \"t\"").unwrap();
         ok.validate().unwrap();
-        assert!(ok.refuse_routes_for_run().is_ok());
         assert_eq!(ok.with_route_topic().kafka.topic, "a");
         let two = parsed("[[routes]]\ntopics = [\"a\", \"b\"]\ntable = \"t\"").unwrap();
         assert_eq!(two.with_route_topic(), two);
         assert_eq!(Config::default().with_route_topic(), Config::default());
-        for (text, names) in [
-            ("[[routes]]\ntopics = [\"a\", \"b\"]\ntable = \"t\"", "2 topics"),
-            (
-                "[[routes]]\ntopics = [\"a\"]\ntable = \"t\"\n[[routes]]\ntopics = [\"b\"]\ntable = \"u\"",
-                "2 topics",
-            ),
-            ("[[routes]]\ntopic_pattern = \"a.*\"\ntable = \"t\"", "routes[0]"),
-            (
-                "[[routes]]\ntopics = [\"a\"]\ntable = \"t\"\ncolumns = { h = \"@header.x\" }",
-                "`h`",
-            ),
-        ] {
-            let c = parsed(text).unwrap();
-            c.validate().unwrap();
-            match c.refuse_routes_for_run() {
-                Err(ConfigError::Invalid { key, reason }) => {
-                    assert_eq!(key, "routes");
-                    assert!(reason.contains(names), "{reason}");
-                }
-                other => panic!("{text}: {other:?}"),
-            }
+        let p = parsed("[[routes]]\ntopic_pattern = \"shop[.](.+)\"\ntable = \"{1}\"").unwrap();
+        let r = &p.routes[0];
+        assert!(p.pattern_takes(r, "shop.orders"));
+        for refused in ["shop.orders_dlq", "__consumer_offsets", "other", "shop."] {
+            assert!(!p.pattern_takes(r, refused), "{refused}");
         }
+        assert!(!ok.pattern_takes(&ok.routes[0], "a"), "listed, not matched");
     }
 
     #[test]

@@ -26,6 +26,9 @@ impl Config {
         if k.commit_interval.is_zero() {
             return invalid("kafka.commit_interval_ms", "must be at least 1");
         }
+        if k.topic_refresh.is_zero() {
+            return invalid("kafka.topic_refresh_ms", "must be at least 1");
+        }
         for reserved in [
             "group.id",
             "bootstrap.servers",

@@ -14,88 +14,145 @@ use crate::decode::PlanDecoder;
 use crate::describe::describe_table;
 use crate::plan::{self, Feed, Plan};
 use crate::table::TypeClass;
-use crate::targets::{DeadLetters, RouteTarget, RouteTargets};
+use crate::targets::{DeadLetters, RouteTarget};
 
-/// The targets of `config.routes`, one per route and topic, in order, and
-/// the `time_zone` the writers' sessions must run in, if any. A route's
-/// table must exist (routes never create tables), and its plan must fit it.
+/// The targets of `config.routes`, in order: per route, one for each of
+/// its topics, or for each topic of the cluster (`cluster`) its
+/// `topic_pattern` matches; the `time_zone` the writers' sessions must run
+/// in, if any; and the topics a pattern matched but that cannot be taken
+/// (their refusals logged), which are not read. A route's table must exist
+/// (routes never create tables), and its plan must fit it: for a listed
+/// topic, a start-up error.
 pub(super) fn route_targets(
     config: &Config,
     conn: &mut Conn,
     info: &ServerInfo,
-) -> Result<(RouteTargets, Option<String>), SinkError> {
+    cluster: &[String],
+) -> Result<Built, SinkError> {
     let mut zone = None;
     let m = &config.mysql;
-    let mut targets = Vec::new();
+    let mut built = Built::default();
     for (index, route) in config.routes.iter().enumerate() {
-        let invalid = |key: &'static str, reason: String| ConfigError::Route {
-            index,
-            table: route.table.clone(),
-            key,
-            reason,
-        };
-        for topic in &route.topics {
-            let table = route.table_for(topic).ok_or_else(|| {
-                invalid("table", format!("cannot be expanded for topic {topic:?}"))
-            })?;
-            crate::sql::check_identifier(&table).map_err(|e| {
-                invalid(
-                    "table",
-                    format!("for topic {topic:?} is {table:?}, which {e}"),
-                )
-            })?;
-            let desc =
-                describe_table(conn, &m.database, &table, &info.version)?.ok_or_else(|| {
-                    SinkError::RouteTableMissing {
-                        route: format!("routes[{index}]"),
-                        topic: topic.clone(),
-                        table: crate::sql::qualified(&m.database, &table),
-                    }
-                })?;
-            let plan =
-                plan::compile(route, index, &desc).map_err(|e| SinkError::Plan(e.to_string()))?;
-            if zone.is_none() && writes_timestamps(&plan) {
-                zone = Some(session_zone(conn, index, route)?);
+        if route.topic_pattern.is_none() {
+            for topic in &route.topics {
+                let t = target(config, conn, info, (index, route), topic, &mut zone)?;
+                built.targets.push(t);
             }
-            let shape = PlanDecoder::new(&plan).shape().clone();
-            let mut key_collations = Vec::with_capacity(shape.key.len());
-            for &k in &shape.key {
-                let column = shape.columns.get(k).and_then(|c| desc.column(c));
-                let collation = match column {
-                    Some(c) if c.class == TypeClass::Text => c.collation.clone(),
-                    _ => None,
-                };
-                key_collations.push(match collation {
-                    Some(name) => Some(KeyCollation::named(conn, db::opts(m).into(), &name)?),
-                    None => None,
-                });
+            continue;
+        }
+        for topic in cluster.iter().filter(|t| config.pattern_takes(route, t)) {
+            if built.targets.iter().any(|t| t.topic == *topic) {
+                continue;
             }
-            let dead_letters =
-                dead_letters(config, &table, topic).map_err(|e| invalid("table", e))?;
-            log::info!(
-                table = table.as_str();
-                "routes[{index}]: topic {topic} into {} by ({}), {} mode",
-                crate::sql::qualified(&m.database, &table),
-                shape.key_names(),
-                route.mode.as_str()
-            );
-            targets.push(RouteTarget {
-                topic: topic.clone(),
-                table,
-                plan,
-                shape,
-                delete_on_tombstone: route.delete_on_tombstone,
-                dead_letters,
-                key_collations,
-            });
+            match target(config, conn, info, (index, route), topic, &mut zone) {
+                Ok(t) => built.targets.push(t),
+                Err(e) => {
+                    log::error!(
+                        "routes[{index}]: topic {topic} matches its topic_pattern but is not \
+                         read: {e}"
+                    );
+                    built.refused.push(topic.clone());
+                }
+            }
         }
     }
-    for t in &targets {
+    for t in &built.targets {
         if let DeadLetters::Table(dlq) = &t.dead_letters {
             db::ensure_dlq_table(conn, &m.database, dlq)?;
         }
     }
-    Ok((RouteTargets(targets), zone))
+    built.zone = zone.map(|(z, _)| z);
+    Ok(built)
+}
+
+/// What [`route_targets`] found.
+#[derive(Default)]
+pub(super) struct Built {
+    pub(super) targets: Vec<RouteTarget>,
+    pub(super) zone: Option<String>,
+    pub(super) refused: Vec<String>,
+}
+
+/// The target of `topic` for route `index`.
+fn target(
+    config: &Config,
+    conn: &mut Conn,
+    info: &ServerInfo,
+    (index, route): (usize, &RouteConfig),
+    topic: &String,
+    zone: &mut Option<(String, usize)>,
+) -> Result<RouteTarget, SinkError> {
+    let m = &config.mysql;
+    let invalid = |key: &'static str, reason: String| ConfigError::Route {
+        index,
+        table: route.table.clone(),
+        key,
+        reason,
+    };
+    let table = route
+        .table_for(topic)
+        .ok_or_else(|| invalid("table", format!("cannot be expanded for topic {topic:?}")))?;
+    crate::sql::check_identifier(&table).map_err(|e| {
+        invalid(
+            "table",
+            format!("for topic {topic:?} is {table:?}, which {e}"),
+        )
+    })?;
+    let desc = describe_table(conn, &m.database, &table, &info.version)?.ok_or_else(|| {
+        SinkError::RouteTableMissing {
+            route: format!("routes[{index}]"),
+            topic: topic.clone(),
+            table: crate::sql::qualified(&m.database, &table),
+        }
+    })?;
+    let plan = plan::compile(route, index, &desc).map_err(|e| SinkError::Plan(e.to_string()))?;
+    if writes_timestamps(&plan) {
+        match &*zone {
+            None => *zone = Some((session_zone(conn, index, route)?, index)),
+            // One pool of sessions serves every route: their TIMESTAMP
+            // literals must all be written in its zone.
+            Some((_, first)) if config.routes[*first].time_zone != route.time_zone => {
+                return Err(SinkError::Plan(format!(
+                    "routes[{index}] and routes[{first}] both write TIMESTAMP columns, in \
+                 time zones {:?} and {:?}; the writers' sessions have one, so give \
+                 both routes the same time_zone (or use DATETIME columns, which \
+                 take no zone)",
+                    route.time_zone, config.routes[*first].time_zone
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let shape = PlanDecoder::new(&plan).shape().clone();
+    let mut key_collations = Vec::with_capacity(shape.key.len());
+    for &k in &shape.key {
+        let column = shape.columns.get(k).and_then(|c| desc.column(c));
+        let collation = match column {
+            Some(c) if c.class == TypeClass::Text => c.collation.clone(),
+            _ => None,
+        };
+        key_collations.push(match collation {
+            Some(name) => Some(KeyCollation::named(conn, db::opts(m).into(), &name)?),
+            None => None,
+        });
+    }
+    let dead_letters = dead_letters(config, &table, topic).map_err(|e| invalid("table", e))?;
+    log::info!(
+        table = table.as_str();
+        "routes[{index}]: topic {topic} into {} by ({}), {} mode",
+        crate::sql::qualified(&m.database, &table),
+        shape.key_names(),
+        route.mode.as_str()
+    );
+    Ok(RouteTarget {
+        topic: topic.clone(),
+        table,
+        plan,
+        shape,
+        delete_on_tombstone: route.delete_on_tombstone,
+        dead_letters,
+        key_collations,
+    })
 }
 
 fn writes_timestamps(plan: &Plan) -> bool {

@@ -13,12 +13,17 @@ mod backpressure;
 mod claim;
 mod client;
 mod commit;
+mod error;
 mod fetch;
 mod lag;
 mod log_id;
 mod message;
 mod out_of_range;
 mod rebalance;
+mod watch;
+
+pub(crate) use error::SourceError;
+pub(crate) use watch::TopicWatch;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
@@ -51,56 +56,6 @@ pub(crate) use out_of_range::{
     decide as decide_start, held_offset, log_ranges, verdict as out_of_range_verdict, LogRange,
     Start,
 };
-
-/// Why the consumer stopped abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("cannot create the Kafka consumer: {0} (check kafka.brokers and kafka.properties)")]
-    Create(rdkafka::error::KafkaError),
-    #[error("cannot subscribe to topics {topic}: {source}")]
-    Subscribe {
-        topic: String,
-        source: rdkafka::error::KafkaError,
-    },
-    #[error("cannot create librdkafka's message queue (out of memory?)")]
-    Queue,
-    #[error("writer {0} stopped unexpectedly; see the log above for its panic")]
-    WriterGone(usize),
-    #[error("{0}; check that MySQL is reachable and the offsets table writable, then start again")]
-    Claim(String),
-    #[error("{0}")]
-    OutOfRange(String),
-    #[error(
-        "topic {topic} partition {partition}: librdkafka could not go on reading at offset \
-         {offset} (an offset Kafka no longer has; a negative one: the group's offset could not \
-         be looked up) and stopped the partition; nothing after what is durable was \
-         committed. Start the sink again: kafka.on_out_of_range (now \"{policy}\") decides \
-         where the partition goes on"
-    )]
-    OutOfRangeWhileRunning {
-        topic: String,
-        partition: i32,
-        offset: i64,
-        policy: &'static str,
-    },
-    #[error(
-        "cannot record the offset reset of partitions {partitions:?} in Kafka: {source}; \
-         nothing of them was written, start again"
-    )]
-    ResetNotRecorded {
-        partitions: Vec<Part>,
-        source: rdkafka::error::KafkaError,
-    },
-    #[error(
-        "cannot rewind partition {partition} to offset {offset} after pausing: {source}; \
-         stopping so that nothing after it is committed (a restart reads it again)"
-    )]
-    Seek {
-        partition: Part,
-        offset: i64,
-        source: rdkafka::error::KafkaError,
-    },
-}
 
 /// Settings the consumer loop needs beyond the Kafka client's.
 #[derive(Debug, Clone)]
@@ -173,6 +128,10 @@ pub(crate) struct Source {
     out_of_range: Option<SourceError>,
     /// The route targets whose plans decode messages (none: orders).
     routes: crate::targets::RouteTargets,
+    /// New topics for the routes' patterns, looked for between reads.
+    watch: Option<watch::TopicWatch>,
+    /// Set when the run stopped for new topics (see [`watch`]).
+    new_topics: bool,
 }
 
 impl Source {
@@ -260,7 +219,22 @@ impl Source {
             claimer,
             out_of_range: None,
             routes: Default::default(),
+            watch: None,
+            new_topics: false,
         })
+    }
+
+    /// Looks for new topics of the routes' patterns, and stops the run
+    /// (drained, as on a signal) when one appears.
+    pub(crate) fn with_topic_watch(mut self, watch: Option<watch::TopicWatch>) -> Source {
+        self.watch = watch;
+        self
+    }
+
+    /// Whether the run stopped for new topics: the pipeline starts the next
+    /// round with them.
+    pub(crate) fn stopped_for_new_topics(&self) -> bool {
+        self.new_topics
     }
 
     /// Consumes until shutdown is requested (or, in until-caught-up mode, the
@@ -326,6 +300,19 @@ impl Source {
                 self.report(&mut cx.stats, cx.router);
                 if self.settings.until_caught_up && self.caught_up() {
                     log::info!("caught up with the backlog; stopping");
+                    shutdown.request();
+                    break;
+                }
+                let new = match &mut self.watch {
+                    Some(w) => w.new_topics(&self.consumer),
+                    None => Vec::new(),
+                };
+                if !new.is_empty() {
+                    log::info!(
+                        "new topics {new:?} match the routes' patterns: draining, then reading \
+                         them too"
+                    );
+                    self.new_topics = true;
                     shutdown.request();
                     break;
                 }
