@@ -101,8 +101,13 @@ pub fn run(
     let mut active = Duration::ZERO;
     loop {
         let round = shutdown.round();
-        let (took, again) = run_round(config, &options, &round, &metrics)?;
+        let (took, new_topics) = run_round(config, &options, &round, &metrics)?;
         active += took;
+        let replan = round.replan_requested();
+        if replan {
+            Metrics::add(&metrics.plan_rebuilds, 1);
+        }
+        let again = new_topics || replan;
         if !again || shutdown.is_requested() {
             return Ok(Summary {
                 counters: metrics.snapshot(),

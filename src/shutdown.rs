@@ -24,6 +24,9 @@ struct Inner {
     /// Set by the program itself (tests, until-caught-up): not a signal, so
     /// the next real signal is a first one, not a second.
     requested: AtomicBool,
+    /// Set by a writer whose table changed under its plan: the round ends,
+    /// and the next describes the tables again.
+    replan: AtomicBool,
     drain_started: OnceLock<Instant>,
 }
 
@@ -68,9 +71,20 @@ impl Shutdown {
             inner: Arc::new(Inner {
                 signalled: self.inner.signalled.clone(),
                 requested: AtomicBool::new(false),
+                replan: AtomicBool::new(false),
                 drain_started: OnceLock::new(),
             }),
         }
+    }
+
+    /// Ends the round for a plan built again: a drain, as [`Self::request`].
+    pub fn request_replan(&self) {
+        self.inner.replan.store(true, Ordering::SeqCst);
+        self.request();
+    }
+
+    pub fn replan_requested(&self) -> bool {
+        self.inner.replan.load(Ordering::SeqCst)
     }
 
     /// Marks the start of the drain; the first call wins.

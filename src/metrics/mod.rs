@@ -107,6 +107,10 @@ pub struct Metrics {
     /// Batches that kept failing on a server error the classifier does not
     /// know, until their failing rows were isolated as data errors.
     pub unknown_errors_as_data: Counter,
+    /// Rounds ended because a table changed under the sink (a column or the
+    /// table gone, a column added that needs a value): each was followed
+    /// by one that described the tables and compiled the plans again.
+    pub plan_rebuilds: Counter,
     /// Partitions whose messages arrived outside the batch queue (correct,
     /// only slower; a partition the rebalance callback could not attach).
     pub unbatched_partitions: Counter,
@@ -187,6 +191,7 @@ impl Default for Metrics {
             claims: Counter::default(),
             fenced_rows: Counter::default(),
             unknown_errors_as_data: Counter::default(),
+            plan_rebuilds: Counter::default(),
             assignments: Counter::default(),
             assigned_partitions: Gauge::default(),
             draining: Gauge::default(),

@@ -79,6 +79,11 @@ impl Metrics {
             self.unknown_errors_as_data.clone(),
         );
         r.register(
+            "plan_rebuilds",
+            "Times the tables were described and the plans compiled again after a table changed under the sink",
+            self.plan_rebuilds.clone(),
+        );
+        r.register(
             "claims",
             "Partitions claimed in the offsets table",
             self.claims.clone(),

@@ -186,6 +186,9 @@ impl<S: BatchSink> Writer<S> {
 fn retry_whole(e: super::WriteError) -> Transient {
     let class = match classify(&e) {
         ErrorClass::Data => ErrorClass::Transient,
+        // The offsets table changed: never replanned around (its rows are
+        // the guarantee), retried as before until an operator restores it.
+        ErrorClass::Schema => ErrorClass::Unknown,
         other => other,
     };
     Transient::new(e, class)

@@ -15,6 +15,8 @@ use crate::types::{DeadLetter, Envelope, Op};
 pub(super) struct Transient {
     pub(super) error: WriteError,
     pub(super) unknown: bool,
+    /// The table changed under the plan (see `ErrorClass::Schema`).
+    pub(super) schema: bool,
 }
 
 impl Transient {
@@ -22,6 +24,7 @@ impl Transient {
         Transient {
             error,
             unknown: class == ErrorClass::Unknown,
+            schema: class == ErrorClass::Schema,
         }
     }
 }

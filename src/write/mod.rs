@@ -220,6 +220,22 @@ impl<S: BatchSink> Writer<S> {
                     let _ = self.acks.send(settled);
                     break;
                 }
+                Err(t) if t.schema => {
+                    // Read again, planned against the table as it is now,
+                    // in the next round: given up, never acknowledged, and
+                    // nothing after it written here (see `abandoned`).
+                    if !self.shutdown.replan_requested() {
+                        log::warn!(
+                            table = self.settings.table.as_str();
+                            "writer {}: the table changed under the sink ({t}); describing \
+                             the tables and compiling the plans again",
+                            self.id
+                        );
+                    }
+                    self.shutdown.request_replan();
+                    self.abandoned = true;
+                    break;
+                }
                 Err(t) => {
                     if self.shutdown.drain_expired(self.settings.shutdown_timeout) {
                         log::error!(

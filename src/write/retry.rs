@@ -33,6 +33,9 @@ pub(crate) enum ErrorClass {
     Transient,
     Data,
     Unknown,
+    /// The table is not as the plan has it: no row is at fault, the plan
+    /// is (see [`SCHEMA_ERRORS`]).
+    Schema,
 }
 
 /// Attempts at a batch that keeps failing with an unknown server error
@@ -63,6 +66,16 @@ const DATA_ERRORS: &[u16] = &[
     4025, // ER_CONSTRAINT_FAILED (MariaDB)
 ];
 
+/// Server error codes that mean the table changed under the sink: a
+/// column or the table itself gone, or a column added that takes no
+/// default (the plan feeds every column that needs a value, so only a
+/// change makes one go without).
+const SCHEMA_ERRORS: &[u16] = &[
+    1054, // ER_BAD_FIELD_ERROR: unknown column
+    1146, // ER_NO_SUCH_TABLE
+    1364, // ER_NO_DEFAULT_FOR_FIELD
+];
+
 /// Server error codes that are known to pass.
 pub(crate) const TRANSIENT_ERRORS: &[u16] = &[
     1040, // ER_CON_COUNT_ERROR: too many connections
@@ -86,6 +99,9 @@ pub(crate) const TRANSIENT_ERRORS: &[u16] = &[
 /// Classifies a server error by its code, falling back to its SQLSTATE:
 /// class 22 is "data exception" and 23 "integrity constraint violation".
 pub(crate) fn classify_server(code: u16, sqlstate: &str) -> ErrorClass {
+    if SCHEMA_ERRORS.contains(&code) {
+        return ErrorClass::Schema;
+    }
     if DATA_ERRORS.contains(&code) {
         return ErrorClass::Data;
     }
@@ -177,6 +193,10 @@ mod tests {
     #[test]
     fn server_codes() {
         use ErrorClass::*;
+        // A changed table is the plan's problem, whatever SQLSTATE says.
+        for (code, state) in [(1054, "42S22"), (1146, "42S02"), (1364, "HY000")] {
+            assert_eq!(classify_server(code, state), Schema, "{code}");
+        }
         for code in [
             1213, 1205, 1040, 1053, 1290, 1317, 1836, 1927, 2006, 2013, 1114, 1021,
         ] {
