@@ -99,13 +99,23 @@ pub fn run(
 ) -> Result<Summary, SinkError> {
     let started = Instant::now();
     let mut active = Duration::ZERO;
+    // Rounds in a row that replanned for a changed table and wrote nothing:
+    // a change no plan gets past (a trigger naming a dropped column), whose
+    // errors are then handled as unknown ones (retried, then isolated).
+    let mut fruitless = 0;
     loop {
         let round = shutdown.round();
+        if fruitless >= FRUITLESS_REPLANS {
+            round.exhaust_replans();
+        }
+        let written = metrics.snapshot().rows_written;
         let (took, new_topics) = run_round(config, &options, &round, &metrics)?;
         active += took;
         let replan = round.replan_requested();
         if replan {
             Metrics::add(&metrics.plan_rebuilds, 1);
+            let progressed = metrics.snapshot().rows_written > written;
+            fruitless = if progressed { 0 } else { fruitless + 1 };
         }
         let again = new_topics || replan;
         if !again || shutdown.is_requested() {
@@ -117,6 +127,10 @@ pub fn run(
         }
     }
 }
+
+/// Replanned rounds in a row that wrote nothing before a changed table's
+/// errors are taken for unknown ones.
+const FRUITLESS_REPLANS: u32 = 3;
 
 /// One round of [`run`]: how long rows were moving, and whether it stopped
 /// for new topics.

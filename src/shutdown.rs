@@ -27,6 +27,9 @@ struct Inner {
     /// Set by a writer whose table changed under its plan: the round ends,
     /// and the next describes the tables again.
     replan: AtomicBool,
+    /// Set when rounds replanned for a changed table have kept failing the
+    /// same way: such errors are then retried and isolated as unknown ones.
+    replans_exhausted: AtomicBool,
     drain_started: OnceLock<Instant>,
 }
 
@@ -72,6 +75,7 @@ impl Shutdown {
                 signalled: self.inner.signalled.clone(),
                 requested: AtomicBool::new(false),
                 replan: AtomicBool::new(false),
+                replans_exhausted: AtomicBool::new(false),
                 drain_started: OnceLock::new(),
             }),
         }
@@ -85,6 +89,16 @@ impl Shutdown {
 
     pub fn replan_requested(&self) -> bool {
         self.inner.replan.load(Ordering::SeqCst)
+    }
+
+    /// Whether this round takes a changed table for an error like any
+    /// other (see [`Inner::replans_exhausted`]).
+    pub fn replans_exhausted(&self) -> bool {
+        self.inner.replans_exhausted.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn exhaust_replans(&self) {
+        self.inner.replans_exhausted.store(true, Ordering::SeqCst);
     }
 
     /// Marks the start of the drain; the first call wins.

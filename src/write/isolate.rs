@@ -108,7 +108,7 @@ impl<S: BatchSink> Writer<S> {
         };
         match classify(&e) {
             ErrorClass::Data => {}
-            ErrorClass::Unknown if unknown_is_data => {}
+            ErrorClass::Unknown | ErrorClass::Schema if unknown_is_data => {}
             class => return Err(Transient::new(e, class)),
         }
         self.metrics.retry("data");

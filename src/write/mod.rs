@@ -220,7 +220,7 @@ impl<S: BatchSink> Writer<S> {
                     let _ = self.acks.send(settled);
                     break;
                 }
-                Err(t) if t.schema => {
+                Err(t) if t.schema && !self.shutdown.replans_exhausted() => {
                     // Read again, planned against the table as it is now,
                     // in the next round: given up, never acknowledged, and
                     // nothing after it written here (see `abandoned`).
@@ -248,7 +248,7 @@ impl<S: BatchSink> Writer<S> {
                         self.abandoned = true;
                         break;
                     }
-                    if t.unknown {
+                    if t.unknown || t.schema {
                         unknown_failures += 1;
                         self.metrics.retry("unknown");
                         if unknown_failures == UNKNOWN_ERROR_ATTEMPTS {
