@@ -164,9 +164,9 @@ fn run_round(
             .chain(built.refused.iter().cloned()),
     );
     let (routes, zone) = (RouteTargets(built.targets), built.zone);
-    // A run with routes reads its route's one topic: the consumer, its
-    // offsets rows and the dead letters' source follow `kafka.topic`; its
-    // sessions run in the zone its TIMESTAMP literals are written in.
+    // With routes, the sessions run in the zone their TIMESTAMP literals
+    // are written in; and `kafka.topic` names the routes' topic where
+    // they read one (dead letters in topic mode default after it).
     let routed;
     let config = if routes.is_empty() {
         config
