@@ -99,23 +99,20 @@ pub fn run(
 ) -> Result<Summary, SinkError> {
     let started = Instant::now();
     let mut active = Duration::ZERO;
-    // Rounds in a row that replanned for a changed table and wrote nothing:
-    // a change no plan gets past (a trigger naming a dropped column), whose
-    // errors are then handled as unknown ones (retried, then isolated).
-    let mut fruitless = 0;
+    // The plans of the round before, when it ended to replan: a replan
+    // that compiles the same plans cannot get past what ended it (a trigger
+    // naming a dropped column, say), so its errors are then handled as
+    // unknown ones (retried, then isolated), not as a reason for another.
+    let mut replanned: Option<Vec<crate::plan::Plan>> = None;
     loop {
         let round = shutdown.round();
-        if fruitless >= FRUITLESS_REPLANS {
-            round.exhaust_replans();
-        }
-        let written = metrics.snapshot().rows_written;
-        let (took, new_topics) = run_round(config, &options, &round, &metrics)?;
+        let (took, new_topics) = run_round(config, &options, &round, &metrics, &mut replanned)?;
         active += took;
         let replan = round.replan_requested();
         if replan {
             Metrics::add(&metrics.plan_rebuilds, 1);
-            let progressed = metrics.snapshot().rows_written > written;
-            fruitless = if progressed { 0 } else { fruitless + 1 };
+        } else {
+            replanned = None;
         }
         let again = new_topics || replan;
         if !again || shutdown.is_requested() {
@@ -128,10 +125,6 @@ pub fn run(
     }
 }
 
-/// Replanned rounds in a row that wrote nothing before a changed table's
-/// errors are taken for unknown ones.
-const FRUITLESS_REPLANS: u32 = 3;
-
 /// One round of [`run`]: how long rows were moving, and whether it stopped
 /// for new topics.
 fn run_round(
@@ -139,6 +132,7 @@ fn run_round(
     options: &RunOptions,
     shutdown: &Shutdown,
     metrics: &Arc<Metrics>,
+    replanned: &mut Option<Vec<crate::plan::Plan>>,
 ) -> Result<(Duration, bool), SinkError> {
     let m = &config.mysql;
     let mut conn = db::connect_with_retry(m)?;
@@ -155,6 +149,17 @@ fn run_round(
         let cluster = cluster_topics(config)?;
         targets::route_targets(config, &mut conn, &info, &cluster)?
     };
+    // (The default route has no plan to compare: a replan gives it its
+    // table made again if it went, and once is all it can do.)
+    let plans: Vec<crate::plan::Plan> = built.targets.iter().map(|t| t.plan.clone()).collect();
+    if replanned.as_ref() == Some(&plans) {
+        log::warn!(
+            "the tables are as they were before the last replan; their errors are now retried \
+             and isolated as unknown ones"
+        );
+        shutdown.exhaust_replans();
+    }
+    *replanned = Some(plans);
     let watch = TopicWatch::new(
         config,
         built

@@ -23,7 +23,10 @@ struct Inner {
     signalled: Arc<AtomicBool>,
     /// Set by the program itself (tests, until-caught-up): not a signal, so
     /// the next real signal is a first one, not a second.
-    requested: AtomicBool,
+    requested: Arc<AtomicBool>,
+    /// A round's: what the program requested of the whole run, which
+    /// stops the round too.
+    parent: Option<Arc<AtomicBool>>,
     /// Set by a writer whose table changed under its plan: the round ends,
     /// and the next describes the tables again.
     replan: AtomicBool,
@@ -63,7 +66,13 @@ impl Shutdown {
     }
 
     pub fn is_requested(&self) -> bool {
-        self.inner.requested.load(Ordering::SeqCst) || self.inner.signalled.load(Ordering::SeqCst)
+        self.inner.requested.load(Ordering::SeqCst)
+            || self.inner.signalled.load(Ordering::SeqCst)
+            || self
+                .inner
+                .parent
+                .as_ref()
+                .is_some_and(|p| p.load(Ordering::SeqCst))
     }
 
     /// A handle for one round of a run that may be followed by another:
@@ -73,7 +82,8 @@ impl Shutdown {
         Shutdown {
             inner: Arc::new(Inner {
                 signalled: self.inner.signalled.clone(),
-                requested: AtomicBool::new(false),
+                requested: Arc::new(AtomicBool::new(false)),
+                parent: Some(self.inner.requested.clone()),
                 replan: AtomicBool::new(false),
                 replans_exhausted: AtomicBool::new(false),
                 drain_started: OnceLock::new(),
@@ -124,6 +134,19 @@ impl Shutdown {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_round_stops_with_its_run_but_its_own_stop_is_its_own() {
+        let run = Shutdown::new();
+        let round = run.round();
+        round.request_replan();
+        assert!(round.is_requested() && round.replan_requested());
+        assert!(!run.is_requested(), "a round's stop ends only the round");
+        let next = run.round();
+        assert!(!next.is_requested() && !next.replan_requested());
+        run.request();
+        assert!(next.is_requested(), "stopping the run stops its round");
+    }
 
     #[test]
     fn a_stop_the_program_asked_for_leaves_the_next_signal_a_first_one() {

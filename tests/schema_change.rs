@@ -103,3 +103,77 @@ fn a_column_added_and_one_dropped_while_running_replans_and_loses_nothing() {
     assert_eq!(committed(&brokers, &t.group, "sc", 1), vec![220]);
     drop_db(&mut conn, &db);
 }
+
+#[test]
+fn a_column_dropped_under_a_backlog_replans_without_failing_the_run() {
+    let mut conn = mysql();
+    let db = fresh_db(&mut conn, "schemabacklog");
+    conn.query_drop(format!("CREATE DATABASE `{db}`")).unwrap();
+    conn.query_drop(format!(
+        "CREATE TABLE `{db}`.`bl` (id BIGINT NOT NULL PRIMARY KEY, a INT NOT NULL, \
+         b VARCHAR(20) NULL)"
+    ))
+    .unwrap();
+    let cluster = mock_cluster("bl", 1);
+    let brokers = cluster.bootstrap_servers();
+    let n = 30_000u64;
+    let records: Vec<_> = (0..n)
+        .map(|i| {
+            let body = format!(r#"{{"id":{i},"a":{i},"b":"b{i}"}}"#);
+            (0, i.to_string().into_bytes(), body.into_bytes())
+        })
+        .collect();
+    produce(&brokers, "bl", records);
+    let t = Target {
+        brokers: brokers.clone(),
+        topic: "bl".into(),
+        group: "schemabacklog-group".into(),
+        db: db.clone(),
+    };
+    let dir = scratch_dir("schemabacklog");
+    // One writer with a short channel: the consumer waits on it when the
+    // writer gives its batch up.
+    let config = write_config(
+        &dir,
+        "[kafka]\ncommit_interval_ms = 100\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
+         [sink]\nwriters = 1\nbatch_size = 50\nchannel_capacity = 100\nflush_interval_ms = 20\n\
+         [[routes]]\ntopics = [\"bl\"]\ntable = \"bl\"\n",
+    );
+    let (port, metrics) = metrics_env();
+    let mut sink = spawn_sink(&t, &config, dir.join("sink.log"), &[], &[metrics]);
+    let rows = |conn: &mut mysql::Conn| -> u64 {
+        conn.query_first(format!("SELECT COUNT(*) FROM `{db}`.`bl`"))
+            .unwrap()
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || rows(&mut conn) >= 2_000),
+        "{}",
+        sink.log_text()
+    );
+    conn.query_drop(format!("ALTER TABLE `{db}`.`bl` DROP COLUMN b"))
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(120), || rows(&mut conn) == n),
+        "{}",
+        sink.log_text()
+    );
+    assert!(
+        scrape(port, "kafka_mysql_sink_plan_rebuilds_total").is_some_and(|r| r >= 1.0),
+        "{}",
+        sink.log_text()
+    );
+    let sum: u64 = conn
+        .query_first(format!("SELECT CAST(SUM(a) AS UNSIGNED) FROM `{db}`.`bl`"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(sum, n * (n - 1) / 2);
+    sink.signal("TERM");
+    assert!(
+        sink.wait(Duration::from_secs(60)).success(),
+        "{}",
+        sink.log_text()
+    );
+    assert_eq!(committed(&brokers, &t.group, "bl", 1), vec![n as i64]);
+    drop_db(&mut conn, &db);
+}

@@ -41,7 +41,11 @@ pub(super) fn route_targets(
             continue;
         }
         for topic in cluster.iter().filter(|t| config.pattern_takes(route, t)) {
-            if built.targets.iter().any(|t| t.topic == *topic) {
+            // A topic goes to one route: one that lists it by name, else the
+            // first whose pattern takes it.
+            let listed = config.routes.iter().any(|r| r.topics.contains(topic));
+            let taken = built.targets.iter().any(|t| t.topic == *topic);
+            if listed || taken || built.refused.contains(topic) {
                 continue;
             }
             match target(config, conn, info, (index, route), topic, &mut zone) {
@@ -98,6 +102,21 @@ fn target(
             format!("for topic {topic:?} is {table:?}, which {e}"),
         )
     })?;
+    // The sink's own tables are never a route's, whatever a pattern's
+    // captures make of a topic name: rows there would move offsets or
+    // claims, or mix with dead letters.
+    let own = [Some(config.offsets_table()), config.dlq_table()];
+    let same = |o: &String| o.eq_ignore_ascii_case(&table);
+    if own.iter().flatten().any(same) || table.to_ascii_lowercase().ends_with("_dlq") {
+        return Err(invalid(
+            "table",
+            format!(
+                "for topic {topic:?} is {table:?}, a table of the sink's own (offsets or dead \
+                 letters: `_dlq` names are kept for them)"
+            ),
+        )
+        .into());
+    }
     let desc = describe_table(conn, &m.database, &table, &info.version)?.ok_or_else(|| {
         SinkError::RouteTableMissing {
             route: format!("routes[{index}]"),

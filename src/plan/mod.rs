@@ -409,7 +409,10 @@ impl<'a> Compiler<'a> {
         if column.generated {
             return Ok(Feed::Generated);
         }
-        let inserts = r.mode == Mode::Insert || r.mode == Mode::Upsert && !r.partial;
+        // A partial upsert is an INSERT too: the server checks that every
+        // column takes a value once per statement, whether or not the row
+        // exists.
+        let inserts = r.mode == Mode::Insert || r.mode == Mode::Upsert;
         if in_key && !(r.mode == Mode::Insert && column.auto_increment) {
             return Err(PlanError::KeyUnfed {
                 route: self.name.clone(),

@@ -112,6 +112,9 @@ impl Source {
         loop {
             match cx.router.send(w, Duration::from_millis(50)) {
                 Ok(()) => return Ok(true),
+                // A writer that gave its batch up for a changed table asked
+                // for the stop and left: a stop, not a failure.
+                Err(RouteError::WriterGone(_)) if cx.shutdown.is_requested() => return Ok(false),
                 Err(RouteError::WriterGone(w)) => return Err(SourceError::WriterGone(w)),
                 Err(RouteError::Full) => {}
             }

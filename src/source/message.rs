@@ -40,13 +40,17 @@ impl<'a> Headers<'a> {
 /// The topic of the messages read last, so that a run of one topic's
 /// messages costs a comparison of names each, not a lookup.
 #[derive(Default)]
-pub(super) struct TopicCache(Option<Topic>);
+pub(super) struct TopicCache(Option<(&'static str, Topic)>);
 
 impl TopicCache {
     pub(super) fn topic(&mut self, name: &str) -> Topic {
         match self.0 {
-            Some(t) if t.name() == name => t,
-            _ => *self.0.insert(Topic::named(name)),
+            Some((n, t)) if n == name => t,
+            _ => {
+                let t = Topic::named(name);
+                self.0 = Some((t.name(), t));
+                t
+            }
         }
     }
 }

@@ -368,6 +368,7 @@ impl Source {
                 let told_now = self.read_to_targets()
                     && match cx.router.flush_all() {
                         Ok(told) => told,
+                        Err(RouteError::WriterGone(_)) if shutdown.is_requested() => return Ok(()),
                         Err(RouteError::WriterGone(w)) => return Err(SourceError::WriterGone(w)),
                         Err(RouteError::Full) => false,
                     };
