@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Offset;
 
-use super::rebalance::{lock, partitions_of, SinkContext};
+use super::parts::partitions_of;
+use super::rebalance::{lock, SinkContext};
 use super::Source;
 use crate::metrics::PartitionLabel;
 use crate::offsets::OffsetTracker;

@@ -19,6 +19,7 @@ mod lag;
 mod log_id;
 mod message;
 mod out_of_range;
+mod parts;
 mod rebalance;
 mod watch;
 

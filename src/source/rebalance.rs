@@ -23,6 +23,7 @@ use super::claim::Claimer;
 use super::fetch::FetchQueue;
 use super::log_id::{log_id, LogId};
 use super::out_of_range::{decide, held_offset, log_ranges, LogRange, Reset, Side, Start};
+use super::parts::{nothing_in_writers, partitions_of, release, topics_of};
 use super::SourceError;
 use crate::config::AutoOffsetReset;
 use crate::fence::{Claimed, Settled};
@@ -67,30 +68,6 @@ pub(crate) struct SinkContext {
     /// brings has nothing left to wait for (the drain already waited for
     /// the writers as long as the shutdown allows).
     pub(super) drained: AtomicBool,
-}
-
-/// Whether every offset of `parts` still in flight is one that is only held
-/// (read, never handed to a writer): then nothing of them is being written.
-pub(super) fn nothing_in_writers(t: &OffsetTracker, held: &[Coord], parts: &[Part]) -> bool {
-    parts.iter().all(|&p| {
-        t.unfinished(p)
-            .all(|o| held.binary_search(&Coord::new(p, o)).is_ok())
-    })
-}
-
-/// What to commit for partitions being revoked: their done prefix, where it
-/// is ahead of what Kafka last confirmed. Forgets the partitions.
-pub(super) fn release(t: &mut OffsetTracker, parts: &[Part]) -> Vec<Coord> {
-    let mut out = Vec::new();
-    for &p in parts {
-        let committed = t.committed(p);
-        if let Some(off) = t.remove(p) {
-            if committed.is_none_or(|c| off > c) {
-                out.push(Coord::new(p, off));
-            }
-        }
-    }
-    out
 }
 
 impl SinkContext {
@@ -493,67 +470,5 @@ impl Commits {
             part.partition,
             Offset::Offset(offset),
         );
-    }
-}
-
-pub(super) fn partitions_of(tpl: &TopicPartitionList) -> Vec<Part> {
-    tpl.elements()
-        .iter()
-        .map(|e| Part::new(Topic::named(e.topic()), e.partition()))
-        .collect()
-}
-
-/// The distinct topics of `parts`, in order.
-pub(super) fn topics_of(parts: &[Part]) -> Vec<Topic> {
-    let mut topics: Vec<Topic> = parts.iter().map(|p| p.topic).collect();
-    topics.sort_unstable();
-    topics.dedup();
-    topics
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(partition: i32) -> Part {
-        Part::new(Topic::named("t"), partition)
-    }
-
-    fn at(partition: i32, offset: i64) -> Coord {
-        Coord::new(p(partition), offset)
-    }
-
-    #[test]
-    fn a_revocation_waits_only_for_rows_that_writers_have() {
-        let mut t = OffsetTracker::new();
-        for o in 0..4 {
-            t.register(at(0, o));
-        }
-        t.register(at(1, 0));
-        // Offsets 2 and 3 were read but never handed over.
-        let held = vec![at(0, 2), at(0, 3)];
-        assert!(!nothing_in_writers(&t, &held, &[p(0)]));
-        t.complete(at(0, 0));
-        assert!(!nothing_in_writers(&t, &held, &[p(0)]));
-        t.complete(at(0, 1));
-        assert!(nothing_in_writers(&t, &held, &[p(0)]));
-        // Partition 1 is not among the revoked ones.
-        assert!(!nothing_in_writers(&t, &held, &[p(0), p(1)]));
-    }
-
-    #[test]
-    fn releasing_commits_only_progress_past_the_confirmed_offset() {
-        let mut t = OffsetTracker::new();
-        for p in 0..3 {
-            t.register(at(p, 10));
-            t.register(at(p, 11));
-        }
-        t.complete(at(0, 10));
-        t.complete(at(1, 10));
-        t.confirm_commit(p(1), 11);
-        // 0: done up to 11, unconfirmed; 1: already confirmed; 2: nothing done.
-        assert_eq!(release(&mut t, &[p(0), p(1), p(2)]), vec![at(0, 11)]);
-        assert!(t.is_idle(p(0)) && t.is_idle(p(1)) && t.is_idle(p(2)));
-        assert!(!t.complete(at(0, 11)), "forgotten after release");
     }
 }
