@@ -3,33 +3,11 @@
 
 use mysql::prelude::Queryable;
 
-use super::dlq::DlqTarget;
 use super::error::WriteError;
 use super::mysql_sink::MysqlSink;
 use crate::db::PooledConn;
 use crate::sql::{self, PlanStatements, WriteMode};
 use crate::types::{DeadLetter, Envelope, Op};
-
-/// What a writer keeps of one route target.
-pub(crate) struct TargetSink {
-    pub(crate) statements: PlanStatements,
-    pub(crate) dlq: DlqTarget,
-    /// The table's name, as metrics label it.
-    pub(crate) table: String,
-    /// Update mode: rows not found by the writes of the current attempt.
-    pub(super) not_found: u64,
-}
-
-impl TargetSink {
-    pub(crate) fn new(statements: PlanStatements, dlq: DlqTarget, table: String) -> TargetSink {
-        TargetSink {
-            statements,
-            dlq,
-            table,
-            not_found: 0,
-        }
-    }
-}
 
 /// How many rows the last `UPDATE` found, changed or not: the server's
 /// info line says (`Rows matched: 1  Changed: 0`), whereas affected rows

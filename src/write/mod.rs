@@ -34,12 +34,13 @@ mod error;
 mod isolate;
 mod mysql_sink;
 mod retry;
+mod target_sink;
 
-pub(crate) use self::by_plan::TargetSink;
 pub use self::dlq::DlqTarget;
 pub(crate) use self::dlq::TopicDlq;
 pub use self::error::WriteError;
 pub use self::mysql_sink::{BatchSink, Claim, MysqlSink};
+pub(crate) use self::target_sink::TargetSink;
 
 /// The writer's batching and retry settings.
 #[derive(Debug, Clone)]

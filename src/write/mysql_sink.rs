@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 
-use super::by_plan::TargetSink;
 use super::dlq::DlqTarget;
 use super::error::WriteError;
 use super::retry::is_packet_too_large;
+use super::target_sink::TargetSink;
 use crate::db::{self, Pool, PooledConn};
 use crate::fence::{self, FenceSpec, Standing};
 use crate::sql::{self, AsRow, UpsertBuilder};
