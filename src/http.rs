@@ -39,6 +39,9 @@ impl Drop for Endpoint {
     }
 }
 
+/// The pool of the round that runs, if one does.
+pub(crate) type PoolSlot = Arc<std::sync::Mutex<Option<Pool>>>;
+
 /// How often the `ready` gauge is brought up to date.
 const READY_EVERY: Duration = Duration::from_secs(2);
 
@@ -51,8 +54,9 @@ const READY_EVERY: Duration = Duration::from_secs(2);
 pub(crate) struct Readiness {
     /// Set once start-up is over and the consumer loop runs.
     running: Arc<AtomicBool>,
-    /// The writers' pool, for the connections-in-use gauge.
-    pool: Pool,
+    /// The writers' pool of the running round, for the connections-in-use
+    /// gauge (the endpoint outlives rounds; none between them).
+    pool: PoolSlot,
     opts: mysql::Opts,
     conn: Option<mysql::Conn>,
 }
@@ -68,7 +72,11 @@ impl Readiness {
         }
     }
 
-    pub(crate) fn new(running: Arc<AtomicBool>, pool: Pool, opts: mysql::OptsBuilder) -> Readiness {
+    pub(crate) fn new(
+        running: Arc<AtomicBool>,
+        pool: PoolSlot,
+        opts: mysql::OptsBuilder,
+    ) -> Readiness {
         let probe_timeout = Some(Duration::from_secs(2));
         let opts = opts
             .tcp_connect_timeout(probe_timeout)
@@ -169,10 +177,12 @@ fn serve(
         let path = request.url().split('?').next().unwrap_or("").to_string();
         let response = match path.as_str() {
             "/metrics" => {
-                let state = ready.pool.state();
-                metrics
-                    .pool_in_use
-                    .set(i64::from(state.connections - state.idle_connections));
+                let pool = ready.pool.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let in_use = pool.map_or(0, |p| {
+                    let state = p.state();
+                    state.connections - state.idle_connections
+                });
+                metrics.pool_in_use.set(i64::from(in_use));
                 metrics.refresh_process();
                 let mut body = String::new();
                 match prometheus_client::encoding::text::encode(&mut body, &registry) {

@@ -104,9 +104,24 @@ pub fn run(
     // naming a dropped column, say), so its errors are then handled as
     // unknown ones (retried, then isolated), not as a reason for another.
     let mut replanned: Option<Vec<crate::plan::Plan>> = None;
+    // Served for the whole run, not a round: `/healthz` answers between
+    // rounds too (`/readyz` says "starting" then).
+    let running = Arc::new(AtomicBool::new(false));
+    let pool_slot: http::PoolSlot = Arc::default();
+    let _endpoint = if config.metrics.listen.is_empty() {
+        None
+    } else {
+        Some(http::start(
+            &config.metrics.listen,
+            metrics.clone(),
+            Readiness::new(running.clone(), pool_slot.clone(), db::opts(&config.mysql)),
+        )?)
+    };
     loop {
         let round = shutdown.round();
-        let (took, new_topics) = run_round(config, &options, &round, &metrics, &mut replanned)?;
+        let serving = (running.as_ref(), &pool_slot);
+        let (took, new_topics) =
+            run_round(config, &options, &round, &metrics, &mut replanned, serving)?;
         active += took;
         let replan = round.replan_requested();
         if replan {
@@ -133,6 +148,7 @@ fn run_round(
     shutdown: &Shutdown,
     metrics: &Arc<Metrics>,
     replanned: &mut Option<Vec<crate::plan::Plan>>,
+    serving: (&AtomicBool, &http::PoolSlot),
 ) -> Result<(Duration, bool), SinkError> {
     let m = &config.mysql;
     let mut conn = db::connect_with_retry(m)?;
@@ -246,19 +262,12 @@ fn run_round(
         metrics,
     )?;
 
-    let running = Arc::new(AtomicBool::new(false));
-    let _endpoint = if config.metrics.listen.is_empty() {
-        None
-    } else {
-        Some(http::start(
-            &config.metrics.listen,
-            metrics.clone(),
-            Readiness::new(running.clone(), pool.clone(), db::opts(m)),
-        )?)
-    };
+    let (running, pool_slot) = serving;
+    *pool_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(pool.clone());
     running.store(true, Ordering::SeqCst);
     let result = source.run(router, shutdown);
     running.store(false, Ordering::SeqCst);
+    *pool_slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
     // The drain is over (or out of time): writers still stuck now are left
     // behind, and the process does not wait for them.
     writers.join_until(Instant::now() + WRITER_EXIT_GRACE);
