@@ -78,8 +78,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{Offset, TopicPartitionList};
 
+#[path = "shared/bench.rs"]
+mod bench_util;
 #[path = "../tests/common/orders.rs"]
 mod orders;
+use bench_util::{field, median, sink_binary};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -655,15 +658,6 @@ fn rusage() -> Option<(f64, f64)> {
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Some((secs(u.ru_utime), secs(u.ru_stime)))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// The shape of the independent ceiling's statements.
@@ -1371,27 +1365,4 @@ fn cents(decimal: &str) -> i64 {
     let (whole, frac) = decimal.split_once('.').unwrap_or((decimal, "0"));
     let frac: String = frac.chars().chain("00".chars()).take(2).collect();
     whole.parse::<i64>().unwrap_or(0) * 100 + frac.parse::<i64>().unwrap_or(0)
-}
-
-fn field(text: &str, key: &str) -> Option<f64> {
-    let start = text.rfind(key)? + key.len();
-    text[start..].split_whitespace().next()?.parse().ok()
-}
-
-/// The sink binary next to this example (target/<profile>/kafka-mysql-sink).
-fn sink_binary() -> Result<PathBuf, BoxError> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot locate the target directory")?;
-    let bin = dir.join("kafka-mysql-sink");
-    if !bin.exists() {
-        return Err(format!(
-            "{} is missing: run `cargo build --release` first",
-            bin.display()
-        )
-        .into());
-    }
-    Ok(bin)
 }

@@ -31,6 +31,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+#[path = "shared/bench.rs"]
+mod bench_util;
+use bench_util::{field, median, sink_binary};
+
 type BoxError = Box<dyn std::error::Error>;
 
 const TOPIC: &str = "wide_events";
@@ -421,36 +425,4 @@ fn fingerprint(conn: &mut mysql::Conn, table: &str, n: u64) -> Result<u64, BoxEr
         .ok_or("no fingerprint")?;
     conn.query_drop(format!("DROP TABLE IF EXISTS {table}"))?;
     Ok(print)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        k if k % 2 == 1 => v[k / 2],
-        k => (v[k / 2 - 1] + v[k / 2]) / 2.0,
-    }
-}
-
-fn field(text: &str, key: &str) -> Option<f64> {
-    let start = text.rfind(key)? + key.len();
-    text[start..].split_whitespace().next()?.parse().ok()
-}
-
-/// The sink binary next to this example (target/<profile>/kafka-mysql-sink).
-fn sink_binary() -> Result<PathBuf, BoxError> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot locate the target directory")?;
-    let bin = dir.join("kafka-mysql-sink");
-    if !bin.exists() {
-        return Err(format!(
-            "{} is missing: run `cargo build --release` first",
-            bin.display()
-        )
-        .into());
-    }
-    Ok(bin)
 }

@@ -206,15 +206,7 @@ impl OffsetTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Topic;
-
-    fn p(partition: i32) -> Part {
-        Part::new(Topic::named("t"), partition)
-    }
-
-    fn at(partition: i32, offset: i64) -> Coord {
-        Coord::new(p(partition), offset)
-    }
+    use crate::types::testing::{at, p};
 
     impl OffsetTracker {
         /// The offset to commit for `partition`: everything below it is done.

@@ -295,6 +295,7 @@ mod tests {
     use super::*;
     use crate::collation::tests::unicode_ci;
     use crate::decode::{Num, Row};
+    use crate::types::testing::unnamed as part;
     use crate::types::{Coord, Raw};
 
     #[test]
@@ -372,12 +373,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// A partition of the first topic this process met, as the one topic
-    /// of a run would be.
-    fn part(partition: i32) -> Part {
-        Part::new(crate::types::Topic::named(""), partition)
     }
 
     fn delete(offset: i64, id: &str) -> Envelope {

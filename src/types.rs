@@ -249,13 +249,31 @@ pub struct DeadLetter<'a> {
     pub error: String,
 }
 
+/// Partitions and coordinates for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Coord, Part, Topic};
+
+    /// Partition `partition` of topic `t`.
+    pub(crate) fn p(partition: i32) -> Part {
+        Part::new(Topic::named("t"), partition)
+    }
+
+    /// Offset `offset` of partition `partition` of topic `t`.
+    pub(crate) fn at(partition: i32, offset: i64) -> Coord {
+        Coord::new(p(partition), offset)
+    }
+
+    /// Partition `partition` of the topic `Envelope::upsert` puts rows in.
+    pub(crate) fn unnamed(partition: i32) -> Part {
+        Part::new(Topic::named(""), partition)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::at;
     use super::*;
-
-    fn at(partition: i32, offset: i64) -> Coord {
-        Coord::new(Part::new(Topic::named("t"), partition), offset)
-    }
 
     #[test]
     fn topics_are_interned_and_order_by_name() {

@@ -392,11 +392,7 @@ pub struct Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Topic;
-
-    fn p(partition: i32) -> Part {
-        Part::new(Topic::named("t"), partition)
-    }
+    use crate::types::testing::p;
 
     #[test]
     fn durable_messages_give_lags_and_each_partitions_newest_timestamp() {

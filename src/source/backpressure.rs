@@ -287,11 +287,7 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Topic;
-
-    fn at(partition: i32, offset: i64) -> Coord {
-        Coord::new(Part::new(Topic::named("t"), partition), offset)
-    }
+    use crate::types::testing::at;
 
     fn with_max_poll(v: Option<&str>) -> KafkaConfig {
         let mut cfg = KafkaConfig::default();

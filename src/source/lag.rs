@@ -373,14 +373,7 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(partition: i32) -> Part {
-        Part::new(Topic::named("t"), partition)
-    }
-
-    fn at(partition: i32, offset: i64) -> Coord {
-        Coord::new(p(partition), offset)
-    }
+    use crate::types::testing::{at, p};
 
     #[test]
     fn a_position_moved_by_a_fetch_error_is_not_trusted_until_settled() {

@@ -48,14 +48,7 @@ pub(super) fn topics_of(parts: &[Part]) -> Vec<Topic> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(partition: i32) -> Part {
-        Part::new(Topic::named("t"), partition)
-    }
-
-    fn at(partition: i32, offset: i64) -> Coord {
-        Coord::new(p(partition), offset)
-    }
+    use crate::types::testing::{at, p};
 
     #[test]
     fn a_revocation_waits_only_for_rows_that_writers_have() {

@@ -345,21 +345,13 @@ const LOOKUPS_PER_STATEMENT: usize = 256;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Topic;
+    use crate::types::testing::{at, p};
 
     fn rows() -> OffsetsRows<'static> {
         OffsetsRows {
             table: "`d`.`orders_offsets`",
             group: "g",
         }
-    }
-
-    fn p(partition: i32) -> Part {
-        Part::new(Topic::named("t"), partition)
-    }
-
-    fn at(partition: i32, offset: i64) -> Coord {
-        Coord::new(p(partition), offset)
     }
 
     #[test]

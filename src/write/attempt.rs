@@ -198,10 +198,7 @@ fn retry_whole(e: super::WriteError) -> Transient {
 mod tests {
     use super::*;
     use crate::decode::{Num, Row};
-
-    fn p(partition: i32) -> Part {
-        Part::new(crate::types::Topic::named(""), partition)
-    }
+    use crate::types::testing::unnamed as p;
 
     fn env(partition: i32, offset: i64, generation: u64) -> Envelope {
         let mut e = Envelope::upsert(

@@ -305,17 +305,12 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Part, Topic};
-
-    /// A partition of the topic `Envelope::upsert` puts rows in.
-    fn p(partition: i32) -> Part {
-        Part::new(Topic::named(""), partition)
-    }
     use crate::decode::{Num, Row};
     use crate::fence::Standing;
     use crate::route;
     use crate::sql::BuildError;
-    use crate::types::{Coord, DeadLetter, Op};
+    use crate::types::testing::unnamed as p;
+    use crate::types::{Coord, DeadLetter, Op, Part};
     use std::collections::HashSet;
     use std::sync::Mutex;
 
